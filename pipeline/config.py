@@ -1,0 +1,325 @@
+"""Configuration: defaults < pinotage.yaml < environment (PINOTAGE_*) < flags.
+
+Everything is validated once, at start-up, and every problem is reported
+together, each naming where the bad value came from. The result is a tree of
+frozen dataclasses plus, for each field, the place its value came from.
+
+Secrets are not configuration: they are read from the environment only when a
+phase needs them (``secret()``), so a pull-request build that never pushes never
+reads one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import ConfigError
+
+CONFIG_FILE = "pinotage.yaml"
+ENV_PREFIX = "PINOTAGE_"
+TARGETS = ("docker", "kubernetes")
+TAG_KINDS = ("commit", "short-commit", "branch")
+
+# name in messages -> the environment variable that holds it
+SECRETS = {
+    "registry.password": "PINOTAGE_REGISTRY_PASSWORD",
+    "github.token": "PINOTAGE_GITHUB_TOKEN",
+    "jenkins.token": "PINOTAGE_JENKINS_TOKEN",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryConfig:
+    url: str = "127.0.0.1:5000"
+    user: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    repository: str = "pinotage/presentation"
+    context: str = "docker/presentation"
+    dockerfile: str = "Dockerfile"
+    build_base: str = ""
+    final_base: str = ""
+    tags: tuple[str, ...] = ("commit", "short-commit", "branch")
+    port: int = 8080
+    health_path: str = "/healthz"
+    first_slide_text: str = "Pinotage"
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployConfig:
+    target: str = "docker"
+    namespace: str = "presentation"
+    host_port: int = 8080
+    kube_context: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadlinesConfig:
+    build_s: int = 900
+    smoke_s: int = 60
+    push_s: int = 600
+    rollout_s: int = 600
+    lock_s: int = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class GithubConfig:
+    repo: str = ""
+    api_url: str = "https://api.github.com"
+
+
+@dataclasses.dataclass(frozen=True)
+class JenkinsConfig:
+    url: str = ""
+    user: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    app: str = "presentation"
+    default_branch: str = "master"
+    state_dir: str = ".pinotage"
+    kubeconfig: str = ""
+    registry: RegistryConfig = RegistryConfig()
+    image: ImageConfig = ImageConfig()
+    deploy: DeployConfig = DeployConfig()
+    deadlines: DeadlinesConfig = DeadlinesConfig()
+    github: GithubConfig = GithubConfig()
+    jenkins: JenkinsConfig = JenkinsConfig()
+    # where relative paths start: the config file's folder, else the working folder
+    root: str = dataclasses.field(default=".", compare=False)
+    # "section.field" -> "default" | "pinotage.yaml:12" | "env PINOTAGE_X" | "flag --set x=…"
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path from the configuration against its root."""
+        return Path(self.root, relative)
+
+    def image_name(self) -> str:
+        """Return registry/repository, the name images are tagged and pushed under."""
+        return f"{self.registry.url}/{self.image.repository}" if self.registry.url else self.image.repository
+
+
+def secret(name: str, environ: Mapping[str, str]) -> str | None:
+    """Read one secret from the environment, at the moment a phase needs it."""
+    return environ.get(SECRETS[name]) or None
+
+
+def load(*, environ: Mapping[str, str], config_path: str | None = None,
+         overrides: list[str] | tuple[str, ...] = (), cwd: str | None = None) -> Config:
+    """Build the effective configuration, or raise ConfigError listing every problem."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {key: "default" for key in _fields()}
+    path = _find_file(config_path, environ, cwd or os.getcwd(), problems)
+
+    if path is not None:
+        for key, (raw, where) in _read_file(path, problems).items():
+            _accept(key, raw, where, values, sources, problems, from_text=False)
+    for key in _fields():
+        env_name = ENV_PREFIX + key.replace(".", "_").upper()
+        if env_name in environ and key not in SECRETS:
+            _accept(key, environ[env_name], f"env {env_name}", values, sources, problems, from_text=True)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        where = f"flag --set {key}"
+        if not sep:
+            problems.append(f"{where}: expected KEY=VALUE, got {item!r}")
+            continue
+        if key not in _fields():
+            problems.append(f"{where}: unknown key {key!r}{_did_you_mean(key, _fields())}")
+            continue
+        _accept(key, raw, where, values, sources, problems, from_text=True)
+
+    if problems:
+        raise ConfigError(problems, hint="run 'pinotage config' to see every value and where it came from")
+    config = _assemble(values)
+    root = str(path.parent) if path is not None else (cwd or os.getcwd())
+    return dataclasses.replace(config, root=root, sources=sources)
+
+
+def describe(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """List (key, value, source) for every field; secrets show only whether they are set."""
+    rows = [(key, _show(_get(config, key)), config.sources.get(key, "default")) for key in _fields()]
+    for name, env_name in SECRETS.items():
+        present = env_name in environ and bool(environ[env_name])
+        rows.append((name, "******** (set)" if present else "(not set)", f"env {env_name}"))
+    return rows
+
+
+# --- internals -------------------------------------------------------------
+
+def _fields(cls: type = Config, prefix: str = "") -> dict[str, type]:
+    """Map every leaf "section.field" to its type."""
+    out: dict[str, type] = {}
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if not field.compare:
+            continue
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            out.update(_fields(kind, f"{prefix}{field.name}."))
+        else:
+            out[prefix + field.name] = kind
+    return out
+
+
+def _find_file(config_path: str | None, environ: Mapping[str, str], cwd: str,
+               problems: list[str]) -> Path | None:
+    explicit = config_path or environ.get("PINOTAGE_CONFIG")
+    if explicit:
+        path = Path(cwd, explicit)
+        if not path.is_file():
+            problems.append(f"{explicit}: no such configuration file")
+            return None
+        return path
+    default = Path(cwd, CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def _read_file(path: Path, problems: list[str]) -> dict[str, tuple[Any, str]]:
+    """Flatten the YAML mapping to {"section.field": (value, "file:line")}, noting problems."""
+    import yaml
+
+    name = str(path)
+    try:
+        root = yaml.compose(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problems.append(f"{name}{line}: not valid YAML: {getattr(e, 'problem', e)}")
+        return {}
+    except OSError as e:
+        problems.append(f"{name}: cannot read: {e.strerror}")
+        return {}
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        problems.append(f"{name}:{root.start_mark.line + 1}: expected a mapping of settings")
+        return {}
+
+    known = _fields()
+    sections = {key.split(".")[0] for key in known if "." in key}
+    found: dict[str, tuple[Any, str]] = {}
+
+    def walk(node: yaml.MappingNode, prefix: str) -> None:
+        for key_node, value_node in node.value:
+            key = prefix + str(key_node.value)
+            where = f"{name}:{key_node.start_mark.line + 1}"
+            if key in SECRETS:
+                problems.append(f"{where}: {key}: secrets are not read from files"
+                                f" (set {SECRETS[key]} in the environment)")
+            elif key in known:
+                found[key] = (_plain(value_node), where)
+            elif not prefix and key in sections:
+                if isinstance(value_node, yaml.MappingNode):
+                    walk(value_node, key + ".")
+                elif not (isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null")):
+                    problems.append(f"{where}: {key}: expected a mapping of settings")
+            else:
+                candidates = list(known) + sorted(sections) + list(SECRETS)
+                problems.append(f"{where}: unknown key {key!r}{_did_you_mean(key, candidates)}")
+
+    walk(root, "")
+    return found
+
+
+def _plain(node: Any) -> Any:
+    import yaml
+
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _did_you_mean(key: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    if not close:
+        by_leaf = {c.rsplit(".", 1)[-1]: c for c in candidates}
+        leaf = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(by_leaf), n=1, cutoff=0.75)
+        close = [by_leaf[leaf[0]]] if leaf else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _accept(key: str, raw: Any, where: str, values: dict[str, Any], sources: dict[str, str],
+            problems: list[str], *, from_text: bool) -> None:
+    try:
+        values[key] = _coerce(key, _fields()[key], raw, from_text)
+    except ValueError as e:
+        problems.append(f"{where}: {key}: {e}")
+        return
+    sources[key] = where
+
+
+def _coerce(key: str, kind: type, raw: Any, from_text: bool) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_text and str(raw).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return str(raw).lower() in ("1", "true", "yes", "on")
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise ValueError(f"expected a whole number, got {raw!r}")
+        if isinstance(raw, str) and not (from_text and raw.strip().lstrip("-").isdigit()):
+            raise ValueError(f"expected a whole number, got {raw!r}")
+        value = int(raw)
+        if value <= 0:
+            raise ValueError(f"expected a number above 0, got {value}")
+        return value
+    if typing.get_origin(kind) is tuple:
+        items = [s.strip() for s in raw.split(",") if s.strip()] if from_text and isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError(f"expected a list of strings, got {raw!r}")
+        _check_choice(key, items)
+        return tuple(items)
+    if kind is str:
+        if raw is None:
+            return ""
+        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+            raise ValueError(f"expected a string, got {raw!r}")
+        _check_choice(key, [str(raw)])
+        return str(raw)
+    raise TypeError(f"no coercion for {kind!r}")  # a bug in the dataclasses above
+
+
+def _check_choice(key: str, items: list[str]) -> None:
+    allowed = {"deploy.target": TARGETS, "image.tags": TAG_KINDS}.get(key)
+    for item in items:
+        if allowed is not None and item not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {item!r}")
+    if key == "image.health_path" and items and not items[0].startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {items[0]!r}")
+
+
+def _assemble(values: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        if not field.compare:
+            continue
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[field.name] = _assemble(values, kind, f"{prefix}{field.name}.")
+        elif prefix + field.name in values:
+            kwargs[field.name] = values[prefix + field.name]
+    return cls(**kwargs)
+
+
+def _get(config: Config, key: str) -> Any:
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    return str(value) if value != "" else "(empty)"
+

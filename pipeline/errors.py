@@ -1,0 +1,76 @@
+"""The errors Pinotage expects; anything else reaching the CLI is a bug.
+
+Each class also inherits the builtin it matches, so callers that know nothing
+about Pinotage can still catch ``ValueError`` or ``TimeoutError``.
+"""
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class PinotageError(Exception):
+    """Report an expected failure: one line for the user, plus a hint."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        """Return what the CLI prints, one problem a line."""
+        return [self.message]
+
+
+class BadInput(PinotageError, ValueError):
+    """Bad input from the user: a file, a field, a flag or a value."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(BadInput):
+    """One or more problems in the configuration, all reported together."""
+
+    def __init__(self, problems: list[str], *, hint: str = ""):
+        super().__init__("; ".join(problems), hint=hint)
+        self.problems = list(problems)
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
+class NotAvailableYet(PinotageError, NotImplementedError):
+    """A subcommand whose issue has not landed yet."""
+
+
+class CommandFailed(PinotageError, RuntimeError):
+    """An external command exited non-zero or timed out."""
+
+    def __init__(self, argv: list[str], returncode: int | None, output_tail: str, *, hint: str = ""):
+        what = "timed out" if returncode is None else f"exited {returncode}"
+        tail = f": {output_tail.strip().splitlines()[-1]}" if output_tail.strip() else ""
+        super().__init__(f"command {argv[0]!r} {what}{tail}", hint=hint)
+        self.argv = argv
+        self.returncode = returncode
+        self.output_tail = output_tail
+
+
+class DeployRefused(PinotageError):
+    """A deploy that must not happen, such as one older than what is live."""
+
+
+class RegistryError(PinotageError, ConnectionError):
+    """The registry refused or failed a request."""
+
+
+class AuthError(RegistryError, PermissionError):
+    """Credentials were refused; retrying cannot help."""
+
+
+class DeployFailed(PinotageError):
+    """A deploy failed its gate; ``rolled_back`` says whether the previous release serves again."""
+
+    def __init__(self, message: str, *, rolled_back: bool, hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.rolled_back = rolled_back

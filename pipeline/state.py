@@ -1,0 +1,104 @@
+"""The frozen values handed between phases, and the state file between Jenkins stages.
+
+``pinotage build --state s.json`` writes what it built; ``pinotage push --state
+s.json`` reads it and adds the digest; ``deploy`` and ``gate`` read that. The file
+holds names and digests only, never a credential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import BadInput
+
+STATE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """An image: its name (registry/repository), the tags it carries, and once pushed its digest."""
+
+    name: str
+    tag: str
+    tags: tuple[str, ...] = ()
+    digest: str = ""  # "sha256:…", known once the registry holds it
+    commit: str = ""
+    built: bool = True  # False when the registry already had it and the build was skipped
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+    @property
+    def pinned(self) -> str:
+        """Return the reference by digest: what deploys use, so a moved tag cannot change them."""
+        if not self.digest:
+            raise ValueError(f"{self.ref} has no digest yet")
+        return f"{self.name}@{self.digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """What a deploy asks a target for."""
+
+    image: Image
+    commit: str
+    build_url: str = ""
+    ledger_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    """What a target reports after a deploy: where it is served and what it replaced."""
+
+    target: str
+    revision: str
+    url: str = ""
+    previous: Release | None = None
+
+
+def to_json(value: Any) -> dict[str, Any]:
+    """Turn a value of this module into plain JSON data."""
+    return dataclasses.asdict(value)
+
+
+def image_from_json(data: dict[str, Any]) -> Image:
+    return Image(**{**data, "tags": tuple(data.get("tags", ()))})
+
+
+def release_from_json(data: dict[str, Any]) -> Release:
+    return Release(**{**data, "image": image_from_json(data["image"])})
+
+
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the hand-off file; a missing file is an empty state."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{path}: not a Pinotage state file ({e})",
+                       hint="delete it, or run the build stage again to write it") from e
+    if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        raise BadInput(f"{path}: not a Pinotage state file of version {STATE_VERSION}")
+    return data
+
+
+def write_state(path: str | os.PathLike, **updates: Any) -> None:
+    """Merge values into the hand-off file, atomically (a crash leaves the old file whole)."""
+    path = Path(path)
+    data = read_state(path) or {"version": STATE_VERSION}
+    data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
+                 for key, value in updates.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,34 @@
+"""Deploy targets: the local Docker engine (the embedded default) and a Kubernetes cluster.
+
+Every target offers the same verbs, so ``runner.py`` never asks which one it has:
+
+- ``deployed() -> Release | None``: what is live now, read from the target itself;
+- ``deploy(release, *, is_ancestor, progress) -> Deployment``: put the release live and gate it.
+  Before writing, refuse (``DeployRefused``) a commit for which ``is_ancestor(release.commit,
+  live.commit)`` is true, deciding on the state just read (a Kubernetes 409 re-reads and re-decides).
+  On a failed gate, return to the previous release by itself, then raise ``DeployFailed``;
+- ``rollback(to_commit=None, *, progress) -> Deployment``: return to the previous successful
+  deploy, or the named one; refuse when a newer deploy has landed since;
+- ``ledger() -> Ledger``: the deploy records, kept by the target (a file, or the cluster).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from pipeline.state import Deployment, Release
+
+Progress = Callable[[str], None]
+IsAncestor = Callable[[str, str], bool]
+
+
+class Target(Protocol):
+    name: str
+
+    def deployed(self) -> Release | None: ...
+
+    def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment: ...
+
+    def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment: ...
+
+    def ledger(self): ...

@@ -1,0 +1,86 @@
+# Shared set-up for scripts/demo and scripts/test: safe to run again, as root, on Debian.
+# shellcheck shell=bash
+
+PINOTAGE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${PINOTAGE_VENV:-$PINOTAGE_ROOT/.venv}
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# Install the Debian packages that are not there yet (apt-get update only when needed).
+install_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
+
+# Create the virtualenv and install Pinotage into it (pip skips what is already satisfied).
+ensure_venv() {
+  local extras=${1:-}
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  say "installing pinotage${extras:+[$extras]} into $VENV"
+  "$VENV/bin/pip" install -q --upgrade 'pip>=23' >&2
+  "$VENV/bin/pip" install -q -e "$PINOTAGE_ROOT${extras:+[$extras]}" >&2
+}
+
+# Start dockerd when no engine answers, and wait until it does.
+start_dockerd() {
+  docker info >/dev/null 2>&1 && return 0
+  say "starting dockerd (log: /var/log/pinotage-dockerd.log)"
+  setsid nohup dockerd --storage-driver overlay2 >/var/log/pinotage-dockerd.log 2>&1 </dev/null &
+  local i
+  for i in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  say "dockerd did not answer within 30 s; the end of its log:"
+  tail -n 20 /var/log/pinotage-dockerd.log >&2
+  return 1
+}
+
+# Build (or reuse) the local base images and export their refs for the Dockerfile's build arguments.
+ensure_base_images() {
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      build=*) export PINOTAGE_IMAGE_BUILD_BASE=${line#build=} ;;
+      runtime=*) export PINOTAGE_IMAGE_FINAL_BASE=${line#runtime=} ;;
+    esac
+  done < <("$PINOTAGE_ROOT/scripts/base-image")
+  [ -n "${PINOTAGE_IMAGE_BUILD_BASE:-}" ] && [ -n "${PINOTAGE_IMAGE_FINAL_BASE:-}" ]
+}
+
+# Start the demo's registry on 127.0.0.1:5000 with htpasswd auth, once; its password is made
+# on first use and kept root-only under /var/lib/pinotage/registry. Exports the credentials.
+start_registry() {
+  local dir=/var/lib/pinotage/registry
+  install -d -m 0700 "$dir"
+  if [ ! -s "$dir/password" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$dir/password")
+    htpasswd -Bbc "$dir/htpasswd" pinotage "$(cat "$dir/password")" 2>/dev/null
+  fi
+  cat > "$dir/config.yml" <<YAML
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}
+http: {addr: '127.0.0.1:5000'}
+auth: {htpasswd: {realm: pinotage, path: $dir/htpasswd}}
+YAML
+  if ! curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/ | grep -q 401; then
+    say "starting the registry on 127.0.0.1:5000 (log: /var/log/pinotage-registry.log)"
+    setsid nohup docker-registry serve "$dir/config.yml" >/var/log/pinotage-registry.log 2>&1 </dev/null &
+    local i
+    for i in $(seq 1 40); do
+      curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/ | grep -q 401 && break
+      sleep 0.25
+    done
+  fi
+  export PINOTAGE_REGISTRY_URL=127.0.0.1:5000 PINOTAGE_REGISTRY_USER=pinotage
+  PINOTAGE_REGISTRY_PASSWORD=$(cat "$dir/password")
+  export PINOTAGE_REGISTRY_PASSWORD
+}

@@ -16,7 +16,7 @@ import difflib
 import os
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from pipeline.errors import ConfigError
 
@@ -121,7 +121,7 @@ def load(*, environ: Mapping[str, str], config_path: str | None = None,
     path = _find_file(config_path, environ, cwd or os.getcwd(), problems)
 
     if path is not None:
-        for key, (raw, where) in _read_file(path, problems).items():
+        for key, raw, where in _read_file(path, problems):
             _accept(key, raw, where, values, sources, problems, from_text=False)
     for key in _fields():
         env_name = ENV_PREFIX + key.replace(".", "_").upper()
@@ -184,32 +184,31 @@ def _find_file(config_path: str | None, environ: Mapping[str, str], cwd: str,
     return default if default.is_file() else None
 
 
-def _read_file(path: Path, problems: list[str]) -> dict[str, tuple[Any, str]]:
-    """Flatten the YAML mapping to {"section.field": (value, "file:line")}, noting problems."""
+def _read_file(path: Path, problems: list[str]) -> Iterator[tuple[str, Any, str]]:
+    """Yield ("section.field", value, "file:line") in file order, noting problems as they come."""
     import yaml
 
-    name = str(path)
+    name = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
     try:
         root = yaml.compose(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
         problems.append(f"{name}{line}: not valid YAML: {getattr(e, 'problem', e)}")
-        return {}
+        return
     except OSError as e:
         problems.append(f"{name}: cannot read: {e.strerror}")
-        return {}
+        return
     if root is None:
-        return {}
+        return
     if not isinstance(root, yaml.MappingNode):
         problems.append(f"{name}:{root.start_mark.line + 1}: expected a mapping of settings")
-        return {}
+        return
 
     known = _fields()
     sections = {key.split(".")[0] for key in known if "." in key}
-    found: dict[str, tuple[Any, str]] = {}
 
-    def walk(node: yaml.MappingNode, prefix: str) -> None:
+    def walk(node: yaml.MappingNode, prefix: str) -> Iterator[tuple[str, Any, str]]:
         for key_node, value_node in node.value:
             key = prefix + str(key_node.value)
             where = f"{name}:{key_node.start_mark.line + 1}"
@@ -217,18 +216,17 @@ def _read_file(path: Path, problems: list[str]) -> dict[str, tuple[Any, str]]:
                 problems.append(f"{where}: {key}: secrets are not read from files"
                                 f" (set {SECRETS[key]} in the environment)")
             elif key in known:
-                found[key] = (_plain(value_node), where)
+                yield key, _plain(value_node), where
             elif not prefix and key in sections:
                 if isinstance(value_node, yaml.MappingNode):
-                    walk(value_node, key + ".")
+                    yield from walk(value_node, key + ".")
                 elif not (isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null")):
                     problems.append(f"{where}: {key}: expected a mapping of settings")
             else:
                 candidates = list(known) + sorted(sections) + list(SECRETS)
                 problems.append(f"{where}: unknown key {key!r}{_did_you_mean(key, candidates)}")
 
-    walk(root, "")
-    return found
+    yield from walk(root, "")
 
 
 def _plain(node: Any) -> Any:

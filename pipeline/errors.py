@@ -74,3 +74,7 @@ class DeployFailed(PinotageError):
     def __init__(self, message: str, *, rolled_back: bool, hint: str = ""):
         super().__init__(message, hint=hint)
         self.rolled_back = rolled_back
+
+
+class GithubError(PinotageError, ConnectionError):
+    """GitHub refused or did not answer a commit status request."""

@@ -1,13 +1,21 @@
 """The deploy ledger: one record per deploy attempt, kept by the target.
 
-[The run issue fills in the file store for the local target and ``pinotage history``;
-the Kubernetes issue keeps the same records in the cluster.]
+The local target keeps it in a JSON-lines file under the state directory (``FileLedger``);
+the Kubernetes target keeps the same records in the cluster. ``pinotage history`` prints it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+import datetime
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Protocol
+
+from pipeline.errors import BadInput
 
 OUTCOMES = ("deployed", "rolled-back", "failed", "refused")
 
@@ -33,3 +41,83 @@ class Ledger(Protocol):
     def records(self) -> list[Record]:
         """Return every record, oldest first."""
         ...
+
+
+def new_id() -> str:
+    """Return a fresh record id: its UTC time first, so ids sort by when they started."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+
+
+def now() -> str:
+    """Return the current UTC time in ISO 8601, as records hold it."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def record_to_json(record: Record) -> dict[str, Any]:
+    return dataclasses.asdict(record)
+
+
+def record_from_json(data: Any, *, where: str) -> Record:
+    """Rebuild a record, naming where it came from when it is not one."""
+    fields = {field.name for field in dataclasses.fields(Record)}
+    required = {field.name for field in dataclasses.fields(Record)
+                if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING}
+    if not isinstance(data, dict) or not required <= set(data) or not set(data) <= fields:
+        raise BadInput(f"{where}: not a deploy record")
+    if data["outcome"] not in OUTCOMES:
+        raise BadInput(f"{where}: outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
+    return Record(**data)
+
+
+class FileLedger:
+    """Keep records as JSON lines in one file; appends are locked and flushed to disk."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def append(self, record: Record) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record_to_json(record), sort_keys=True) + "\n"
+        # O_APPEND plus a lock: two pipelines finishing together each add one whole line.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[Record]:
+        """Return every record, oldest first."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{self.path}:{number}"
+            try:
+                data = json.loads(line)
+            except ValueError as e:
+                raise BadInput(f"{where}: not JSON ({e.msg})", hint="the ledger file was edited by hand?") from e
+            out.append(record_from_json(data, where=where))
+        return out
+
+
+def last_deployed(records: list[Record]) -> Record | None:
+    """Return the newest record whose deploy went live."""
+    return next((r for r in reversed(records) if r.outcome == "deployed"), None)
+
+
+def table(records: list[Record]) -> list[str]:
+    """Format records as an aligned text table, oldest first."""
+    header = ("started", "outcome", "commit", "image", "target", "took", "build")
+    rows = [header]
+    for r in records:
+        took = f"{sum(r.phases_s.values()):.1f} s" if r.phases_s else "-"
+        digest = r.image.rsplit("@", 1)[-1]
+        rows.append((r.started_at, r.outcome, r.commit[:12], digest[:19], r.target, took, r.build_url or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

@@ -1,0 +1,166 @@
+"""The rollout gate's rules: a Deployment, its ReplicaSets and pods in; a verdict out.
+
+Pure functions over the API server's JSON (camelCase dicts, as ``kubectl get -o json`` shows
+them), so they are tested from fixtures and the target only has to feed them what it watches.
+
+The rules are ``kubectl rollout status``'s (its ``DeploymentStatusViewer``), in its order:
+
+1. until ``status.observedGeneration`` reaches ``metadata.generation`` the controller has not
+   seen the new spec: wait;
+2. a ``Progressing`` condition with reason ``ProgressDeadlineExceeded``: failed;
+3. fewer updated replicas than asked for, old replicas still present, or fewer available
+   replicas than updated ones: wait;
+4. otherwise: done.
+
+Two additions. A Deployment that asks for zero replicas never passes, because zero pods prove
+nothing. And the new ReplicaSet's pods are read for states that will not heal by themselves
+(``ErrImagePull``, ``ImagePullBackOff``, ``CrashLoopBackOff``, ``CreateContainerConfigError``…,
+or ``Unschedulable`` for longer than a grace period), so a broken release fails in seconds
+rather than at the progress deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+from typing import Any, Iterable, Union
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+DEADLINE_REASON = "ProgressDeadlineExceeded"
+UNSCHEDULABLE_GRACE_S = 60.0
+
+# waiting reasons that only a new release (or an operator) can clear
+POD_FAILURE_REASONS = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiting:
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    reason: str  # a Kubernetes reason word: ProgressDeadlineExceeded, ImagePullBackOff, …
+    message: str
+
+
+Verdict = Union[Waiting, Done, Failed]
+Object = dict[str, Any]
+
+
+def verdict(deployment: Object, replica_sets: Iterable[Object] = (), pods: Iterable[Object] = (), *,
+            now: datetime, unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Verdict:
+    """Judge a rollout: ``kubectl rollout status``'s rules plus the new pods' failures."""
+    name = deployment["metadata"]["name"]
+    spec = deployment.get("spec", {})
+    status = deployment.get("status", {})
+    if deployment["metadata"].get("generation", 0) > status.get("observedGeneration", 0):
+        return Waiting("Waiting for deployment spec update to be observed...")
+    progressing = condition(status, "Progressing")
+    if progressing and progressing.get("reason") == DEADLINE_REASON:
+        return Failed(DEADLINE_REASON, f'deployment "{name}" exceeded its progress deadline')
+    wanted = spec.get("replicas", 1)
+    if wanted == 0:
+        return Failed("ZeroReplicas", f'deployment "{name}" asks for 0 replicas; zero pods prove nothing')
+
+    new = new_replica_set(deployment, replica_sets)
+    if new is not None:
+        for pod in pods_of(new, pods):
+            failure = pod_failure(pod, now=now, unschedulable_grace_s=unschedulable_grace_s)
+            if failure is not None:
+                return failure
+
+    updated = status.get("updatedReplicas", 0)
+    replicas = status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    if updated < wanted:
+        return Waiting(f'Waiting for deployment "{name}" rollout to finish: '
+                       f"{updated} out of {wanted} new replicas have been updated...")
+    if replicas > updated:
+        return Waiting(f'Waiting for deployment "{name}" rollout to finish: '
+                       f"{replicas - updated} old replicas are pending termination...")
+    if available < updated:
+        return Waiting(f'Waiting for deployment "{name}" rollout to finish: '
+                       f"{available} of {updated} updated replicas are available...")
+    if available == 0:
+        return Waiting(f'Waiting for deployment "{name}" rollout to finish: no replica is available yet...')
+    return Done(f'deployment "{name}" successfully rolled out')
+
+
+def condition(status: Object, kind: str) -> Object | None:
+    """Return the condition of that type from a status, if present."""
+    for item in status.get("conditions") or ():
+        if item.get("type") == kind:
+            return item
+    return None
+
+
+def revision(obj: Object) -> int:
+    """Return the revision a Deployment or ReplicaSet carries (0 when it has none yet)."""
+    raw = (obj["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "0")
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
+def new_replica_set(deployment: Object, replica_sets: Iterable[Object]) -> Object | None:
+    """Find the ReplicaSet of the Deployment's current revision, among those it owns."""
+    wanted = revision(deployment)
+    uid = deployment["metadata"].get("uid")
+    if not wanted:
+        return None
+    for rs in replica_sets:
+        owners = rs["metadata"].get("ownerReferences") or ()
+        if any(o.get("uid") == uid and o.get("controller") for o in owners) and revision(rs) == wanted:
+            return rs
+    return None
+
+
+def pods_of(replica_set: Object, pods: Iterable[Object]) -> list[Object]:
+    """Return the pods the ReplicaSet controls."""
+    uid = replica_set["metadata"].get("uid")
+    return [pod for pod in pods
+            if any(o.get("uid") == uid and o.get("controller") for o in pod["metadata"].get("ownerReferences") or ())]
+
+
+def pod_failure(pod: Object, *, now: datetime, unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Failed | None:
+    """Return why a pod will not become ready by itself, or None while it still might."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status", {})
+    if pod["metadata"].get("deletionTimestamp"):
+        return None  # on its way out: its state says nothing about the release
+    for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in POD_FAILURE_REASONS:
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return Failed(waiting["reason"], f"pod {name} container {container.get('name')}: "
+                                             f"{waiting['reason']}{detail}")
+    scheduled = condition(status, "PodScheduled")
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        since = parse_time(scheduled.get("lastTransitionTime"))
+        if since is not None and (now - since).total_seconds() >= unschedulable_grace_s:
+            return Failed("Unschedulable", f"pod {name} unschedulable for {unschedulable_grace_s:.0f} s: "
+                                           f"{scheduled.get('message', '')}".rstrip(": "))
+    return None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """Parse the API's RFC 3339 timestamps ("2024-05-01T10:00:00Z")."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)

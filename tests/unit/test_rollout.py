@@ -1,0 +1,110 @@
+"""The gate's rules, as a table of Deployment + ReplicaSet + pod fixtures (API JSON shapes)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipeline.rollout import Done, Failed, Waiting, verdict
+
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def _stamp(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def deployment(*, generation=2, observed=2, replicas=2, updated=2, total=2, available=2, revision="2",
+               progressing_reason="NewReplicaSetAvailable"):
+    return {
+        "metadata": {"name": "presentation", "uid": "d-1", "generation": generation,
+                     "annotations": {"deployment.kubernetes.io/revision": revision}},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": observed, "replicas": total, "updatedReplicas": updated,
+                   "availableReplicas": available,
+                   "conditions": [{"type": "Available", "status": "True"},
+                                  {"type": "Progressing", "status": "True" if progressing_reason !=
+                                   "ProgressDeadlineExceeded" else "False", "reason": progressing_reason}]},
+    }
+
+
+def replica_set(uid, revision, owner="d-1"):
+    return {"metadata": {"name": f"presentation-{uid}", "uid": uid,
+                         "annotations": {"deployment.kubernetes.io/revision": revision},
+                         "ownerReferences": [{"kind": "Deployment", "uid": owner, "controller": True}]}}
+
+
+def pod(owner, *, waiting=None, message="", scheduled=None, deleting=False, init=False):
+    status = {"phase": "Pending", "conditions": []}
+    if waiting:
+        key = "initContainerStatuses" if init else "containerStatuses"
+        status[key] = [{"name": "presentation", "ready": False, "restartCount": 3,
+                        "state": {"waiting": {"reason": waiting, "message": message}}}]
+    if scheduled:
+        status["conditions"].append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "message": "0/3 nodes are available", "lastTransitionTime": _stamp(scheduled)})
+    meta = {"name": f"{owner}-pod", "ownerReferences": [{"kind": "ReplicaSet", "uid": owner, "controller": True}]}
+    if deleting:
+        meta["deletionTimestamp"] = _stamp(1)
+    return {"metadata": meta, "status": status}
+
+
+NEW, OLD = replica_set("rs-new", "2"), replica_set("rs-old", "1")
+
+CASES = [
+    # id, deployment, replica sets, pods, expected type, expected reason or message fragment
+    ("spec-not-observed", deployment(generation=3, observed=2), [NEW], [], Waiting, "spec update to be observed"),
+    ("complete", deployment(), [NEW, OLD], [], Done, "successfully rolled out"),
+    ("progress-deadline", deployment(progressing_reason="ProgressDeadlineExceeded", updated=1, available=0),
+     [NEW], [], Failed, "ProgressDeadlineExceeded"),
+    ("deadline-not-read-before-observed", deployment(generation=3, observed=2,
+                                                     progressing_reason="ProgressDeadlineExceeded"),
+     [NEW], [], Waiting, "spec update to be observed"),
+    ("new-replicas-not-updated", deployment(updated=1, total=3, available=2), [NEW, OLD], [], Waiting,
+     "1 out of 2 new replicas have been updated"),
+    ("old-replicas-pending", deployment(updated=2, total=3, available=2), [NEW, OLD], [], Waiting,
+     "1 old replicas are pending termination"),
+    ("updated-not-available", deployment(updated=2, total=2, available=1), [NEW], [], Waiting,
+     "1 of 2 updated replicas are available"),
+    ("zero-replicas-never-success", deployment(replicas=0, updated=0, total=0, available=0), [NEW], [], Failed,
+     "ZeroReplicas"),
+    ("image-pull-error", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="ErrImagePull", message="manifest unknown")], Failed, "ErrImagePull"),
+    ("image-pull-backoff", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="ImagePullBackOff")], Failed, "ImagePullBackOff"),
+    ("crash-loop", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="CrashLoopBackOff")], Failed, "CrashLoopBackOff"),
+    ("config-error", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="CreateContainerConfigError")], Failed, "CreateContainerConfigError"),
+    ("init-container-crash", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="CrashLoopBackOff", init=True)], Failed, "CrashLoopBackOff"),
+    ("creating-is-not-failure", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="ContainerCreating")], Waiting, "1 out of 2"),
+    ("old-replica-set-pod-ignored", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-old", waiting="CrashLoopBackOff")], Waiting, "1 out of 2"),
+    ("deleting-pod-ignored", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", waiting="CrashLoopBackOff", deleting=True)], Waiting, "1 out of 2"),
+    ("other-deployments-replica-set-ignored", deployment(updated=1, total=3, available=2),
+     [replica_set("rs-x", "2", owner="d-other"), OLD], [pod("rs-x", waiting="ErrImagePull")], Waiting, "1 out of 2"),
+    ("unschedulable-within-grace", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", scheduled=30)], Waiting, "1 out of 2"),
+    ("unschedulable-past-grace", deployment(updated=1, total=3, available=2), [NEW, OLD],
+     [pod("rs-new", scheduled=61)], Failed, "Unschedulable"),
+    ("pods-not-read-before-observed", deployment(generation=3, observed=2), [NEW],
+     [pod("rs-new", waiting="ErrImagePull")], Waiting, "spec update to be observed"),
+]
+
+
+@pytest.mark.parametrize("dep, sets, pods, kind, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_verdict(dep, sets, pods, kind, expected):
+    result = verdict(dep, sets, pods, now=NOW, unschedulable_grace_s=60)
+    assert type(result) is kind, result
+    text = result.reason if isinstance(result, Failed) else result.message
+    assert expected in text
+
+
+def test_failure_names_the_pod_and_the_registry_message():
+    result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD],
+                     [pod("rs-new", waiting="ErrImagePull", message="manifest unknown")], now=NOW)
+    assert result.message == "pod rs-new-pod container presentation: ErrImagePull: manifest unknown"

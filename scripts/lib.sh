@@ -19,13 +19,22 @@ install_packages() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
-# Create the virtualenv and install Pinotage into it (pip skips what is already satisfied).
+# Create the virtualenv and install Pinotage into it; skipped while setup.cfg is unchanged.
 ensure_venv() {
-  local extras=${1:-}
+  local extras=${1:-} stamp log
+  stamp=$(cat "$PINOTAGE_ROOT/setup.cfg" "$PINOTAGE_ROOT/pyproject.toml" | sha256sum | cut -c1-16)${extras:+-$extras}
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  [ "$(cat "$VENV/.pinotage-installed" 2>/dev/null)" = "$stamp" ] && return 0
   say "installing pinotage${extras:+[$extras]} into $VENV"
-  "$VENV/bin/pip" install -q --upgrade 'pip>=23' >&2
-  "$VENV/bin/pip" install -q -e "$PINOTAGE_ROOT${extras:+[$extras]}" >&2
+  log=$(mktemp)
+  if ! { "$VENV/bin/pip" install -q --upgrade 'pip>=23' &&
+         "$VENV/bin/pip" install -q -e "$PINOTAGE_ROOT${extras:+[$extras]}"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+  echo "$stamp" > "$VENV/.pinotage-installed"
 }
 
 # Start dockerd when no engine answers, and wait until it does.

@@ -24,6 +24,7 @@ CONFIG_FILE = "pinotage.yaml"
 ENV_PREFIX = "PINOTAGE_"
 TARGETS = ("docker", "kubernetes")
 TAG_KINDS = ("commit", "short-commit", "branch")
+NETWORK_ADDONS = ("flannel",)
 
 # name in messages -> the environment variable that holds it
 SECRETS = {
@@ -82,6 +83,24 @@ class JenkinsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    box_name: str = "pinotage/kubeadm"
+    box_version: str = "1.31.4"  # the box's own version; bump it with kubernetes_version
+    base_box: str = "debian/bookworm64"
+    kubernetes_version: str = "1.31.4"  # pkgs.k8s.io packages, pinned and held
+    workers: int = 2
+    control_plane_ip: str = "192.168.56.10"  # workers follow: .11, .12, ...
+    control_plane_memory_mb: int = 2048
+    worker_memory_mb: int = 2048
+    cpus: int = 2
+    network_addon: str = "flannel"
+    pod_subnet: str = "10.244.0.0/16"  # must match the network add-on's manifest
+    service_subnet: str = "10.96.0.0/12"
+    backup_namespaces: tuple[str, ...] = ("sharelatex", "logging")  # besides deploy.namespace
+    ledger_file: str = ".pinotage/ledger.jsonl"  # where redeploy finds the last good image
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     app: str = "presentation"
     default_branch: str = "master"
@@ -93,6 +112,7 @@ class Config:
     deadlines: DeadlinesConfig = DeadlinesConfig()
     github: GithubConfig = GithubConfig()
     jenkins: JenkinsConfig = JenkinsConfig()
+    cluster: ClusterConfig = ClusterConfig()
     # where relative paths start: the config file's folder, else the working folder
     root: str = dataclasses.field(default=".", compare=False)
     # "section.field" -> "default" | "pinotage.yaml:12" | "env PINOTAGE_X" | "flag --set x=…"
@@ -287,7 +307,8 @@ def _coerce(key: str, kind: type, raw: Any, from_text: bool) -> Any:
 
 
 def _check_choice(key: str, items: list[str]) -> None:
-    allowed = {"deploy.target": TARGETS, "image.tags": TAG_KINDS}.get(key)
+    allowed = {"deploy.target": TARGETS, "image.tags": TAG_KINDS,
+               "cluster.network_addon": NETWORK_ADDONS}.get(key)
     for item in items:
         if allowed is not None and item not in allowed:
             raise ValueError(f"expected one of {', '.join(allowed)}, got {item!r}")

@@ -42,8 +42,8 @@ start_dockerd() {
   docker info >/dev/null 2>&1 && return 0
   say "starting dockerd (log: /var/log/pinotage-dockerd.log)"
   setsid nohup dockerd --storage-driver overlay2 >/var/log/pinotage-dockerd.log 2>&1 </dev/null &
-  local i
-  for i in $(seq 1 60); do
+  local _
+  for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && return 0
     sleep 0.5
   done
@@ -83,8 +83,8 @@ YAML
   if ! curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/ | grep -q 401; then
     say "starting the registry on 127.0.0.1:5000 (log: /var/log/pinotage-registry.log)"
     setsid nohup docker-registry serve "$dir/config.yml" >/var/log/pinotage-registry.log 2>&1 </dev/null &
-    local i
-    for i in $(seq 1 40); do
+    local _
+    for _ in $(seq 1 40); do
       curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:5000/v2/ | grep -q 401 && break
       sleep 0.25
     done

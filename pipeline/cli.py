@@ -113,9 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                             ("check", "check the jobs and the Jenkinsfile against the CLI and the credential rules"),
                             ("diff", "show how the live jobs differ from jobs/"),
                             ("update", "create or reconfigure only the jobs that differ")):
-        help_text = f"{help_text} [not available yet: the Jenkins issue]"
         sub = jobs_subs.add_parser(name, parents=[common], help=help_text, description=help_text)
-        sub.set_defaults(handler=_pending("the Jenkins issue"))
+        sub.set_defaults(handler=_jobs_action, jobs_action=name)
         sub.add_argument("--jobs-dir", default="jobs", help="the JJB YAML folder (default: %(default)s)")
         if name == "render":
             sub.add_argument("-o", "--output", default="build/jobs", help="output folder (default: %(default)s)")
@@ -151,6 +150,14 @@ def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for key, value, source in rows:
         print(f"{key:<{width}}  {value:<{value_width}}  {source}")
     return 0
+
+
+def _jobs_action(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import jobs
+
+    return jobs.command(args.jobs_action, jobs_dir=args.jobs_dir, output=getattr(args, "output", ""),
+                        delete_old=getattr(args, "delete_old", False), config=load_config(args, environ),
+                        environ=environ, parser=build_parser())
 
 
 def _pending(issue: str) -> Handler:

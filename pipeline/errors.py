@@ -78,3 +78,7 @@ class DeployFailed(PinotageError):
 
 class GithubError(PinotageError, ConnectionError):
     """GitHub refused or did not answer a commit status request."""
+
+
+class JenkinsError(PinotageError, ConnectionError):
+    """Jenkins refused or did not answer a request."""

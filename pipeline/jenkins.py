@@ -1,0 +1,135 @@
+"""Talk to Jenkins through python-jenkins: read job configs, and write only what differs.
+
+Authentication is a user plus an API token (``PINOTAGE_JENKINS_TOKEN``), never
+a password. When Jenkins asks for a CSRF crumb, python-jenkins fetches one
+once and keeps it; a crumb can go stale (a restart, a new session), so a write
+refused with 403 "No valid crumb" fetches a fresh crumb and is sent once more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable, Iterable, Mapping, TypeVar
+
+from pipeline.config import SECRETS, Config, secret
+from pipeline.errors import BadInput, JenkinsError
+
+TIMEOUT_S = 30
+# Jenkins API tokens are 32 (legacy) or 34 ("11" + 32) hex digits; a password is neither.
+API_TOKEN = re.compile(r"^[0-9a-f]{32,34}$")
+NO_VALID_CRUMB = "No valid crumb"
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Write:
+    """One write sent to Jenkins, for the summary and for counting."""
+
+    action: str  # "create" | "reconfigure" | "delete"
+    job: str
+
+
+class JenkinsClient:
+    """A python-jenkins connection that counts its writes and refreshes a stale crumb once."""
+
+    def __init__(self, url: str, user: str = "", token: str = "", *, timeout_s: float = TIMEOUT_S):
+        import jenkins
+
+        self.url = url.rstrip("/")
+        self.writes: list[Write] = []
+        self._server = jenkins.Jenkins(self.url, user or None, token or None, timeout=timeout_s)
+
+    def version(self) -> str:
+        """Return the version Jenkins announces in its X-Jenkins header."""
+        return self._read("read the Jenkins version", self._server.get_version)
+
+    def job_names(self) -> list[str]:
+        """List the top-level jobs."""
+        jobs = self._read("list the jobs", lambda: self._server.get_all_jobs(folder_depth=0))
+        return sorted(job["fullname"] for job in jobs)
+
+    def job_config(self, name: str) -> str | None:
+        """Return a job's config.xml, or None when Jenkins has no such job."""
+        import jenkins
+
+        try:
+            return self._server.get_job_config(name)
+        except jenkins.NotFoundException:
+            return None
+        except jenkins.JenkinsException as e:
+            raise self._error(f"read the config of job {name!r}", e) from e
+
+    def create(self, name: str, xml: bytes) -> None:
+        """Create a job from its config.xml."""
+        self._write(Write("create", name), lambda: self._server.create_job(name, xml.decode("utf-8")))
+
+    def reconfigure(self, name: str, xml: bytes) -> None:
+        """Replace a job's config.xml."""
+        self._write(Write("reconfigure", name), lambda: self._server.reconfig_job(name, xml.decode("utf-8")))
+
+    def delete(self, name: str) -> None:
+        """Delete a job."""
+        self._write(Write("delete", name), lambda: self._server.delete_job(name))
+
+    def _write(self, write: Write, send: Callable[[], T]) -> T:
+        import jenkins
+
+        self.writes.append(write)
+        try:
+            return send()
+        except jenkins.JenkinsException as e:
+            if NO_VALID_CRUMB not in str(e):
+                raise self._error(f"{write.action} job {write.job!r}", e) from e
+        # python-jenkins fetches a crumb again when it holds none.
+        self._server.crumb = None
+        self.writes.append(write)
+        try:
+            return send()
+        except jenkins.JenkinsException as e:
+            raise self._error(f"{write.action} job {write.job!r} (after fetching a fresh crumb)", e) from e
+
+    def _read(self, what: str, fetch: Callable[[], T]) -> T:
+        import jenkins
+
+        try:
+            return fetch()
+        except (jenkins.JenkinsException, OSError) as e:
+            raise self._error(what, e) from e
+
+    def _error(self, what: str, e: Exception) -> JenkinsError:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = ""
+        if "[401]" in first or "[403]" in first:
+            hint = ("check jenkins.user and PINOTAGE_JENKINS_TOKEN (an API token from"
+                    " Jenkins > your user > Security), and that the user may configure jobs")
+        return JenkinsError(f"Jenkins at {self.url}: could not {what}: {first}", hint=hint)
+
+
+def connect(config: Config, environ: Mapping[str, str], *, need_token: bool) -> JenkinsClient:
+    """Build the client from jenkins.url, jenkins.user and the API token in the environment."""
+    url = config.jenkins.url
+    if not url:
+        raise BadInput("jenkins.url is not set", hint="set it in pinotage.yaml or PINOTAGE_JENKINS_URL")
+    if not re.match(r"^https?://", url):
+        raise BadInput(f"jenkins.url: expected an http:// or https:// URL, got {url!r}")
+    user = config.jenkins.user
+    token = secret("jenkins.token", environ) or ""
+    variable = SECRETS["jenkins.token"]
+    if need_token and not (user and token):
+        raise BadInput(f"writing jobs needs jenkins.user and {variable}",
+                       hint="create an API token in Jenkins (your user > Security) and export it")
+    if token and not API_TOKEN.match(token):
+        # Never echo the value: it may be a password.
+        raise BadInput(f"{variable} does not look like a Jenkins API token (32 or 34 hex digits)",
+                       hint="Pinotage signs in with an API token, never a password")
+    if token and not user:
+        raise BadInput(f"{variable} is set but jenkins.user is not",
+                       hint="set jenkins.user to the token's owner")
+    return JenkinsClient(url, user, token)
+
+
+def live_configs(client: JenkinsClient, names: Iterable[str]) -> dict[str, str | None]:
+    """Fetch each named job's live config.xml (None for a job Jenkins does not have)."""
+    return {name: client.job_config(name) for name in names}

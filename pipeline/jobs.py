@@ -1,0 +1,571 @@
+"""The Jenkins jobs in jobs/: render them with Jenkins Job Builder, check them, compare them.
+
+Everything here is offline and pure but for ``render`` (which reads jobs/) and
+``write``: the live side comes in as plain strings, fetched by
+``pipeline.jenkins``. Rendering uses JJB's library API with no plugin query and
+no cache, so the same YAML always gives the same XML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import difflib
+import io
+import logging
+import re
+import shlex
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+from pipeline.errors import BadInput
+
+# Appended to every job's description: ``update --delete-old`` deletes only jobs carrying it.
+MANAGED_MARK = "<!-- managed by pinotage: jobs/ -->"
+
+# Root tags of jobs that build branches or pull requests of the repository.
+BRANCH_JOB_ROOTS = (
+    "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
+    "jenkins.branch.OrganizationFolder",
+)
+# Elements that, anywhere in a job, make it build pull requests.
+PR_MARKERS = ("PullRequestDiscoveryTrait", "org.jenkinsci.plugins.ghprb.GhprbTrigger")
+# Shell words that may stand before a command.
+SHELL_KEYWORDS = {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "(", "time", "exec"}
+SHELL_OPERATORS = {";", "&&", "||", "|", "&", "(", ")", ";;", "\n"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedJob:
+    """One job as JJB renders it: its name, its config.xml and the YAML file it came from."""
+
+    name: str
+    xml: bytes
+    source: str = ""
+
+    @property
+    def root_tag(self) -> str:
+        return ET.fromstring(self.xml).tag
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One ``pinotage …`` command line found in the Jenkinsfile or a job."""
+
+    where: str  # "Jenkinsfile:42" or "job rebuild-cluster"
+    argv: tuple[str, ...]  # the arguments after "pinotage"
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    """How one live job differs from jobs/: missing, changed (with a unified diff) or the same."""
+
+    name: str
+    state: str  # "missing" | "changed" | "same"
+    diff: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdatePlan:
+    """The writes that bring Jenkins to jobs/, and nothing else."""
+
+    create: tuple[RenderedJob, ...] = ()
+    reconfigure: tuple[RenderedJob, ...] = ()
+    delete: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+# --- render -----------------------------------------------------------------
+
+def render(jobs_dir: str | Path) -> list[RenderedJob]:
+    """Render every job in jobs_dir to XML; raise BadInput naming the file and the problem."""
+    jobs_dir = Path(jobs_dir)
+    if not jobs_dir.is_dir():
+        raise BadInput(f"{jobs_dir}: no such folder of Jenkins Job Builder YAML",
+                       hint="pass --jobs-dir, or run from the repository's top folder")
+    if not any(p.suffix in (".yaml", ".yml") for p in jobs_dir.iterdir()):
+        raise BadInput(f"{jobs_dir}: holds no .yaml or .yml file")
+    with _quiet_jjb():
+        import yaml
+        from jenkins_jobs.config import JJBConfig
+        from jenkins_jobs.errors import JenkinsJobsException
+        from jenkins_jobs.loader import load_files
+        from jenkins_jobs.registry import ModuleRegistry
+        from jenkins_jobs.roots import Roots
+        from jenkins_jobs.xml_config import XmlJobGenerator
+
+        # No config file: a user's ~/.config/jenkins_jobs must not change what renders.
+        jjb_config = JJBConfig(config_filename="/dev/null")
+        jjb_config.builder["plugins_info"] = []  # render for current plugins, never ask Jenkins
+        jjb_config.validate()
+        try:
+            roots = Roots(jjb_config)
+            load_files(jjb_config, roots, [jobs_dir])
+            registry = ModuleRegistry(jjb_config, [])
+            registry.set_macros(roots.macros)
+            job_data = roots.generate_jobs()
+            registry.amend_job_dicts(job_data)
+            xml_jobs = XmlJobGenerator(registry).generateXML(job_data)
+        except JenkinsJobsException as e:
+            raise BadInput(_jjb_problem(e, jobs_dir),
+                           hint="see the Jenkins Job Builder docs for this job or module") from e
+        except yaml.YAMLError as e:
+            raise BadInput(_yaml_problem(e, jobs_dir)) from e
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            # JJB modules raise bare Python errors on some malformed values.
+            raise BadInput(f"{jobs_dir}: a job did not render: {type(e).__name__}: {e}") from e
+    sources = {data.name: _source_of(data) for data in job_data}
+    rendered = []
+    for job in sorted(xml_jobs, key=lambda j: j.name):
+        _mark_managed(job.xml)
+        rendered.append(RenderedJob(job.name, job.output(), sources.get(job.name, "")))
+    return rendered
+
+
+def write(jobs: Iterable[RenderedJob], output: str | Path) -> list[Path]:
+    """Write each job's XML to output/NAME, as ``jenkins-jobs test -o`` lays it out."""
+    output = Path(output)
+    written = []
+    for job in jobs:
+        path = output / job.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(job.xml)
+        written.append(path)
+    return written
+
+
+# --- check ------------------------------------------------------------------
+
+def check(jobs: Iterable[RenderedJob], jenkinsfile: str | Path | None,
+          parser: argparse.ArgumentParser, *, default_branch: str = "master") -> list[str]:
+    """Return every problem: XML not well formed, credentials outside the default branch, unknown commands."""
+    problems: list[str] = []
+    calls: list[Call] = []
+    for job in jobs:
+        where = f"{job.source or 'jobs/'}: job {job.name!r}"
+        try:
+            root = ET.fromstring(job.xml)
+        except ET.ParseError as e:
+            problems.append(f"{where}: rendered XML is not well formed: {e}")
+            continue
+        if builds_branches(root):
+            problems += [f"{where}: a branch and pull-request job must reference no credential,"
+                         f" found {found}" for found in credential_references(root)]
+        calls += calls_in_job(job.name, root)
+    if jenkinsfile is not None:
+        path = Path(jenkinsfile)
+        if not path.is_file():
+            problems.append(f"{path}: no such Jenkinsfile")
+        else:
+            text = path.read_text()
+            found, unreadable = calls_in_jenkinsfile(text, str(path))
+            calls += found
+            problems += unreadable
+            problems += credential_scope(text, str(path), default_branch)
+    problems += [problem for call in calls if (problem := check_call(call, parser))]
+    return problems
+
+
+def builds_branches(root: ET.Element) -> bool:
+    """Tell whether a job builds branches or pull requests of the repository."""
+    if root.tag in BRANCH_JOB_ROOTS:
+        return True
+    return any(marker in element.tag for element in root.iter() for marker in PR_MARKERS)
+
+
+def credential_references(root: ET.Element) -> list[str]:
+    """List the credential references in a job: credential ids and credential bindings."""
+    found = []
+    for element in root.iter():
+        tag = element.tag.lower()
+        text = (element.text or "").strip()
+        if ("credentialsid" in tag or tag.endswith("credentials")) and text:
+            found.append(f"<{element.tag}>{text}</{element.tag}>")
+        elif "secretbuildwrapper" in tag or "sshagent" in tag or "credentialsbinding" in tag:
+            found.append(f"<{element.tag}>")
+    return found
+
+
+def calls_in_job(name: str, root: ET.Element) -> list[Call]:
+    """Find the pinotage calls in a job's shell steps and pipeline script."""
+    calls = []
+    for element in root.iter():
+        if element.tag == "command" or element.tag == "script":
+            text = element.text or ""
+            if element.tag == "script":
+                found, _ = calls_in_jenkinsfile(text, f"job {name!r}")
+                calls += found
+            else:
+                calls += [Call(f"job {name!r}", argv) for argv in pinotage_calls(text)]
+    return calls
+
+
+def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
+    """Check a Jenkinsfile binds credentials only in stages run on the default branch alone.
+
+    A ``withCredentials`` must sit inside a stage guarded by
+    ``when { branch '<default branch>' }`` (itself or an enclosing stage), and
+    the ``sh`` steps inside it must be single-quoted so that Groovy never
+    interpolates a secret into a command line.
+    """
+    code = _blank_strings(_without_groovy_comments(text))
+    stages = []  # (start, end) of each stage's block
+    for match in re.finditer(r"\bstage\s*\(", code):
+        brace = code.find("{", match.end())
+        if brace >= 0:
+            stages.append((match.start(), _matching_brace(code, brace)))
+    guards: dict[tuple[int, int], str] = {}
+    problems = []
+    for match in re.finditer(r"\bwhen\s*\{\s*branch\s*\(?\s*(['\"])(.*?)\1\s*\)?\s*\}", text):
+        enclosing = _innermost(stages, match.start())
+        if enclosing is not None:
+            guards[enclosing] = match.group(2)
+        if match.group(2) != default_branch:
+            problems.append(f"{name}:{_line_of(text, match.start())}: when {{ branch '{match.group(2)}' }}"
+                            f" but the default branch is {default_branch!r}")
+    for match in re.finditer(r"\bwithCredentials\s*\(", code):
+        where = f"{name}:{_line_of(text, match.start())}"
+        around = [stage for stage in stages if stage[0] < match.start() < stage[1]]
+        if not any(guards.get(stage) == default_branch for stage in around):
+            problems.append(f"{where}: withCredentials outside a stage that runs only on"
+                            f" {default_branch!r} (add when {{ branch '{default_branch}' }})")
+        brace = code.find("{", match.end())
+        block = text[brace:_matching_brace(code, brace)] if brace >= 0 else ""
+        if re.search(r"\bsh\s*\(?\s*(?:script\s*:\s*)?\"", block):
+            problems.append(f"{where}: a double-quoted sh inside withCredentials lets Groovy"
+                            " interpolate secrets; use a single-quoted sh")
+    return problems
+
+
+_SH_STEP = re.compile(
+    r"""\bsh\s*\(?\s*(?:(?:label|returnStdout|returnStatus)\s*:\s*[^,]+,\s*)*(?:script\s*:\s*)?"""
+    r"""(?P<q>'''|\"\"\"|'|")(?P<body>.*?)(?<!\\)(?P=q)""",
+    re.DOTALL,
+)
+
+
+def calls_in_jenkinsfile(text: str, name: str) -> tuple[list[Call], list[str]]:
+    """Find the pinotage calls in the ``sh`` steps of a pipeline script, with their line numbers."""
+    calls: list[Call] = []
+    problems: list[str] = []
+    for match in _SH_STEP.finditer(_without_groovy_comments(text)):
+        first_line = text.count("\n", 0, match.start("body")) + 1
+        body = match.group("body")
+        for offset, line in _logical_lines(body):
+            where = f"{name}:{first_line + offset}"
+            try:
+                calls += [Call(where, argv) for argv in pinotage_calls(line)]
+            except ValueError as e:
+                problems.append(f"{where}: cannot read this shell line: {e}")
+    return calls, problems
+
+
+def pinotage_calls(shell_text: str) -> list[tuple[str, ...]]:
+    """Split shell text into commands; return the arguments of each ``pinotage`` one."""
+    calls = []
+    for _, line in _logical_lines(shell_text):
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
+        lexer.whitespace_split = True
+        lexer.commenters = "#"
+        words: list[str] | None = None
+        at_start = True
+        for token in lexer:
+            if token in SHELL_OPERATORS or set(token) <= set(";&|()"):
+                if words is not None:
+                    calls.append(tuple(words))
+                words, at_start = None, True
+            elif words is not None:
+                words.append(token)
+            elif at_start and token in SHELL_KEYWORDS:
+                continue
+            elif at_start and token == "pinotage":
+                words, at_start = [], False
+            else:
+                at_start = False
+        if words is not None:
+            calls.append(tuple(words))
+    return calls
+
+
+def check_call(call: Call, parser: argparse.ArgumentParser) -> str:
+    """Return why the CLI would refuse this call, or "" when it takes it."""
+    if any(arg in ("-h", "--help", "--version") for arg in call.argv):
+        return ""
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+            args = parser.parse_args(list(call.argv))
+    except SystemExit:
+        reason = next((line.split("error: ", 1)[1] for line in errors.getvalue().splitlines()
+                       if "error: " in line), "refused")
+        return f"{call.where}: 'pinotage {' '.join(call.argv)}': {reason}"
+    if not getattr(args, "handler", None):
+        return f"{call.where}: 'pinotage {' '.join(call.argv)}': names no command"
+    return ""
+
+
+# --- compare ----------------------------------------------------------------
+
+def normalise(xml: str | bytes) -> list[str]:
+    """Return a job config as canonical lines: no layout, no plugin versions, stable attributes.
+
+    Jenkins stores what it was sent but rewrites it on every save from the UI,
+    with its own XML declaration, indentation and ``plugin="name@version"``
+    attributes; none of that is a change to the job.
+    """
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    # Jenkins writes XML 1.1 declarations, which expat refuses.
+    xml = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", xml)
+    root = ET.fromstring(xml)
+    lines: list[str] = []
+    _canonical_lines(root, 0, lines)
+    return lines
+
+
+def compare(job: RenderedJob, live_xml: str | None) -> Drift:
+    """Compare one rendered job with the live config (None: Jenkins has no such job)."""
+    if live_xml is None:
+        return Drift(job.name, "missing")
+    want, have = normalise(job.xml), normalise(live_xml)
+    if want == have:
+        return Drift(job.name, "same")
+    text = "\n".join(difflib.unified_diff(have, want, f"jenkins/{job.name}", f"jobs/{job.name}",
+                                          lineterm="", n=2))
+    return Drift(job.name, "changed", text)
+
+
+def plan_update(jobs: Iterable[RenderedJob], live: Mapping[str, str | None],
+                others: Mapping[str, str] = {}, *, delete_old: bool = False) -> UpdatePlan:
+    """Decide the writes: create the missing, reconfigure the changed, delete own leftovers.
+
+    ``live`` maps each rendered job's name to its live config (None when absent);
+    ``others`` maps the live jobs not in jobs/ to their configs.
+    """
+    create, reconfigure, unchanged = [], [], []
+    for job in jobs:
+        state = compare(job, live.get(job.name)).state
+        {"missing": create, "changed": reconfigure, "same": unchanged}[state].append(
+            job if state != "same" else job.name)
+    delete = sorted(name for name, xml in others.items() if is_managed(xml)) if delete_old else []
+    return UpdatePlan(tuple(create), tuple(reconfigure), tuple(delete), tuple(unchanged))
+
+
+def is_managed(xml: str | bytes) -> bool:
+    """Tell whether a live job was made by Pinotage (its description carries the mark)."""
+    try:
+        description = ET.fromstring(re.sub(rb"^\s*<\?xml[^>]*\?>", b"",
+                                           xml.encode() if isinstance(xml, str) else xml)).find("description")
+    except ET.ParseError:
+        return False
+    return description is not None and MANAGED_MARK in (description.text or "")
+
+
+# --- internals --------------------------------------------------------------
+
+def _mark_managed(root: ET.Element) -> None:
+    """Append the managed mark to a freshly generated job's description."""
+    description = root.find("description")
+    if description is None:
+        description = ET.SubElement(root, "description")
+    description.text = ((description.text or "").rstrip("\n") + "\n" + MANAGED_MARK).lstrip("\n")
+
+
+def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
+    attributes = "".join(f' {key}="{_plugin_name(key, value)}"'
+                         for key, value in sorted(element.attrib.items()))
+    text = "\n".join(line.rstrip() for line in (element.text or "").strip().replace("\r\n", "\n").split("\n"))
+    indent = "  " * depth
+    children = list(element)
+    if not children:
+        lines.append(f"{indent}<{element.tag}{attributes}>{_escape(text)}</{element.tag}>" if text
+                     else f"{indent}<{element.tag}{attributes}/>")
+        return
+    lines.append(f"{indent}<{element.tag}{attributes}>")
+    for child in children:
+        _canonical_lines(child, depth + 1, lines)
+    lines.append(f"{indent}</{element.tag}>")
+
+
+def _plugin_name(key: str, value: str) -> str:
+    return value.split("@", 1)[0] if key == "plugin" else value
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Yield (line offset, line) with backslash continuations joined."""
+    pending, start = "", 0
+    for number, line in enumerate(text.split("\n")):
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        yield start, pending + line
+        pending = ""
+    if pending:
+        yield start, pending
+
+
+def _blank_strings(text: str) -> str:
+    """Blank out the insides of Groovy string literals, keeping offsets, so braces can be counted."""
+    def blank(match: re.Match) -> str:
+        quote = match.group("q")
+        inner = match.group(0)[len(quote):-len(quote)]
+        return quote + re.sub(r"[^\n]", " ", inner) + quote
+
+    return re.sub(r"""(?P<q>'''|\"\"\"|'|")(?:\\.|(?!(?P=q)).)*?(?P=q)""", blank, text, flags=re.DOTALL)
+
+
+def _matching_brace(code: str, open_at: int) -> int:
+    depth = 0
+    for index in range(open_at, len(code)):
+        if code[index] == "{":
+            depth += 1
+        elif code[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    return len(code)
+
+
+def _innermost(blocks: list[tuple[int, int]], offset: int) -> tuple[int, int] | None:
+    inside = [block for block in blocks if block[0] < offset < block[1]]
+    return max(inside, default=None)
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _without_groovy_comments(text: str) -> str:
+    """Blank out // and /* */ comments, keeping offsets (so line numbers stay right)."""
+    def blank(match: re.Match) -> str:
+        return re.sub(r"[^\n]", " ", match.group(0))
+
+    return re.sub(r"/\*.*?\*/|(?<![:'\"])//[^\n]*", blank, text, flags=re.DOTALL)
+
+
+def _source_of(data) -> str:
+    for context in reversed(getattr(data, "context", []) or []):
+        pos = getattr(context, "pos", None)
+        if pos is not None and getattr(pos, "path", None):
+            return _relative(str(pos.path))
+    return ""
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def _jjb_problem(e, jobs_dir: Path) -> str:
+    """Make one line of a JJB error: the innermost file position, then the message."""
+    pos = e.pos
+    if pos is None:
+        for context in reversed(e.ctx):
+            if context.pos is not None:
+                pos = context.pos
+                break
+    message = " ".join(str(e.message).split())
+    if pos is None:
+        return f"{jobs_dir}: {message}"
+    return f"{_relative(str(pos.path))}:{pos.line + 1}: {message}"
+
+
+def _yaml_problem(e, jobs_dir: Path) -> str:
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or str(e)
+    if mark is None:
+        return f"{jobs_dir}: not valid YAML: {problem}"
+    return f"{_relative(str(mark.name))}:{mark.line + 1}: not valid YAML: {problem}"
+
+
+@contextlib.contextmanager
+def _quiet_jjb() -> Iterator[None]:
+    """Keep JJB's import-time warnings and INFO chatter off the user's terminal."""
+    logger = logging.getLogger("jenkins_jobs")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+# --- the `pinotage jobs` commands -------------------------------------------
+
+def command(action: str, *, jobs_dir: str, output: str, delete_old: bool, config,
+            environ: Mapping[str, str], parser: argparse.ArgumentParser) -> int:
+    """Run one ``pinotage jobs`` action; return the exit code."""
+    import sys
+
+    jobs = render(jobs_dir)
+    if action == "render":
+        for path in write(jobs, output):
+            print(path)
+        print(f"rendered {len(jobs)} jobs to {output}", file=sys.stderr)
+        return 0
+    if action == "check":
+        jenkinsfile = Path(jobs_dir).parent / "Jenkinsfile"  # jobs/ sits beside the Jenkinsfile
+        problems = check(jobs, jenkinsfile, parser, default_branch=config.default_branch)
+        if problems:
+            raise JobsCheckFailed(problems)
+        print(f"checked {len(jobs)} jobs and {jenkinsfile}: no problem", file=sys.stderr)
+        return 0
+
+    from pipeline import jenkins
+
+    client = jenkins.connect(config, environ, need_token=action == "update")
+    live = jenkins.live_configs(client, [job.name for job in jobs])
+    if action == "diff":
+        drifted = 0
+        for job in jobs:
+            drift = compare(job, live[job.name])
+            if drift.state == "missing":
+                print(f"+ {job.name}: not in Jenkins")
+            elif drift.state == "changed":
+                print(drift.diff)
+            drifted += drift.state != "same"
+        print(f"{drifted} of {len(jobs)} jobs differ from {jobs_dir}", file=sys.stderr)
+        return 1 if drifted else 0
+
+    names = {job.name for job in jobs}
+    others = {}
+    if delete_old:
+        others = {name: client.job_config(name) or "" for name in client.job_names() if name not in names}
+    plan = plan_update(jobs, live, others, delete_old=delete_old)
+    for job in plan.create:
+        print(f"creating {job.name}", file=sys.stderr)
+        client.create(job.name, job.xml)
+    for job in plan.reconfigure:
+        print(f"reconfiguring {job.name}", file=sys.stderr)
+        client.reconfigure(job.name, job.xml)
+    for name in plan.delete:
+        print(f"deleting {name} (managed by Pinotage, no longer in {jobs_dir})", file=sys.stderr)
+        client.delete(name)
+    print(f"{len(plan.create)} created, {len(plan.reconfigure)} reconfigured, {len(plan.delete)} deleted,"
+          f" {len(plan.unchanged)} unchanged", file=sys.stderr)
+    return 0
+
+
+class JobsCheckFailed(BadInput):
+    """``pinotage jobs check`` found problems; each is one line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(f"{len(problems)} problems in the jobs and the Jenkinsfile",
+                         hint="fix them in jobs/ or the Jenkinsfile, then run 'pinotage jobs check' again")
+        self.problems = list(problems)
+
+    def lines(self) -> list[str]:
+        return list(self.problems)

@@ -78,32 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("config", _config, "print the effective configuration and where each value came from")
 
-    sub = add("context", _pending("the run issue"), "print the build context and the plan for this event",
-              pending="the run issue")
+    sub = add("context", _context, "print the build context and the plan for this event")
     sub.add_argument("--json", action="store_true", help="print JSON")
     with_state(sub)
 
-    sub = add("run", _pending("the run issue"), "build, smoke test and, on the default branch, push and deploy",
-              pending="the run issue")
+    sub = add("run", _run, "build, smoke test and, on the default branch, push and deploy")
     sub.add_argument("--dry-run", action="store_true", help="print the plan and touch nothing")
 
     for name, help_text in (("build", "build the image (skipped when the registry has this commit)"),
                             ("smoke", "run the built image and check its health path and first slide"),
                             ("push", "push the image to the registry and record its digest")):
         with_state(add(name, _pending("the image issue"), help_text, pending="the image issue"))
-    for name, help_text in (("deploy", "deploy the pushed image to the target"),
-                            ("gate", "wait for the rollout; roll back by itself when it fails")):
-        with_state(add(name, _pending("the run issue"), help_text, pending="the run issue"))
+    with_state(add("deploy", _deploy, "deploy the pushed image to the target, gated: a failed rollout rolls back"))
+    with_state(add("gate", _gate, "check that the release the deploy stage gated is still the live one"))
 
-    sub = add("rollback", _pending("the run issue"), "return to the previous (or a named) successful deploy",
-              pending="the run issue")
+    sub = add("rollback", _rollback, "return to the previous (or a named) successful deploy")
     sub.add_argument("--to", metavar="COMMIT", help="the commit to return to (default: the previous deploy)")
 
-    sub = add("history", _pending("the run issue"), "print the deploy ledger", pending="the run issue")
+    sub = add("history", _history, "print the deploy ledger")
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument("--limit", type=int, default=20, help="newest N records (default: %(default)s)")
 
-    sub = add("status", _pending("the run issue"), "report a commit status to GitHub", pending="the run issue")
+    sub = add("status", _status, "report a commit status to GitHub (needs PINOTAGE_GITHUB_TOKEN)")
     sub.add_argument("state_name", choices=("pending", "success", "failure", "error"), metavar="STATE")
     sub.add_argument("--description", default="", help="a short text shown beside the status")
 
@@ -169,3 +165,156 @@ def _pending(issue: str) -> Handler:
 
 def _missing_subcommand(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     raise NotAvailableYet("choose an action; see --help")
+
+
+# --- the run issue: context, run, deploy, gate, rollback, history, status ---------
+
+def _context(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import json
+
+    from pipeline import context as ctx
+    from pipeline.state import write_state
+
+    config = load_config(args, environ)
+    context = ctx.read(environ, default_branch=config.default_branch)
+    plan = ctx.plan_for(context, config.default_branch)
+    write_state(args.state, context=context)
+    if args.json:
+        print(json.dumps({"context": ctx.to_json(context), "plan": {"steps": list(plan.steps),
+                          "reason": plan.reason, "reads_credentials": plan.reads_credentials}}, indent=2))
+    else:
+        _print_rows(ctx.describe(context, plan))
+    return 0
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import context as ctx
+    from pipeline import runner
+
+    config = load_config(args, environ)
+    context = ctx.read(environ, default_branch=config.default_branch)
+    plan = ctx.plan_for(context, config.default_branch)
+    if args.dry_run:
+        _print_rows(ctx.describe(context, plan) + runner.dry_run(config, context, plan))
+        return 0
+    outcome = runner.run(config, context, plan, runner.services_for(config, plan, context, environ))
+    for line in outcome.summary():
+        print(line)
+    return 0
+
+
+def _deploy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import runner
+    from pipeline.state import write_state
+
+    config, context, image = _release_stage(args, environ)
+    services = runner.services_for(config, _plan(config, context), context, environ)
+    deployment, record, note = runner.deploy(config, context, image, services)
+    if deployment is None:
+        print(f"deployed: no ({note})")
+        return 0
+    write_state(args.state, deployment=deployment)
+    print(f"deployed: {image.pinned} to {deployment.target} revision {deployment.revision}")
+    if deployment.url:
+        print(f"url:      {deployment.url}")
+    return 0
+
+
+def _gate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import runner
+    from pipeline.errors import DeployFailed
+
+    config, context, image = _release_stage(args, environ)
+    live = runner.make_target(config, environ, runner.progress_line).deployed()
+    if live is None or live.image.digest != image.digest:
+        now = f"{live.image.pinned} ({live.commit[:12]})" if live is not None else "nothing"
+        raise DeployFailed(f"gate: {image.pinned} is not live; {now} is", rolled_back=False,
+                           hint="the deploy stage failed or a newer release replaced it; see 'pinotage history'")
+    print(f"gate: {image.pinned} ({context.short_commit}) is live on {config.deploy.target}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import runner
+
+    config = load_config(args, environ)
+    deployment, record = runner.rollback(config, environ, to_commit=args.to)
+    print(f"rolled back: {record.commit[:12]} ({record.image}) is live on {deployment.target}")
+    if deployment.url:
+        print(f"url:      {deployment.url}")
+    return 0
+
+
+def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import json
+
+    from pipeline import ledger, runner
+    from pipeline.errors import BadInput
+
+    if args.limit < 1:
+        raise BadInput(f"--limit: expected a number above 0, got {args.limit}")
+    config = load_config(args, environ)
+    records = runner.make_target(config, environ, runner.progress_line).ledger().records()[-args.limit:]
+    if args.json:
+        print(json.dumps([ledger.record_to_json(r) for r in records], indent=2))
+    elif not records:
+        print("no deploys recorded yet")
+    else:
+        for line in ledger.table(records):
+            print(line)
+    return 0
+
+
+def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import config as config_module
+    from pipeline import context as ctx
+    from pipeline import github
+    from pipeline.errors import BadInput
+
+    config = load_config(args, environ)
+    context = ctx.read(environ, default_branch=config.default_branch)
+    token = config_module.secret("github.token", environ)
+    if not token:
+        raise BadInput("PINOTAGE_GITHUB_TOKEN is not set", hint="a token with commit status write access")
+    slug = github.repo_slug(config.github.repo, context.source_url)
+    if not slug:
+        raise BadInput("github.repo: not set, and the origin URL is not on github.com",
+                       hint="--set github.repo=OWNER/NAME")
+    github.report(config.github.api_url, slug, context.commit, args.state_name, token=token,
+                  description=args.description, target_url=context.build_url)
+    print(f"status: {args.state_name} reported to {slug} for {context.short_commit}")
+    return 0
+
+
+def _plan(config, context):
+    from pipeline import context as ctx
+
+    return ctx.plan_for(context, config.default_branch)
+
+
+def _release_stage(args: argparse.Namespace, environ: Mapping[str, str]):
+    """Read what the deploy and gate stages need: config, context, and the pushed image."""
+    from pipeline import context as ctx
+    from pipeline.errors import BadInput, DeployRefused
+    from pipeline.state import image_from_json, read_state
+
+    config = load_config(args, environ)
+    state = read_state(args.state)
+    context = ctx.for_stage(state, environ, default_branch=config.default_branch)
+    plan = _plan(config, context)
+    if "deploy" not in plan:
+        raise DeployRefused(f"this {context.event} build does not deploy: {plan.reason}")
+    if not isinstance(state.get("image"), dict) or not state["image"].get("digest"):
+        raise BadInput(f"{args.state}: no pushed image (with a digest) in the state file",
+                       hint="run 'pinotage push --state FILE' first")
+    image = image_from_json(state["image"])
+    if image.commit and image.commit != context.commit:
+        raise BadInput(f"{args.state}: the image is of commit {image.commit[:12]}, this build is of "
+                       f"{context.short_commit}", hint="the state file is from another build; delete it")
+    return config, context, image
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")

@@ -58,6 +58,7 @@ class DeployConfig:
     target: str = "docker"
     namespace: str = "presentation"
     host_port: int = 8080
+    host_ip: str = "127.0.0.1"  # where the local target publishes host_port; 0.0.0.0 for every interface
     kube_context: str = ""
 
 

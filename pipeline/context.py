@@ -176,3 +176,11 @@ def describe(context: BuildContext, plan: Plan) -> list[tuple[str, str]]:
 
 def _commit_ok(commit: str) -> bool:
     return bool(gitfacts.COMMIT_RE.match(commit))
+
+
+def for_stage(state: Mapping[str, Any], environ: Mapping[str, str], *, default_branch: str,
+              cwd: str = ".") -> BuildContext:
+    """Return the context the Context stage wrote to the state file, else read it afresh."""
+    if "context" in state:
+        return from_json(state["context"])
+    return read(environ, default_branch=default_branch, cwd=cwd)

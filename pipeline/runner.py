@@ -1,0 +1,345 @@
+"""Compose the phases for ``pinotage run``: the only module that calls them in order.
+
+Timing and logging wrap the phases (``Timer.phase``); the phases themselves only do their one
+job. The plan (``context.plan_for``) says which phases run: a branch or pull request builds and
+smoke-tests with no credential read at all; the default branch also pushes, deploys through the
+target (whose deploy includes the rollout gate), records the attempt in the target's ledger and
+reports the commit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sys
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+from pipeline import config as config_module
+from pipeline import ledger
+from pipeline.context import BuildContext, Plan
+from pipeline.errors import DeployFailed, DeployRefused, PinotageError
+from pipeline.state import Deployment, Image, Release
+
+Progress = Callable[[str], None]
+IsAncestor = Callable[[str, str], bool]
+
+
+def log(line: str) -> None:
+    """Print a phase's start, end or summary line on stderr."""
+    print(f"==> {line}", file=sys.stderr, flush=True)
+
+
+def progress_line(line: str) -> None:
+    """Print one progress line of a phase, indented under it, on stderr."""
+    print(f"    {line}", file=sys.stderr, flush=True)
+
+
+class Timer:
+    """Time phases and report each one's start, end and duration."""
+
+    def __init__(self, say: Progress = log, clock: Callable[[], float] = time.monotonic):
+        self.say = say
+        self.clock = clock
+        self.phases_s: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        self.say(f"{name}: started")
+        started = self.clock()
+        try:
+            yield
+        except BaseException as e:
+            took = self.clock() - started
+            self.phases_s[name] = round(took, 3)
+            self.say(f"{name}: failed after {took:.1f} s ({_short(e)})")
+            raise
+        took = self.clock() - started
+        self.phases_s[name] = round(took, 3)
+        self.say(f"{name}: done in {took:.1f} s")
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What a run did: the summary printed at its end."""
+
+    context: BuildContext
+    plan: Plan
+    image: Image | None = None
+    built: bool = False
+    pushed: bool = False
+    deployment: Deployment | None = None
+    record: ledger.Record | None = None
+    phases_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    note: str = ""
+
+    def summary(self) -> list[str]:
+        """Return the closing lines: what was built, pushed and deployed, and the URL."""
+        lines = [f"{self.context.event} {self.context.branch or '(detached)'} @ {self.context.short_commit}: "
+                 + " → ".join(self.plan.steps)]
+        if self.image is not None:
+            lines.append(f"built:    {self.image.ref}" if self.built
+                         else f"built:    no ({self.image.ref} was already in the registry)")
+        if "push" in self.plan:
+            lines.append(f"pushed:   {self.image.pinned}" if self.pushed
+                         else f"pushed:   no ({self.image.pinned if self.image and self.image.digest else '-'} already there)")
+        else:
+            lines.append("pushed:   no (this event does not push)")
+        if "deploy" in self.plan:
+            if self.deployment is not None:
+                lines.append(f"deployed: {self.deployment.target} revision {self.deployment.revision}"
+                             + (f", replacing {self.deployment.previous.commit[:12]}" if self.deployment.previous else ""))
+            else:
+                lines.append(f"deployed: no ({self.note or 'nothing to do'})")
+        else:
+            lines.append("deployed: no (this event does not deploy)")
+        if self.deployment is not None and self.deployment.url:
+            lines.append(f"url:      {self.deployment.url}")
+        if self.phases_s:
+            lines.append("took:     " + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases_s.items()))
+        return lines
+
+
+@dataclasses.dataclass
+class Services:
+    """What a run talks to; each is made only when a phase first needs it."""
+
+    make_client: Callable[[], Any]
+    make_target: Callable[[], Any]
+    read_credentials: Callable[[], Any]
+    report_status: Callable[[str, str], None] | None  # (state, description); None: no status
+    is_ancestor: IsAncestor
+    phases: Any  # the image phases: pipeline.image, or a double in tests
+
+
+def run(config: config_module.Config, context: BuildContext, plan: Plan, services: Services, *,
+        say: Progress = log, progress: Progress = progress_line) -> Outcome:
+    """Run the plan's phases in order; raise the first failure after reporting it."""
+    timer = Timer(say)
+    phases = services.phases
+    image: Image | None = None
+    built = pushed = False
+    deployment: Deployment | None = None
+    record: ledger.Record | None = None
+    note = ""
+    _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
+    try:
+        credentials = services.read_credentials() if "push" in plan else None
+        client = None
+        if credentials is not None:
+            with timer.phase("lookup"):
+                image = phases.find_pushed(config, context, credentials)
+                if image is not None:
+                    progress(f"the registry already holds {image.pinned}: build, smoke test and push are skipped")
+        if image is None:
+            client = services.make_client()
+            with timer.phase("build"):
+                image = phases.build(client, config, context, progress=progress)
+                built = True
+            with timer.phase("smoke"):
+                phases.smoke(client, config, image, progress=progress)
+            if "push" in plan:
+                with timer.phase("push"):
+                    image = phases.push(client, config, image, credentials, progress=progress)
+                    pushed = True
+        if "deploy" in plan:
+            deployment, record, note = _deploy(config, context, image, services, timer, progress)
+    except PinotageError as e:
+        _status(services, "failure", _short(e), say)
+        raise
+    _status(services, "success", _success_text(plan, deployment, note), say)
+    return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed,
+                   deployment=deployment, record=record, phases_s=dict(timer.phases_s), note=note)
+
+
+def deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, *,
+           say: Progress = log, progress: Progress = progress_line) -> tuple[Deployment | None, ledger.Record | None, str]:
+    """Deploy an already pushed image (the Jenkins Deploy stage) and record the attempt."""
+    return _deploy(config, context, image, services, Timer(say), progress)
+
+
+def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_commit: str | None,
+             say: Progress = log, progress: Progress = progress_line) -> tuple[Deployment, ledger.Record]:
+    """Return to the previous (or the named) successful deploy and record it in the ledger."""
+    target = make_target(config, environ, progress)
+    timer = Timer(say)
+    before = target.deployed()
+    started = ledger.now()
+    try:
+        with timer.phase("rollback"):
+            deployment = target.rollback(to_commit, progress=progress)
+    except (DeployFailed, DeployRefused) as e:
+        if isinstance(e, DeployFailed) and before is not None:
+            target.ledger().append(ledger.Record(
+                id=ledger.new_id(), app=config.app, commit=before.commit, image=_pinned(before.image),
+                target=target.name, build_url="", started_at=started, finished_at=ledger.now(),
+                outcome="rolled-back" if e.rolled_back else "failed", phases_s=dict(timer.phases_s),
+                message=f"rollback failed: {e.message}"))
+        raise
+    live = target.deployed()
+    came_from = f"rollback from {before.commit[:12]}" if before is not None else "rollback"
+    record = ledger.Record(id=ledger.new_id(), app=config.app, commit=live.commit if live else "",
+                           image=_pinned(live.image) if live else "", target=target.name,
+                           build_url=live.build_url if live else "", started_at=started, finished_at=ledger.now(),
+                           outcome="deployed", phases_s=dict(timer.phases_s), message=came_from)
+    target.ledger().append(record)
+    return deployment, record
+
+
+def dry_run(config: config_module.Config, context: BuildContext, plan: Plan) -> list[tuple[str, str]]:
+    """Describe what each step of the plan would do, touching nothing (no engine, no secret, no network)."""
+    name = config.image_name()
+    rows = [("image", f"{name}:{context.commit}" + ("-dirty" if context.dirty else ""))]
+    if "push" in plan:
+        rows.append(("registry", f"{config.registry.url} (skips build and push when it holds this commit)"))
+    if "deploy" in plan:
+        where = (f"http://{config.deploy.host_ip}:{config.deploy.host_port}/ on the local Docker engine"
+                 if config.deploy.target == "docker" else f"namespace {config.deploy.namespace} on the cluster")
+        rows.append(("deploy", f"{config.deploy.target}: {where}; an older commit than the live one is refused"))
+        rows.append(("ledger", "one record for the attempt, kept by the target ('pinotage history')"))
+    if "status" in plan:
+        rows.append(("status", "pending, then success or failure, when PINOTAGE_GITHUB_TOKEN is set"))
+    rows.append(("dry run", "nothing was built, pushed or deployed"))
+    return rows
+
+
+def _pinned(image: Image) -> str:
+    return image.pinned if image.digest else image.ref
+
+
+def _deploy(config, context, image, services, timer: Timer, progress: Progress):
+    target = services.make_target()
+    live = target.deployed()
+    if live is not None and live.image.digest == image.digest:
+        note = f"{image.pinned} is already live"
+        progress(note)
+        return None, None, note
+    release = Release(image=image, commit=context.commit, build_url=context.build_url, ledger_id=ledger.new_id())
+    started = ledger.now()
+
+    def record(outcome: str, message: str = "") -> ledger.Record:
+        entry = ledger.Record(id=release.ledger_id, app=config.app, commit=context.commit, image=image.pinned,
+                              target=target.name, build_url=context.build_url, started_at=started,
+                              finished_at=ledger.now(), outcome=outcome, phases_s=dict(timer.phases_s),
+                              message=message)
+        target.ledger().append(entry)
+        return entry
+
+    try:
+        with timer.phase("deploy"):
+            deployment = target.deploy(release, is_ancestor=services.is_ancestor, progress=progress)
+    except DeployRefused as e:
+        record("refused", e.message)
+        raise
+    except DeployFailed as e:
+        record("rolled-back" if e.rolled_back else "failed", e.message)
+        raise
+    except PinotageError as e:
+        record("failed", e.message)
+        raise
+    return deployment, record("deployed"), ""
+
+
+def _status(services: Services, state: str, description: str, say: Progress) -> None:
+    """Report a commit status; a status GitHub refuses is shown, and never fails the release."""
+    if services.report_status is None:
+        return
+    try:
+        services.report_status(state, description)
+    except PinotageError as e:
+        say(f"status: {state} not reported: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+
+
+def _success_text(plan: Plan, deployment: Deployment | None, note: str) -> str:
+    if deployment is not None:
+        return f"deployed to {deployment.target}" + (f" at {deployment.url}" if deployment.url else "")
+    if "deploy" in plan:
+        return note or "nothing to deploy"
+    return "built, smoke-tested and pushed" if "push" in plan else "built and smoke-tested"
+
+
+def _short(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.splitlines()[0][:200]
+
+
+def services_for(config: config_module.Config, plan: Plan, context: BuildContext, environ: Mapping[str, str], *,
+                 cwd: str = ".", say: Progress = log) -> Services:
+    """Wire the real services: the Docker engine, the configured target, the registry, GitHub, git."""
+    return Services(
+        make_client=lambda: docker_client(environ, trusted=plan.reads_credentials),
+        make_target=lambda: make_target(config, environ, progress_line),
+        read_credentials=lambda: read_registry_credentials(config, environ),
+        report_status=_github_reporter(config, context, environ, say) if "status" in plan else None,
+        is_ancestor=_git_ancestry(cwd),
+        phases=_image_phases(),
+    )
+
+
+def docker_client(environ: Mapping[str, str], *, trusted: bool):
+    """Connect to the engine named by DOCKER_HOST (or the default socket).
+
+    An untrusted build (a branch, a pull request) gets a client with no registry logins: the
+    SDK would otherwise send every login from the docker config file along with each build.
+    """
+    import docker
+
+    try:
+        client = docker.from_env(environment=dict(environ), timeout=300)
+        client.ping()
+    except docker.errors.DockerException as e:
+        raise PinotageError(f"no Docker engine answers ({e})", hint="start dockerd, or set DOCKER_HOST") from e
+    if not trusted:
+        # No public switch exists; the logins are loaded into this attribute when the client is made.
+        client.api._auth_configs = docker.auth.AuthConfig({})
+    return client
+
+
+def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress):
+    """Make the configured deploy target (deploy.target), importing only that one."""
+    if config.deploy.target == "kubernetes":
+        from pipeline.targets import kubernetes
+
+        return kubernetes.make_target(config, environ, progress)
+    from pipeline.targets import docker as docker_target
+
+    return docker_target.make_target(config, environ, progress)
+
+
+def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]):
+    """Read the registry login, the moment a phase that pushes needs it."""
+    from pipeline import registry
+
+    return registry.read_credentials(config, environ)
+
+
+def _image_phases():
+    from pipeline import image
+
+    return image
+
+
+def _git_ancestry(cwd: str) -> IsAncestor:
+    def is_ancestor(older: str, newer: str) -> bool:
+        from pipeline import git as gitfacts
+
+        return gitfacts.is_strict_ancestor(gitfacts.open_repo(cwd), older, newer)
+    return is_ancestor
+
+
+def _github_reporter(config: config_module.Config, context: BuildContext, environ: Mapping[str, str],
+                     say: Progress) -> Callable[[str, str], None]:
+    def report(state: str, description: str) -> None:
+        from pipeline import github
+
+        token = config_module.secret("github.token", environ)
+        if not token:
+            return
+        slug = github.repo_slug(config.github.repo, context.source_url)
+        if not slug:
+            raise PinotageError("no GitHub repository to report to",
+                                hint="set github.repo (owner/name) or clone from github.com")
+        github.report(config.github.api_url, slug, context.commit, state, token=token,
+                      description=description, target_url=context.build_url)
+        say(f"status: {state} reported to {slug} for {context.short_commit}")
+    return report

@@ -1,0 +1,329 @@
+"""The local target, the embedded default: the release runs as a container on the local engine.
+
+A deploy pulls the image by digest from the registry and starts it as a candidate container on
+a free loopback port. Only once the candidate answers its health path does the cut-over start:
+Docker fixes a container's published ports when it is created, so "moving" the published port
+means stopping the previous container (kept, stopped, for rollback) and starting the release
+again with the published port (``deploy.host_port``), then checking its health once more. If the
+candidate never gets healthy the previous container is never touched; if the cut-over fails the
+previous container is started again. Either way ``DeployFailed`` says whether it serves again.
+
+What is live is read from the engine itself (containers carry the release in labels); the
+ledger is a file under the state directory. A file lock serialises deploys and rollbacks of one
+app, so the order check is made on the state just read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import secrets
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from pipeline import config as config_module
+from pipeline.errors import BadInput, DeployFailed, DeployRefused, PinotageError
+from pipeline.ledger import FileLedger, Record
+from pipeline.state import Deployment, Image, Release
+from pipeline.targets import IsAncestor, Progress
+
+LABEL = "org.pinotage"  # label prefix on every container this target makes
+POLL_S = 0.25
+PROBE_TIMEOUT_S = 2
+STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
+KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
+
+
+def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress,
+                *, client=None) -> "DockerTarget":
+    """Build the local target from config (the engine comes from DOCKER_HOST in environ, or the default)."""
+    if client is None:
+        import docker
+
+        try:
+            client = docker.from_env(environment=dict(environ), timeout=120)
+            client.ping()
+        except docker.errors.DockerException as e:
+            raise PinotageError(f"no Docker engine answers ({e})",
+                                hint="start dockerd, or set DOCKER_HOST") from e
+    return DockerTarget(config, environ, client)
+
+
+class DockerTarget:
+    name = "docker"
+
+    def __init__(self, config: config_module.Config, environ: Mapping[str, str], client):
+        self.config = config
+        self.environ = environ
+        self.client = client
+        self.app = config.app
+        self.state_dir = config.path(config.state_dir)
+
+    # --- the Target verbs ---------------------------------------------------
+
+    def deployed(self) -> Release | None:
+        container = self._serving()
+        return _release_of(container) if container is not None else None
+
+    def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
+        with self._locked():
+            live_container = self._serving()
+            live = _release_of(live_container) if live_container is not None else None
+            if live is not None and is_ancestor(release.commit, live.commit):
+                raise DeployRefused(
+                    f"refusing to deploy {release.commit[:12]}: it is older than the deployed "
+                    f"{live.commit[:12]} (an older build finishing late must not replace a newer one)",
+                    hint="deploy a newer commit, or go back on purpose with 'pinotage rollback --to COMMIT'")
+            self._pull(release.image, progress)
+            self._start_checked(release, live_container, live, progress)
+            return Deployment(target=self.name, revision=release.ledger_id or release.image.digest,
+                              url=self.url(), previous=live)
+
+    def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
+        with self._locked():
+            live_container = self._serving()
+            live = _release_of(live_container) if live_container is not None else None
+            record = self._rollback_record(live, to_commit)
+            if live is not None and live.image.digest and record.image == live.image.pinned:
+                raise DeployRefused(f"{record.commit[:12]} ({record.image}) is already live")
+            image = _image_of_record(record)
+            release = Release(image=image, commit=record.commit, build_url=record.build_url,
+                              ledger_id=record.id)
+            kept = self._kept(record.id)
+            if kept is None:
+                self._pull(image, progress)
+            progress(f"rolling back to {record.commit[:12]} ({record.image}), deployed {record.started_at}")
+            self._start_checked(release, live_container, live, progress, kept=kept)
+            return Deployment(target=self.name, revision=record.id, url=self.url(), previous=live)
+
+    def ledger(self) -> FileLedger:
+        return FileLedger(self.state_dir / f"ledger-{self.app}.jsonl")
+
+    def url(self) -> str:
+        return f"http://{self._probe_host()}:{self.config.deploy.host_port}/"
+
+    # --- steps -----------------------------------------------------------------
+
+    def _start_checked(self, release: Release, live_container, live: Release | None, progress: Progress,
+                       *, kept=None) -> None:
+        """Gate a candidate (unless restarting a kept container), then cut over; undo on any failure."""
+        import docker
+
+        if kept is None:
+            candidate = self._create(release, role="candidate", host_port=None)
+            try:
+                candidate.start()
+                port = _published_port(_reloaded(candidate), self.config.image.port)
+                progress(f"candidate {candidate.name} started on {self._probe_host()}:{port}")
+                self._wait_healthy(candidate, port, progress)
+            except DeployFailed as e:
+                still = "the previous release still serves" if live is not None else "nothing was live"
+                raise DeployFailed(f"{e.message}; {still}", rolled_back=live is not None, hint=e.hint) from e
+            finally:
+                _remove(candidate)
+        if live_container is not None:
+            progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
+            live_container.stop(timeout=STOP_TIMEOUT_S)
+        serving = kept
+        try:
+            if serving is None:
+                serving = self._create(release, role="serving", host_port=self.config.deploy.host_port)
+            serving.start()
+            progress(f"{serving.name} now holds port {self.config.deploy.host_port}")
+            self._wait_healthy(serving, self.config.deploy.host_port, progress)
+        except (DeployFailed, docker.errors.APIError) as e:
+            reason = e.message if isinstance(e, DeployFailed) else _explain(e, self.config.deploy.host_port)
+            if kept is None:
+                _remove(serving)
+            else:
+                _stop(kept)
+            if live_container is not None:
+                progress(f"cut-over failed; starting {live_container.name} again")
+                live_container.start()
+                self._wait_healthy(live_container, self.config.deploy.host_port, progress)
+            again = "the previous release serves again" if live_container is not None else "nothing was live"
+            raise DeployFailed(f"{reason}; {again}", rolled_back=live_container is not None) from e
+        progress(f"serving {release.image.pinned} at {self.url()}")
+        self._prune(keep=serving)
+
+    def _pull(self, image: Image, progress: Progress) -> None:
+        import docker
+
+        progress(f"pulling {image.pinned}")
+        try:
+            self.client.images.pull(image.pinned, auth_config=self._auth())
+        except docker.errors.APIError as e:
+            raise DeployFailed(f"cannot pull {image.pinned}: {e.explanation or e}", rolled_back=False,
+                               hint="was it pushed to this registry? are the registry credentials right?") from e
+
+    def _create(self, release: Release, *, role: str, host_port: int | None):
+        image = release.image
+        labels = {
+            f"{LABEL}.app": self.app, f"{LABEL}.role": role, f"{LABEL}.commit": release.commit,
+            f"{LABEL}.image-name": image.name, f"{LABEL}.image-tag": image.tag,
+            f"{LABEL}.image-digest": image.digest, f"{LABEL}.build-url": release.build_url,
+            f"{LABEL}.ledger-id": release.ledger_id,
+            f"{LABEL}.deployed-at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+        }
+        # A random part keeps names unique when the same commit is deployed again (a rollback).
+        name = f"pinotage-{self.app}-{release.commit[:12]}-{secrets.token_hex(3)}" + (
+            "-candidate" if role == "candidate" else "")
+        port = self.config.image.port
+        return self.client.containers.create(
+            image.pinned, name=name, labels=labels, detach=True,
+            environment={"PORT": str(port)},
+            ports={f"{port}/tcp": (self.config.deploy.host_ip, host_port)},
+            restart_policy={"Name": "unless-stopped"} if role == "serving" else {"Name": "no"},
+        )
+
+    def _wait_healthy(self, container, host_port: int, progress: Progress) -> None:
+        """Wait until the container answers its health path; fail fast when it exits or is unhealthy."""
+        url = f"http://{self._probe_host()}:{host_port}{self.config.image.health_path}"
+        deadline_s = self.config.deadlines.rollout_s
+        started = time.monotonic()
+        last = "no answer yet"
+        while time.monotonic() - started < deadline_s:
+            container.reload()
+            status = container.attrs["State"]
+            if status.get("Status") in ("exited", "dead"):
+                raise DeployFailed(f"{container.name} exited with {status.get('ExitCode')}: {_log_tail(container)}",
+                                   rolled_back=False)
+            if (status.get("Health") or {}).get("Status") == "unhealthy":
+                raise DeployFailed(f"{container.name} is unhealthy by its HEALTHCHECK: {_log_tail(container)}",
+                                   rolled_back=False)
+            try:
+                with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
+                    if response.status == 200:
+                        progress(f"{container.name} healthy after {time.monotonic() - started:.1f} s")
+                        return
+                    last = f"HTTP {response.status}"
+            except urllib.error.HTTPError as e:
+                last = f"HTTP {e.code}"
+            except OSError as e:
+                last = type(e).__name__
+            time.sleep(POLL_S)
+        raise DeployFailed(f"{container.name} did not answer {self.config.image.health_path} with 200 within "
+                           f"{deadline_s} s (last: {last})", rolled_back=False,
+                           hint="see its output with 'docker logs'; raise deadlines.rollout_s if it is just slow")
+
+    def _prune(self, *, keep) -> None:
+        """Remove this app's stopped containers beyond the newest KEEP_PREVIOUS."""
+        stopped = [c for c in self._containers(all=True) if c.id != keep.id and c.status != "running"]
+        stopped.sort(key=lambda c: c.labels.get(f"{LABEL}.deployed-at", ""), reverse=True)
+        for container in stopped[KEEP_PREVIOUS:]:
+            _remove(container)
+
+    # --- reading the engine and the ledger --------------------------------------
+
+    def _containers(self, *, all: bool):
+        return self.client.containers.list(all=all, filters={"label": [f"{LABEL}.app={self.app}",
+                                                                      f"{LABEL}.role=serving"]})
+
+    def _serving(self):
+        running = self._containers(all=False)
+        running.sort(key=lambda c: c.labels.get(f"{LABEL}.deployed-at", ""))
+        return running[-1] if running else None
+
+    def _kept(self, ledger_id: str):
+        if not ledger_id:
+            return None
+        for container in self._containers(all=True):
+            if container.labels.get(f"{LABEL}.ledger-id") == ledger_id and container.status != "running":
+                return container
+        return None
+
+    def _rollback_record(self, live: Release | None, to_commit: str | None) -> Record:
+        deployed = [r for r in self.ledger().records() if r.outcome == "deployed" and "@" in r.image]
+        if to_commit:
+            matches = [r for r in deployed if r.commit.startswith(to_commit.lower())]
+            if not matches:
+                raise BadInput(f"--to {to_commit}: no successful deploy of that commit in the ledger",
+                               hint="see 'pinotage history'")
+            return matches[-1]
+        live_image = live.image.pinned if live is not None and live.image.digest else ""
+        earlier = [r for r in deployed if r.image != live_image]
+        if not earlier:
+            raise DeployRefused("there is no earlier successful deploy to roll back to",
+                                hint="see 'pinotage history'")
+        return earlier[-1]
+
+    def _auth(self) -> dict[str, str] | None:
+        # Read at the moment of the pull, never kept: the registry needs it to hand out the image.
+        password = config_module.secret("registry.password", self.environ)
+        if not (password and self.config.registry.user):
+            return None
+        return {"username": self.config.registry.user, "password": password}
+
+    def _probe_host(self) -> str:
+        host = self.config.deploy.host_ip
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = Path(self.state_dir, f"docker-{self.app}.lock")
+        with open(path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+
+# --- helpers --------------------------------------------------------------------
+
+def _release_of(container) -> Release:
+    labels = container.labels
+    image = Image(name=labels.get(f"{LABEL}.image-name", ""), tag=labels.get(f"{LABEL}.image-tag", ""),
+                  digest=labels.get(f"{LABEL}.image-digest", ""), commit=labels.get(f"{LABEL}.commit", ""))
+    return Release(image=image, commit=image.commit, build_url=labels.get(f"{LABEL}.build-url", ""),
+                   ledger_id=labels.get(f"{LABEL}.ledger-id", ""))
+
+
+def _image_of_record(record: Record) -> Image:
+    name, _, digest = record.image.partition("@")
+    return Image(name=name, tag=record.commit, digest=digest, commit=record.commit)
+
+
+def _reloaded(container):
+    container.reload()
+    return container
+
+
+def _published_port(container, port: int) -> int:
+    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+    if not bindings:
+        raise DeployFailed(f"{container.name} publishes no port for {port}/tcp", rolled_back=False)
+    return int(bindings[0]["HostPort"])
+
+
+def _log_tail(container, lines: int = 5) -> str:
+    try:
+        text = container.logs(tail=lines).decode(errors="replace").strip()
+    except Exception:  # the logs are a courtesy in an error message; the error itself matters more
+        return "(no logs)"
+    return " | ".join(text.splitlines()) or "(no output)"
+
+
+def _remove(container) -> None:
+    if container is None:
+        return
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound):
+        container.remove(force=True, v=True)
+
+
+def _stop(container) -> None:
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):
+        container.stop(timeout=STOP_TIMEOUT_S)
+
+
+def _explain(error, host_port: int) -> str:
+    text = str(getattr(error, "explanation", "") or error)
+    if "port is already allocated" in text or "address already in use" in text:
+        return f"port {host_port} is taken by something else (set deploy.host_port to a free port)"
+    return text

@@ -1,0 +1,75 @@
+"""The ledger's file store: one JSON line per deploy attempt, read back whole."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import pytest
+
+from pipeline import ledger
+from pipeline.errors import BadInput
+
+
+def record(n: int, outcome: str = "deployed", **extra) -> ledger.Record:
+    return ledger.Record(id=f"id-{n}", app="presentation", commit=f"{n:040x}",
+                         image=f"127.0.0.1:5000/p@sha256:{n:064x}", target="docker", build_url=f"https://ci/{n}/",
+                         started_at=f"2024-05-01T10:00:{n:02d}+00:00", finished_at=f"2024-05-01T10:01:{n:02d}+00:00",
+                         outcome=outcome, phases_s={"build": 1.5, "deploy": 2.25}, **extra)
+
+
+def test_records_come_back_oldest_first(tmp_path):
+    store = ledger.FileLedger(tmp_path / "state" / "ledger.jsonl")
+    assert store.records() == []
+    written = [record(1), record(2, "refused", message="older than the live one"), record(3, "rolled-back")]
+    for r in written:
+        store.append(r)
+    assert store.records() == written
+    assert ledger.last_deployed(store.records()) == written[0]
+
+
+def _append_many(path, start):
+    store = ledger.FileLedger(path)
+    for n in range(start, start + 50):
+        store.append(record(n % 60, message="x" * 3000))
+
+
+def test_concurrent_appends_keep_whole_lines(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    workers = [multiprocessing.Process(target=_append_many, args=(path, start)) for start in (0, 100, 200)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert len(ledger.FileLedger(path).records()) == 150
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "ledger.jsonl:2: not JSON"),
+    (json.dumps({"id": "x"}), "ledger.jsonl:2: not a deploy record"),
+    (json.dumps({**ledger.record_to_json(record(1)), "outcome": "maybe"}),
+     "ledger.jsonl:2: outcome 'maybe' is not one of deployed, rolled-back, failed, refused"),
+], ids=["not-json", "missing-fields", "unknown-outcome"])
+def test_a_bad_line_is_named(tmp_path, line, message):
+    path = tmp_path / "ledger.jsonl"
+    ledger.FileLedger(path).append(record(1))
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(BadInput) as caught:
+        ledger.FileLedger(path).records()
+    assert message in caught.value.message
+
+
+def test_table_lines_up_and_shows_every_record():
+    lines = ledger.table([record(1), record(12, "refused")])
+    assert lines[0].split() == ["started", "outcome", "commit", "image", "target", "took", "build"]
+    assert lines[1].split()[:3] == ["2024-05-01T10:00:01+00:00", "deployed", f"{1:040x}"[:12]]
+    assert lines[2].split()[1] == "refused"
+    assert "3.8 s" in lines[1]
+    assert lines[1].index("deployed") == lines[2].index("refused")
+
+
+def test_ids_sort_by_start_and_differ():
+    ids = [ledger.new_id() for _ in range(20)]
+    assert len(set(ids)) == 20
+    assert all(i[:16] <= j[:16] for i, j in zip(ids, ids[1:]))

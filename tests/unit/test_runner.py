@@ -1,0 +1,257 @@
+"""The runner's sequencing: which phases run for which event, what the ledger and GitHub hear.
+
+The phases, the target and GitHub are doubles that record their calls and refuse any call
+they were not set up for; the runner is the real one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipeline import config as config_module
+from pipeline import context as ctx
+from pipeline import runner
+from pipeline.errors import DeployFailed, DeployRefused, PinotageError
+from pipeline.state import Deployment, Image, Release
+
+COMMIT = "a" * 40
+OLD = "b" * 40
+NAME = "127.0.0.1:5000/pinotage/presentation"
+BUILT = Image(name=NAME, tag=COMMIT, tags=(COMMIT,), commit=COMMIT)
+PUSHED = dataclasses.replace(BUILT, digest="sha256:" + "1" * 64)
+LIVE = Release(image=Image(name=NAME, tag=OLD, digest="sha256:" + "2" * 64, commit=OLD), commit=OLD)
+
+
+class SmokeFailed(PinotageError):
+    pass
+
+
+class Phases:
+    """The image phases, answering from a script; anything unscripted is refused."""
+
+    def __init__(self, calls, *, in_registry=None, smoke_error=None):
+        self.calls, self.in_registry, self.smoke_error = calls, in_registry, smoke_error
+
+    def find_pushed(self, config, context, credentials):
+        assert credentials == "creds", "find_pushed must get the registry credentials"
+        self.calls.append("find_pushed")
+        return self.in_registry
+
+    def build(self, client, config, context, *, progress):
+        assert client == "engine"
+        self.calls.append("build")
+        progress("Step 1/9 : FROM base")
+        return BUILT
+
+    def smoke(self, client, config, image, *, progress):
+        self.calls.append("smoke")
+        if self.smoke_error:
+            raise self.smoke_error
+
+    def push(self, client, config, image, credentials, *, progress):
+        assert (image, credentials) == (BUILT, "creds")
+        self.calls.append("push")
+        return PUSHED
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the runner called an unexpected phase {name!r}")
+
+
+class Target:
+    name = "docker"
+
+    def __init__(self, calls, *, live=None, error=None):
+        self.calls, self.live, self.error = calls, live, error
+        self.store = []
+
+    def deployed(self):
+        self.calls.append("deployed")
+        return self.live
+
+    def deploy(self, release, *, is_ancestor, progress):
+        self.calls.append("deploy")
+        assert release.image == PUSHED and release.commit == COMMIT and release.ledger_id
+        if self.error:
+            raise self.error
+        return Deployment(target="docker", revision=release.ledger_id, url="http://127.0.0.1:8080/",
+                          previous=self.live)
+
+    def ledger(self):
+        return self
+
+    def append(self, record):
+        self.store.append(record)
+
+
+def refuse(what):
+    def call(*args, **kwargs):
+        raise AssertionError(f"{what} must not be used for this event")
+    return call
+
+
+def make(event, calls, *, phases=None, target=None, statuses=None):
+    context = ctx.BuildContext(commit=COMMIT, branch="master" if event == "default-branch" else "topic",
+                               event=event, change_id="5" if event == "pull-request" else "",
+                               build_url="https://ci/job/7/")
+    plan = ctx.plan_for(context, "master")
+    reads = plan.reads_credentials
+
+    def credentials():
+        calls.append("credentials")
+        return "creds"
+
+    def report(state, description):
+        statuses.append(state)
+
+    services = runner.Services(
+        make_client=lambda: "engine",
+        make_target=(lambda: target) if target is not None else refuse("the target"),
+        read_credentials=credentials if reads else refuse("the registry credentials"),
+        report_status=report if statuses is not None else None,
+        is_ancestor=lambda older, newer: older == OLD and newer == COMMIT,
+        phases=phases or Phases(calls),
+    )
+    return context, plan, services
+
+
+def go(event, calls, lines=None, **kwargs):
+    context, plan, services = make(event, calls, **kwargs)
+    say = (lines.append if lines is not None else (lambda line: None))
+    return runner.run(config_module.Config(), context, plan, services, say=say, progress=lambda line: None)
+
+
+@pytest.mark.parametrize("event, expected", [
+    ("pull-request", ["build", "smoke"]),
+    ("branch", ["build", "smoke"]),
+    ("tag", ["credentials", "find_pushed", "build", "smoke", "push"]),
+    ("default-branch", ["credentials", "find_pushed", "build", "smoke", "push", "deployed", "deploy"]),
+], ids=["pull-request", "branch", "tag", "default-branch"])
+def test_each_event_runs_its_phases_in_order(event, expected):
+    calls = []
+    target = Target(calls)
+    statuses = [] if event in ("tag", "default-branch") else None
+    outcome = go(event, calls, target=target, statuses=statuses)
+    assert calls == expected
+    assert outcome.pushed is ("push" in expected)
+    assert (outcome.deployment is not None) is ("deploy" in expected)
+    if statuses is not None:
+        assert statuses == ["pending", "success"]
+
+
+def test_a_commit_in_the_registry_skips_build_smoke_and_push():
+    calls = []
+    outcome = go("default-branch", calls, phases=Phases(calls, in_registry=PUSHED), target=Target(calls))
+    assert calls == ["credentials", "find_pushed", "deployed", "deploy"]
+    assert (outcome.built, outcome.pushed, outcome.image) == (False, False, PUSHED)
+    assert "already in the registry" in "\n".join(outcome.summary())
+
+
+def test_a_deploy_is_recorded_with_its_phase_durations():
+    calls = []
+    target = Target(calls, live=LIVE)
+    outcome = go("default-branch", calls, target=target)
+    [record] = target.store
+    assert outcome.record == record
+    assert (record.outcome, record.commit, record.image, record.target) == ("deployed", COMMIT, PUSHED.pinned, "docker")
+    assert record.build_url == "https://ci/job/7/"
+    assert list(record.phases_s) == ["lookup", "build", "smoke", "push", "deploy"]
+    summary = "\n".join(outcome.summary())
+    assert f"replacing {OLD[:12]}" in summary and "url:      http://127.0.0.1:8080/" in summary
+
+
+@pytest.mark.parametrize("error, outcome", [
+    (DeployRefused("older than the live one"), "refused"),
+    (DeployFailed("never healthy; the previous release still serves", rolled_back=True), "rolled-back"),
+    (DeployFailed("never healthy; nothing was live", rolled_back=False), "failed"),
+], ids=["refused", "rolled-back", "failed"])
+def test_a_deploy_that_does_not_go_live_is_recorded_and_fails_the_run(error, outcome):
+    calls, statuses = [], []
+    target = Target(calls, live=LIVE, error=error)
+    with pytest.raises(type(error)):
+        go("default-branch", calls, target=target, statuses=statuses)
+    [record] = target.store
+    assert (record.outcome, record.message) == (outcome, error.message)
+    assert statuses == ["pending", "failure"]
+
+
+def test_the_live_digest_is_not_deployed_again():
+    calls = []
+    live = Release(image=PUSHED, commit=COMMIT)
+    target = Target(calls, live=live)
+    outcome = go("default-branch", calls, phases=Phases(calls, in_registry=PUSHED), target=target)
+    assert calls == ["credentials", "find_pushed", "deployed"]
+    assert target.store == [] and outcome.deployment is None
+    assert "already live" in "\n".join(outcome.summary())
+
+
+def test_a_failed_smoke_test_stops_before_the_push():
+    calls, statuses = [], []
+    with pytest.raises(SmokeFailed):
+        go("default-branch", calls, phases=Phases(calls, smoke_error=SmokeFailed("no first slide")),
+           target=Target(calls), statuses=statuses)
+    assert calls == ["credentials", "find_pushed", "build", "smoke"]
+    assert statuses == ["pending", "failure"]
+
+
+def test_a_refused_status_is_shown_and_does_not_fail_the_release():
+    calls, lines = [], []
+    context, plan, services = make("default-branch", calls, target=Target(calls))
+
+    def report(state, description):
+        raise PinotageError("GitHub refused: 401 Bad credentials")
+
+    services.report_status = report
+    outcome = runner.run(config_module.Config(), context, plan, services, say=lines.append, progress=lambda _: None)
+    assert outcome.deployment is not None
+    assert "status: success not reported: GitHub refused: 401 Bad credentials" in lines
+
+
+def test_each_phase_prints_start_end_and_duration():
+    ticks = iter([10.0, 12.5, 20.0, 21.0])
+    lines = []
+    timer = runner.Timer(lines.append, clock=lambda: next(ticks))
+    with timer.phase("build"):
+        pass
+    with pytest.raises(SmokeFailed):
+        with timer.phase("smoke"):
+            raise SmokeFailed("no first slide")
+    assert lines == ["build: started", "build: done in 2.5 s", "smoke: started", "smoke: failed after 1.0 s (no first slide)"]
+    assert timer.phases_s == {"build": 2.5, "smoke": 1.0}
+
+
+def test_the_run_log_names_every_phase():
+    calls, lines = [], []
+    go("default-branch", calls, lines, target=Target(calls))
+    for phase in ("lookup", "build", "smoke", "push", "deploy"):
+        assert f"{phase}: started" in lines
+        assert any(line.startswith(f"{phase}: done in ") for line in lines)
+
+
+@pytest.mark.parametrize("event, present, absent", [
+    ("default-branch", ["deploy", "ledger", "registry", "status"], []),
+    ("pull-request", ["image"], ["deploy", "registry", "status"]),
+], ids=["default-branch", "pull-request"])
+def test_dry_run_describes_only_the_planned_steps(event, present, absent):
+    context, plan, _ = make(event, [])
+    labels = [label for label, _ in runner.dry_run(config_module.Config(), context, plan)]
+    assert all(label in labels for label in present) and not any(label in labels for label in absent)
+
+
+def test_a_rollback_lands_in_the_ledger(monkeypatch):
+    calls = []
+
+    class RollbackTarget(Target):
+        def rollback(self, to_commit=None, *, progress):
+            calls.append(("rollback", to_commit))
+            before, self.live = self.live, LIVE
+            return Deployment(target="docker", revision="r", url="http://127.0.0.1:8080/", previous=before)
+
+    target = RollbackTarget(calls, live=Release(image=PUSHED, commit=COMMIT))
+    monkeypatch.setattr(runner, "make_target", lambda config, environ, progress: target)
+    deployment, record = runner.rollback(config_module.Config(), {}, to_commit=OLD[:8], say=lambda _: None)
+    assert ("rollback", OLD[:8]) in calls
+    assert target.store == [record]
+    assert (record.commit, record.outcome, record.message) == (OLD, "deployed", f"rollback from {COMMIT[:12]}")
+    assert deployment.previous.commit == COMMIT

@@ -115,8 +115,9 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
         except yaml.YAMLError as e:
             raise BadInput(_yaml_problem(e, jobs_dir)) from e
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            # JJB modules raise bare Python errors on some malformed values.
-            raise BadInput(f"{jobs_dir}: a job did not render: {type(e).__name__}: {e}") from e
+            # JJB raises bare Python errors on some malformed files and values.
+            raise BadInput(_top_level_problem(jobs_dir)
+                           or f"{jobs_dir}: a job did not render: {type(e).__name__}: {e}") from e
     sources = {data.name: _source_of(data) for data in job_data}
     rendered = []
     for job in sorted(xml_jobs, key=lambda j: j.name):
@@ -151,10 +152,11 @@ def check(jobs: Iterable[RenderedJob], jenkinsfile: str | Path | None,
         except ET.ParseError as e:
             problems.append(f"{where}: rendered XML is not well formed: {e}")
             continue
-        if builds_branches(root):
-            problems += [f"{where}: a branch and pull-request job must reference no credential,"
-                         f" found {found}" for found in credential_references(root)]
-        calls += calls_in_job(job.name, root)
+        found = credential_references(root) if builds_branches(root) else []
+        if found:
+            problems.append(f"{where}: a branch and pull-request job must reference no credential,"
+                            f" found {', '.join(found)}")
+        calls += calls_in_job(where, root)
     if jenkinsfile is not None:
         path = Path(jenkinsfile)
         if not path.is_file():
@@ -189,17 +191,17 @@ def credential_references(root: ET.Element) -> list[str]:
     return found
 
 
-def calls_in_job(name: str, root: ET.Element) -> list[Call]:
-    """Find the pinotage calls in a job's shell steps and pipeline script."""
+def calls_in_job(where: str, root: ET.Element) -> list[Call]:
+    """Find the pinotage calls in a job's shell steps and pipeline script; ``where`` names the job."""
     calls = []
     for element in root.iter():
         if element.tag == "command" or element.tag == "script":
             text = element.text or ""
             if element.tag == "script":
-                found, _ = calls_in_jenkinsfile(text, f"job {name!r}")
+                found, _ = calls_in_jenkinsfile(text, where)
                 calls += found
             else:
-                calls += [Call(f"job {name!r}", argv) for argv in pinotage_calls(text)]
+                calls += [Call(where, argv) for argv in pinotage_calls(text)]
     return calls
 
 
@@ -468,17 +470,44 @@ def _relative(path: str) -> str:
 
 
 def _jjb_problem(e, jobs_dir: Path) -> str:
-    """Make one line of a JJB error: the innermost file position, then the message."""
-    pos = e.pos
+    """Make one line of a JJB error: where the problem is, what it is, and what it relates to.
+
+    JJB's errors carry a chain of (message, position) pairs: framing such as
+    "In project 'x'" or "Defined here", and the problem itself, which may be
+    the error's own message or the first of its context.
+    """
+    entries = [(c.message, c.pos) for c in e.ctx] + [(str(e.message), e.pos)]
+    framing = re.compile(r"^(In |Defined here|Used here|While )")
+    problems = [(message, pos) for message, pos in entries if not framing.match(message)]
+    if not problems:
+        problems = [(str(e.message), None)]
+    (message, pos), related = problems[0], problems[1:]
     if pos is None:
-        for context in reversed(e.ctx):
-            if context.pos is not None:
-                pos = context.pos
-                break
-    message = " ".join(str(e.message).split())
-    if pos is None:
-        return f"{jobs_dir}: {message}"
-    return f"{_relative(str(pos.path))}:{pos.line + 1}: {message}"
+        pos = next((p for _, p in reversed(entries) if p is not None), None)
+    text = " ".join(message.split())
+    text += "".join(f" ({' '.join(m.split())}: {_where(p)})" for m, p in related if p is not None)
+    return f"{_where(pos)}: {text}" if pos is not None else f"{jobs_dir}: {text}"
+
+
+def _where(pos) -> str:
+    return f"{_relative(str(pos.path))}:{pos.line + 1}"
+
+
+def _top_level_problem(jobs_dir: Path) -> str:
+    """Find a YAML file whose top level is not a list (JJB fails on it with an AttributeError)."""
+    import yaml
+
+    for path in sorted(jobs_dir.iterdir()):
+        if path.suffix not in (".yaml", ".yml"):
+            continue
+        try:
+            node = yaml.compose(path.read_text())
+        except yaml.YAMLError as e:
+            return _yaml_problem(e, jobs_dir)
+        if node is not None and not isinstance(node, yaml.SequenceNode):
+            return (f"{_relative(str(path))}:{node.start_mark.line + 1}: the top level must be a list"
+                    " of job, job-template, project, defaults and macro entries")
+    return ""
 
 
 def _yaml_problem(e, jobs_dir: Path) -> str:

@@ -1,0 +1,277 @@
+"""jobs/ and the Jenkinsfile: rendering, `pinotage jobs check`, normalising, planning updates."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli, jobs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, jobs.RenderedJob]:
+    return {job.name: job for job in jobs.render(ROOT / "jobs")}
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A copy of jobs/ and the Jenkinsfile that a test may break."""
+    shutil.copytree(ROOT / "jobs", tmp_path / "jobs")
+    shutil.copy(ROOT / "Jenkinsfile", tmp_path / "Jenkinsfile")
+    return tmp_path
+
+
+def xml_of(job: jobs.RenderedJob) -> ET.Element:
+    return ET.fromstring(job.xml)
+
+
+# --- jobs/ renders to the jobs the design asks for ----------------------------
+
+def test_jobs_dir_renders_the_four_jobs(rendered):
+    assert sorted(rendered) == ["jobs-seed", "presentation", "rebuild-box", "rebuild-cluster"]
+
+
+@pytest.mark.parametrize("name, path, expected", [
+    ("presentation", ".//trust", "org.jenkinsci.plugins.github_branch_source.ForkPullRequestDiscoveryTrait$TrustPermission"),
+    ("presentation", ".//scriptPath", "Jenkinsfile"),
+    ("rebuild-cluster", "concurrentBuild", "false"),
+    ("rebuild-box", "concurrentBuild", "false"),
+    ("jobs-seed", ".//hudson.plugins.git.BranchSpec/name", "origin/master"),
+    ("jobs-seed", ".//includedRegions", "jobs/.*"),
+], ids=["fork-prs-trusted-by-permission", "multibranch-uses-jenkinsfile", "rebuild-cluster-not-concurrent",
+        "rebuild-box-not-concurrent", "seed-follows-master", "seed-runs-on-jobs-changes"])
+def test_rendered_job_has(rendered, name, path, expected):
+    element = xml_of(rendered[name]).find(path)
+    if path == ".//trust":
+        assert element is not None and element.get("class") == expected
+    else:
+        assert element is not None and element.text == expected
+
+
+def test_multibranch_job_discovers_branches_and_both_kinds_of_pr(rendered):
+    traits = {element.tag.rsplit(".", 1)[-1] for element in xml_of(rendered["presentation"]).find(".//traits")}
+    assert {"BranchDiscoveryTrait", "OriginPullRequestDiscoveryTrait", "ForkPullRequestDiscoveryTrait"} <= traits
+
+
+def test_rebuild_cluster_parameters(rendered):
+    definitions = xml_of(rendered["rebuild-cluster"]).find(".//parameterDefinitions")
+    found = {(d.tag.rsplit(".", 1)[-1], d.findtext("name"), d.findtext("defaultValue")) for d in definitions}
+    assert found == {("BooleanParameterDefinition", "REBUILD_BOX", "false"),
+                     ("StringParameterDefinition", "NODE_COUNT", "2"),
+                     ("StringParameterDefinition", "KUBERNETES_VERSION", "1.30")}
+
+
+def test_every_job_is_marked_managed(rendered):
+    assert all(jobs.is_managed(job.xml) for job in rendered.values())
+
+
+def test_only_the_seed_job_holds_a_credential(rendered):
+    holding = {name for name, job in rendered.items() if jobs.credential_references(xml_of(job))}
+    assert holding == {"jobs-seed"}
+
+
+def test_jobs_and_jenkinsfile_pass_check(rendered):
+    assert jobs.check(rendered.values(), ROOT / "Jenkinsfile", cli.build_parser()) == []
+
+
+# --- check catches what it must ---------------------------------------------
+
+PR_JOB_WITH_CREDENTIAL = """
+- job:
+    name: sneaky-prs
+    project-type: multibranch
+    scm:
+      - github:
+          repo-owner: pinotage
+          repo: presentation
+          credentials-id: github-admin-token
+"""
+BRANCH_JOB_WITH_BINDING = """
+- job:
+    name: ghprb-job
+    triggers:
+      - github-pull-request:
+          admin-list: [someone]
+    wrappers:
+      - credentials-binding:
+          - text:
+              credential-id: registry-password
+              variable: PASSWORD
+"""
+JOB_CALLING_MISSING_COMMAND = """
+- job:
+    name: bad-command
+    builders:
+      - shell: pinotage deploy-everything --now
+"""
+JOB_CALLING_MISSING_OPTION = """
+- job:
+    name: bad-option
+    builders:
+      - shell: |
+          set -e
+          pinotage build --state s.json && pinotage push --force
+"""
+
+
+@pytest.mark.parametrize("extra_yaml, expected", [
+    (PR_JOB_WITH_CREDENTIAL, "job 'sneaky-prs': a branch and pull-request job must reference no credential,"
+                             " found <credentialsId>github-admin-token</credentialsId>"),
+    (BRANCH_JOB_WITH_BINDING, "job 'ghprb-job': a branch and pull-request job must reference no credential"),
+    (JOB_CALLING_MISSING_COMMAND, "job 'bad-command': 'pinotage deploy-everything --now': argument COMMAND:"
+                                  " invalid choice: 'deploy-everything'"),
+    (JOB_CALLING_MISSING_OPTION, "job 'bad-option': 'pinotage push --force': unrecognized arguments: --force"),
+], ids=["pr-job-given-a-scan-credential", "ghprb-job-binding-a-secret", "job-calls-missing-command",
+        "job-calls-missing-option"])
+def test_check_catches_in_jobs(repo, extra_yaml, expected):
+    (repo / "jobs" / "extra.yaml").write_text(extra_yaml)
+    problems = jobs.check(jobs.render(repo / "jobs"), repo / "Jenkinsfile", cli.build_parser())
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+    assert problems[0].startswith(f"{repo / 'jobs' / 'extra.yaml'}: job ")
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("sh 'pinotage gate --state pinotage-state.json'", "sh 'pinotage gait --state pinotage-state.json'",
+     "'pinotage gait --state pinotage-state.json': argument COMMAND: invalid choice: 'gait'"),
+    ("sh 'pinotage smoke --state pinotage-state.json'", "sh 'pinotage smoke --state pinotage-state.json --fast'",
+     "unrecognized arguments: --fast"),
+    ("sh 'pinotage status success --description", "sh 'pinotage status succeeded --description",
+     "argument STATE: invalid choice: 'succeeded'"),
+    ("stage('Build') {\n      steps {\n        sh 'pinotage build --state pinotage-state.json'",
+     "stage('Build') {\n      steps {\n        withCredentials([string(credentialsId: 'x', variable: 'X')]) {"
+     " sh 'pinotage build --state pinotage-state.json' }",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("sh 'pinotage push --state pinotage-state.json'", 'sh "pinotage push --state pinotage-state.json"',
+     "a double-quoted sh inside withCredentials lets Groovy interpolate secrets"),
+    ("when { branch 'master' }", "when { branch 'main' }", "when { branch 'main' } but the default branch is 'master'"),
+], ids=["missing-command", "missing-option", "bad-choice", "credential-on-every-branch",
+        "double-quoted-sh-with-secret", "wrong-default-branch"])
+def test_check_catches_in_jenkinsfile(repo, old, new, expected):
+    jenkinsfile = repo / "Jenkinsfile"
+    text = jenkinsfile.read_text()
+    assert old in text
+    jenkinsfile.write_text(text.replace(old, new, 1))
+    problems = jobs.check(jobs.render(repo / "jobs"), jenkinsfile, cli.build_parser())
+    assert any(expected in problem for problem in problems), problems
+    assert all(problem.startswith(f"{jenkinsfile}:") for problem in problems), problems
+
+
+def test_check_names_the_jenkinsfile_line(repo):
+    jenkinsfile = repo / "Jenkinsfile"
+    lines = jenkinsfile.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines, 1) if "pinotage deploy" in line)
+    jenkinsfile.write_text(jenkinsfile.read_text().replace("pinotage deploy", "pinotage deplo"))
+    [problem] = jobs.check([], jenkinsfile, cli.build_parser())
+    assert problem.startswith(f"{jenkinsfile}:{number}: 'pinotage deplo")
+
+
+@pytest.mark.parametrize("shell, expected", [
+    ("pinotage build --state s.json", [("build", "--state", "s.json")]),
+    ("#!/bin/sh -eu\npinotage a\n# pinotage commented\npinotage b", [("a",), ("b",)]),
+    ('if [ "$X" = true ]; then pinotage cluster box; fi', [("cluster", "box")]),
+    ("pinotage build && pinotage push || echo pinotage no", [("build",), ("push",)]),
+    ("pinotage status success \\\n  --description 'two words'", [("status", "success", "--description", "two words")]),
+    ("echo pinotage; ./pinotage x; mypinotage y", []),
+], ids=["one-call", "shebang-and-comments", "inside-if", "and-or-chains", "continued-line", "not-a-call"])
+def test_pinotage_calls(shell, expected):
+    assert jobs.pinotage_calls(shell) == expected
+
+
+# --- normalising and planning -----------------------------------------------
+
+SAVED_BY_JENKINS = """<?xml version='1.1' encoding='UTF-8'?>
+<project>
+  <actions/>
+  <description>hello</description>
+  <builders>
+    <hudson.tasks.Shell plugin="shell@1.2">
+      <command>pinotage build</command>
+    </hudson.tasks.Shell>
+  </builders>
+</project>"""
+
+
+@pytest.mark.parametrize("other, same", [
+    ('<?xml version="1.0" encoding="utf-8"?>\n<project><actions/><description>hello</description><builders>'
+     '<hudson.tasks.Shell plugin="shell"><command>pinotage build\n</command></hudson.tasks.Shell></builders></project>',
+     True),
+    (SAVED_BY_JENKINS.replace("plugin=\"shell@1.2\"", "plugin=\"shell@9.9\""), True),
+    (SAVED_BY_JENKINS.replace("pinotage build", "pinotage build --state x"), False),
+    (SAVED_BY_JENKINS.replace("<actions/>", "<actions/><disabled>true</disabled>"), False),
+], ids=["layout-and-declaration", "plugin-version", "command-edited", "element-added"])
+def test_normalise(other, same):
+    assert (jobs.normalise(other) == jobs.normalise(SAVED_BY_JENKINS)) is same
+
+
+def test_plan_update_writes_only_what_differs(rendered):
+    box, cluster = rendered["rebuild-box"], rendered["rebuild-cluster"]
+    edited = cluster.xml.decode().replace("pinotage cluster rebuild", "pinotage cluster rebuild --dry-run")
+    foreign = "<project><description>made by hand</description></project>"
+    plan = jobs.plan_update([box, cluster, rendered["jobs-seed"]],
+                            {"rebuild-box": box.xml.decode(), "rebuild-cluster": edited, "jobs-seed": None},
+                            {"old-managed": box.xml.decode(), "hand-made": foreign}, delete_old=True)
+    assert ([j.name for j in plan.create], [j.name for j in plan.reconfigure], plan.delete, plan.unchanged) == \
+        (["jobs-seed"], ["rebuild-cluster"], ("old-managed",), ("rebuild-box",))
+
+
+def test_plan_update_deletes_nothing_unless_asked(rendered):
+    box = rendered["rebuild-box"]
+    plan = jobs.plan_update([box], {"rebuild-box": box.xml.decode()}, {"old-managed": box.xml.decode()})
+    assert plan.delete == ()
+
+
+# --- the CLI: render, check, bad YAML ----------------------------------------
+
+def test_render_writes_one_file_per_job(tmp_path, environ, capsys):
+    assert cli.main(["jobs", "render", "--jobs-dir", str(ROOT / "jobs"), "-o", str(tmp_path)], environ) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs-seed", "presentation", "rebuild-box",
+                                                          "rebuild-cluster"]
+    ET.parse(tmp_path / "presentation")
+
+
+@pytest.mark.parametrize("yaml_text, expected", [
+    ("- job:\n    name: a\n  builders: [\n", "extra.yaml:4: not valid YAML"),
+    ("- job:\n    name: a\n    project-type: spaceship\n", "extra.yaml:1: Unrecognized project-type: spaceship"),
+    ("- job-template:\n    name: '{x}-job'\n- project:\n    name: p\n    jobs: ['{x}-job']\n",
+     "Missing parameter: 'x'"),
+    ("- job:\n    name: rebuild-box\n", "extra.yaml:1: Duplicate job: 'rebuild-box' (Previous job definition: "),
+    ("just a string\n", "extra.yaml:1: the top level must be a list"),
+], ids=["broken-yaml", "unknown-project-type", "missing-template-parameter", "duplicate-job", "not-a-list"])
+def test_bad_job_yaml_is_one_line_naming_the_file(repo, environ, capsys, yaml_text, expected):
+    (repo / "jobs" / "extra.yaml").write_text(yaml_text)
+    code = cli.main(["jobs", "check", "--jobs-dir", str(repo / "jobs")], environ)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len([line for line in err if line.startswith("pinotage: error:")]) == 1, err
+    assert expected in err[0] and (".yaml" in err[0]), err
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_check_exits_2_listing_each_problem(repo, environ, capsys):
+    (repo / "jobs" / "extra.yaml").write_text(PR_JOB_WITH_CREDENTIAL + JOB_CALLING_MISSING_COMMAND)
+    assert cli.main(["jobs", "check", "--jobs-dir", str(repo / "jobs")], environ) == 2
+    err = capsys.readouterr().err
+    assert err.count("pinotage: error:") == 2
+    assert "sneaky-prs" in err and "deploy-everything" in err
+
+
+def test_missing_jobs_dir_is_bad_input(tmp_path, environ, capsys):
+    assert cli.main(["jobs", "render", "--jobs-dir", str(tmp_path / "nope")], environ) == 2
+    assert f"{tmp_path / 'nope'}: no such folder" in capsys.readouterr().err
+
+
+def test_help_does_not_import_jenkins_libraries():
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipeline import cli; cli.build_parser().format_help();"
+            " print(sorted(m for m in ('jenkins', 'jenkins_jobs') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,125 @@
+"""A Kubernetes API test double: an HTTP server on loopback that the official clients talk to.
+
+It stores namespaces, deployments, replicasets, pods, services, configmaps, leases,
+serviceaccounts (with TokenRequest), roles and rolebindings; serves get/list/watch/create/
+update/patch (merge, strategic merge, server-side apply)/delete with the API server's answers;
+enforces namespaced RBAC for ServiceAccount tokens; records every request; and runs a
+simulated controller (see ``controller.py``). It holds no Pinotage logic.
+
+    fake = FakeKube(image_exists=registry_lookup, token="admin-token").start()
+    fake.url, fake.kubeconfig(path)
+    fake.crash_images.add(image)      # pods of this image go into CrashLoopBackOff
+    fake.requests                     # [Request(user, verb, group, resource, namespace, name, code)]
+    fake.before("patch", "deployments", action)   # run action() once before such a request
+    fake.stop()
+
+``python -m tests.fakes.kube --port N [--token T] [--registry URL]`` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from tests.fakes.kube.controller import Controller
+from tests.fakes.kube.server import ADMIN, ApiServer, Request
+from tests.fakes.kube.store import KINDS, Store
+
+__all__ = ["FakeKube", "Request", "registry_lookup", "ADMIN"]
+
+
+class FakeKube:
+    """The fake API server plus its controller."""
+
+    def __init__(self, *, image_exists: Callable[[str], bool] | None = None, token: str | None = None,
+                 host: str = "127.0.0.1", port: int = 0, pod_start_s: float = 0.3):
+        self.store = Store()
+        self.token = token
+        self.crash_images: set[str] = set()
+        self.api = ApiServer(self.store, token=token, host=host, port=port)
+        self.controller = Controller(self.store, image_exists=image_exists or (lambda image: True),
+                                     crashing=lambda image: image in self.crash_images, pod_start_s=pod_start_s)
+        for name in ("default", "kube-system", "kube-public"):
+            self.store.create(KINDS["namespaces"], "", {"metadata": {"name": name},
+                                                        "spec": {"finalizers": ["kubernetes"]},
+                                                        "status": {"phase": "Active"}})
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    @property
+    def requests(self) -> list[Request]:
+        with self.api.lock:
+            return list(self.api.requests)
+
+    def before(self, verb: str, resource: str, action: Callable[[], None]) -> None:
+        self.api.before(verb, resource, action)
+
+    def start(self) -> "FakeKube":
+        self.api.start()
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.api.stop()
+
+    def kubeconfig(self, path: Path, *, token: str | None = None, namespace: str = "default") -> Path:
+        """Write a kubeconfig for this server (the admin token unless another is given)."""
+        user = {"token": token or self.token} if (token or self.token) else {}
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake-user", "user": user}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-user",
+                                                      "namespace": namespace}}]}))
+        path.chmod(0o600)
+        return path
+
+    def __enter__(self) -> "FakeKube":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def registry_lookup(api_url: str, user: str = "", password: str = "") -> Callable[[str], bool]:
+    """Return image_exists(ref) asking a v2 registry whether it holds the manifest.
+
+    A reference whose host is not this registry does not exist, as a kubelet with no route to
+    it would find.
+    """
+    host = api_url.split("://", 1)[-1].rstrip("/")
+    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if user else ""
+
+    def exists(ref: str) -> bool:
+        if not ref.startswith(host + "/"):
+            return False
+        rest = ref[len(host) + 1:]
+        if "@" in rest:
+            repository, reference = rest.split("@", 1)
+        else:
+            repository, _, reference = rest.rpartition(":") if ":" in rest else (rest, "", "latest")
+        request = urllib.request.Request(f"{api_url.rstrip('/')}/v2/{repository}/manifests/{reference}", method="HEAD",
+                                         headers={"Accept": ", ".join((
+                                             "application/vnd.oci.image.manifest.v1+json",
+                                             "application/vnd.docker.distribution.manifest.v2+json",
+                                             "application/vnd.oci.image.index.v1+json",
+                                             "application/vnd.docker.distribution.manifest.list.v2+json"))})
+        if auth:
+            request.add_header("Authorization", auth)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status == 200
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return False
+            raise
+    return exists

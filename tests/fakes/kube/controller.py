@@ -1,0 +1,376 @@
+"""The fake cluster's controllers: what kube-controller-manager and the kubelet would do.
+
+- Deployment controller: a new pod template makes a new ReplicaSet (``pod-template-hash``
+  label, ``deployment.kubernetes.io/revision`` annotation; going back to an old template reuses
+  its ReplicaSet under a new revision), rolling update within maxSurge / maxUnavailable,
+  status counts, ``Available`` and ``Progressing`` conditions, ``ProgressDeadlineExceeded``.
+- ReplicaSet controller: pods up or down to ``spec.replicas``.
+- "kubelet": a pod starts when its image exists (asked of a callable, e.g. the test registry),
+  shows ``ErrImagePull`` then ``ImagePullBackOff`` when it does not, and ``CrashLoopBackOff``
+  when the test marks its image as crashing.
+- Garbage collector: objects whose controller owner is gone are deleted.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import threading
+import time
+import uuid
+from typing import Callable
+
+from tests.fakes.kube import store as st
+from tests.fakes.kube.store import KINDS, Object, Store
+
+REVISION = "deployment.kubernetes.io/revision"
+HASH_LABEL = "pod-template-hash"
+NOT_COPIED = {REVISION, "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
+              "deployment.kubernetes.io/max-replicas", "kubectl.kubernetes.io/last-applied-configuration"}
+DEPLOYMENTS, REPLICA_SETS, PODS = KINDS["deployments"], KINDS["replicasets"], KINDS["pods"]
+
+
+class Controller:
+    """Reconcile Deployments, ReplicaSets and pods in a background thread."""
+
+    def __init__(self, store: Store, *, image_exists: Callable[[str], bool], crashing: Callable[[str], bool],
+                 pod_start_s: float = 0.3):
+        self.store = store
+        self.image_exists = image_exists
+        self.crashing = crashing
+        self.pod_start_s = pod_start_s
+        self.started: dict[str, float] = {}  # pod uid -> monotonic time it was created
+        self.progress: dict[str, tuple] = {}  # deployment uid -> (last progress signature, time)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fake-kube-controller", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self.store.cond:
+            self.store.cond.notify_all()
+        self.thread.join(5)
+
+    def _run(self) -> None:
+        seen = -1
+        while not self.stopped.is_set():
+            with self.store.cond:
+                if self.store.rv == seen:
+                    self.store.cond.wait(0.05)
+            try:
+                self.reconcile()
+            except st.ApiError:
+                continue  # lost a race with an API write: the next pass sees the new state
+            with self.store.cond:
+                seen = self.store.rv
+
+    def reconcile(self) -> None:
+        """Run one pass of every controller."""
+        for deployment in self.store.find(DEPLOYMENTS):
+            self._deployment(deployment)
+        for rs in self.store.find(REPLICA_SETS):
+            self._replica_set(rs)
+        for pod in self.store.find(PODS):
+            self._kubelet(pod)
+        self._collect_garbage()
+        for deployment in self.store.find(DEPLOYMENTS):
+            self._deployment_status(deployment)
+
+    # --- Deployment controller -------------------------------------------------
+
+    def _owned(self, owner: Object, kind, namespace: str) -> list[Object]:
+        uid = owner["metadata"]["uid"]
+        return [o for o in self.store.find(kind, namespace)
+                if any(r.get("uid") == uid and r.get("controller") for r in o["metadata"].get("ownerReferences") or ())]
+
+    def _deployment(self, d: Object) -> None:
+        meta, spec = d["metadata"], d["spec"]
+        ns = meta["namespace"]
+        if spec.get("paused"):
+            return
+        template = copy.deepcopy(spec["template"])
+        template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        sets = self._owned(d, REPLICA_SETS, ns)
+        newest = max((_revision(rs) for rs in sets), default=0)
+        new = next((rs for rs in sets if rs["metadata"].get("labels", {}).get(HASH_LABEL) == template_hash), None)
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in NOT_COPIED}
+        if new is None:
+            labels = {**(template.get("metadata", {}).get("labels") or {}), HASH_LABEL: template_hash}
+            template.setdefault("metadata", {})["labels"] = labels
+            new = self.store.create(REPLICA_SETS, ns, {
+                "metadata": {"name": f"{meta['name']}-{template_hash}", "labels": labels,
+                             "annotations": {**annotations, REVISION: str(newest + 1),
+                                             "deployment.kubernetes.io/desired-replicas": str(spec["replicas"])},
+                             "ownerReferences": [_owner_ref(d)]},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {**spec["selector"]["matchLabels"],
+                                                                     HASH_LABEL: template_hash}},
+                         "template": template}})
+            self._mark_progress(d, ("created", new["metadata"]["name"]))
+        elif _revision(new) < newest or new["metadata"].get("annotations", {}).get(REVISION) is None:
+            new = self._write_rs(new, annotations={**new["metadata"].get("annotations", {}), **annotations,
+                                                   REVISION: str(newest + 1)})
+            self._mark_progress(d, ("reused", new["metadata"]["name"], _revision(new)))
+        elif any(new["metadata"].get("annotations", {}).get(k) != v for k, v in annotations.items()):
+            new = self._write_rs(new, annotations={**new["metadata"].get("annotations", {}), **annotations})
+        if (meta.get("annotations") or {}).get(REVISION) != str(_revision(new)):
+            d = self.store.get(DEPLOYMENTS, ns, meta["name"])
+            d["metadata"].setdefault("annotations", {})[REVISION] = str(_revision(new))
+            self.store.replace(DEPLOYMENTS, ns, meta["name"], d)
+        self._scale(d, new, [rs for rs in sets if rs["metadata"]["uid"] != new["metadata"]["uid"]])
+        self._prune_history(d, new, sets)
+
+    def _scale(self, d: Object, new: Object, old: list[Object]) -> None:
+        spec = d["spec"]
+        desired = spec["replicas"]
+        strategy = spec.get("strategy", {})
+        if strategy.get("type") == "Recreate":
+            for rs in old:
+                if rs["spec"]["replicas"]:
+                    self._write_rs(rs, replicas=0)
+            if not any(self._pods(rs) for rs in old) and new["spec"]["replicas"] != desired:
+                self._write_rs(new, replicas=desired)
+            return
+        rolling = strategy.get("rollingUpdate", {})
+        surge = _resolve(rolling.get("maxSurge", "25%"), desired, up=True)
+        unavailable = _resolve(rolling.get("maxUnavailable", "25%"), desired, up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        everything = [new] + old
+        total = sum(rs["spec"]["replicas"] for rs in everything)
+        if new["spec"]["replicas"] > desired:
+            new = self._write_rs(new, replicas=desired)
+        elif new["spec"]["replicas"] < desired:
+            room = desired + surge - total
+            if room > 0:
+                new = self._write_rs(new, replicas=min(desired, new["spec"]["replicas"] + room))
+        # scale old ReplicaSets down: unhealthy pods first, then as many available ones as the budget allows
+        min_available = desired - unavailable
+        new_unavailable = new["spec"]["replicas"] - self._available(new)
+        total = new["spec"]["replicas"] + sum(rs["spec"]["replicas"] for rs in old)
+        cleanup = total - min_available - new_unavailable
+        for rs in sorted(old, key=_revision):
+            unhealthy = rs["spec"]["replicas"] - self._available(rs)
+            take = min(max(unhealthy, 0), max(cleanup, 0))
+            if take:
+                self._write_rs(rs, replicas=rs["spec"]["replicas"] - take)
+                cleanup -= take
+                rs["spec"]["replicas"] -= take
+        budget = sum(self._available(rs) for rs in [new] + old) - min_available
+        for rs in sorted(old, key=_revision):
+            if budget <= 0:
+                break
+            take = min(rs["spec"]["replicas"], budget)
+            if take:
+                self._write_rs(rs, replicas=rs["spec"]["replicas"] - take)
+                budget -= take
+
+    def _prune_history(self, d: Object, new: Object, sets: list[Object]) -> None:
+        limit = d["spec"].get("revisionHistoryLimit", 10)
+        idle = sorted((rs for rs in sets if rs["metadata"]["uid"] != new["metadata"]["uid"]
+                       and rs["spec"]["replicas"] == 0 and not self._pods(rs)), key=_revision)
+        for rs in idle[:max(len(idle) - limit, 0)]:
+            self.store.delete(REPLICA_SETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
+
+    def _write_rs(self, rs: Object, *, replicas: int | None = None, annotations: dict | None = None) -> Object:
+        fresh = self.store.get(REPLICA_SETS, rs["metadata"]["namespace"], rs["metadata"]["name"])
+        if replicas is not None:
+            fresh["spec"]["replicas"] = replicas
+        if annotations is not None:
+            fresh["metadata"]["annotations"] = annotations
+        return self.store.replace(REPLICA_SETS, rs["metadata"]["namespace"], rs["metadata"]["name"], fresh)
+
+    def _mark_progress(self, d: Object, signature: tuple) -> None:
+        self.progress[d["metadata"]["uid"]] = (signature, time.time(), st.now_rfc3339())
+
+    def _deployment_status(self, d: Object) -> None:
+        meta, spec = d["metadata"], d["spec"]
+        ns, uid = meta["namespace"], meta["uid"]
+        sets = self._owned(d, REPLICA_SETS, ns)
+        revision = (meta.get("annotations") or {}).get(REVISION)
+        new = next((rs for rs in sets if (rs["metadata"].get("annotations") or {}).get(REVISION) == revision), None)
+        pods = [p for rs in sets for p in self._pods(rs)]
+        new_pods = self._pods(new) if new else []
+        ready = sum(1 for p in pods if _ready(p))
+        desired = spec["replicas"]
+        rolling = spec.get("strategy", {}).get("rollingUpdate", {})
+        min_available = desired - _resolve(rolling.get("maxUnavailable", 0), desired, up=False)
+        status = {"observedGeneration": meta.get("generation", 1), "replicas": len(pods),
+                  "updatedReplicas": len(new_pods), "readyReplicas": ready, "availableReplicas": ready,
+                  "unavailableReplicas": max(len(pods) - ready, desired - ready, 0)}
+        status = {k: v for k, v in status.items() if v or k == "observedGeneration"}
+        signature = (revision, len(new_pods), sum(1 for p in new_pods if _ready(p)), len(pods))
+        previous = self.progress.get(uid)
+        if previous is None or previous[0] != signature:
+            self._mark_progress(d, signature)
+        _, since, since_text = self.progress[uid]
+        name = new["metadata"]["name"] if new else meta["name"]
+        complete = new is not None and len(new_pods) == desired == sum(1 for p in new_pods if _ready(p)) \
+            and len(pods) == desired and new["spec"]["replicas"] == desired
+        old_conditions = {c["type"]: c for c in (d.get("status") or {}).get("conditions") or ()}
+        timed_out = old_conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded" \
+            and previous is not None and previous[0] == signature
+        if complete:
+            progressing = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{name}" has successfully progressed.')
+        elif timed_out or time.time() - since > spec.get("progressDeadlineSeconds", 600):
+            progressing = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{name}" has timed out progressing.')
+        else:
+            progressing = ("True", "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.')
+        available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.") \
+            if ready >= min_available else \
+            ("False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+        status["conditions"] = [
+            _condition("Available", available, old_conditions.get("Available"), since_text),
+            _condition("Progressing", progressing, old_conditions.get("Progressing"), since_text),
+        ]
+        if d.get("status") != status:
+            fresh = self.store.get(DEPLOYMENTS, ns, meta["name"])
+            if fresh["metadata"].get("generation") != meta.get("generation"):
+                return  # the spec moved on: the next pass judges the new one
+            fresh["status"] = status
+            self.store.replace(DEPLOYMENTS, ns, meta["name"], fresh)
+
+    # --- ReplicaSet controller ---------------------------------------------------
+
+    def _pods(self, rs: Object | None) -> list[Object]:
+        return self._owned(rs, PODS, rs["metadata"]["namespace"]) if rs else []
+
+    def _available(self, rs: Object) -> int:
+        return sum(1 for p in self._pods(rs) if _ready(p))
+
+    def _replica_set(self, rs: Object) -> None:
+        meta, spec = rs["metadata"], rs["spec"]
+        ns = meta["namespace"]
+        pods = self._pods(rs)
+        wanted = spec["replicas"]
+        for _ in range(wanted - len(pods)):
+            template = copy.deepcopy(spec["template"])
+            pod_meta = template.get("metadata", {})
+            self.store.create(PODS, ns, {
+                "metadata": {"name": f"{meta['name']}-{uuid.uuid4().hex[:5]}", "labels": pod_meta.get("labels", {}),
+                             "annotations": pod_meta.get("annotations", {}), "ownerReferences": [_owner_ref(rs)]},
+                "spec": template["spec"],
+                "status": {"phase": "Pending", "qosClass": "Burstable"}})
+        if len(pods) > wanted:
+            doomed = sorted(pods, key=lambda p: (_ready(p), p["metadata"]["creationTimestamp"]))[:len(pods) - wanted]
+            for pod in doomed:
+                self.store.delete(PODS, ns, pod["metadata"]["name"])
+        pods = self._pods(rs)
+        ready = sum(1 for p in pods if _ready(p))
+        status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
+                  "availableReplicas": ready, "observedGeneration": meta.get("generation", 1)}
+        status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
+        if rs.get("status") != status:
+            fresh = self.store.get(REPLICA_SETS, ns, meta["name"])
+            fresh["status"] = status
+            self.store.replace(REPLICA_SETS, ns, meta["name"], fresh)
+
+    # --- "kubelet" -----------------------------------------------------------------
+
+    def _kubelet(self, pod: Object) -> None:
+        uid = pod["metadata"]["uid"]
+        now = time.monotonic()
+        started = self.started.setdefault(uid, now)
+        age = now - started
+        containers = pod["spec"]["containers"]
+        status = copy.deepcopy(pod.get("status") or {})
+        stamp = st.now_rfc3339()
+        if not status.get("containerStatuses"):
+            status.update(phase="Pending", hostIP="10.0.0.2", startTime=stamp, conditions=[
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": stamp},
+                {"type": "Ready", "status": "False", "lastTransitionTime": stamp}])
+            status["containerStatuses"] = [
+                {"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "started": False,
+                 "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers]
+        elif age >= self.pod_start_s:
+            for container, cs in zip(containers, status["containerStatuses"]):
+                self._advance(pod, container, cs, age, stamp)
+            all_ready = all(cs["ready"] for cs in status["containerStatuses"])
+            if any("running" in cs["state"] or cs["restartCount"] for cs in status["containerStatuses"]):
+                status["phase"] = "Running"
+                status.setdefault("podIP", f"10.244.{uuid.UUID(uid).int % 250}.{uuid.UUID(uid).int % 251 + 2}")
+            for cond in status["conditions"]:
+                if cond["type"] in ("Ready", "ContainersReady"):
+                    value = "True" if all_ready else "False"
+                    if cond["status"] != value:
+                        cond.update(status=value, lastTransitionTime=stamp)
+        if status != pod.get("status"):
+            fresh = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+            fresh["status"] = status
+            self.store.replace(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], fresh)
+
+    def _advance(self, pod: Object, container: Object, cs: Object, age: float, stamp: str) -> None:
+        image = container["image"]
+        reason = (cs["state"].get("waiting") or {}).get("reason")
+        if reason in ("ContainerCreating", "ErrImagePull", "ImagePullBackOff"):
+            if not self.image_exists(image):
+                if reason == "ContainerCreating":
+                    cs["state"] = {"waiting": {"reason": "ErrImagePull", "message": (
+                        f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
+                        f'failed to resolve reference "{image}": {image}: not found')}}
+                elif age >= 2 * self.pod_start_s:
+                    cs["state"] = {"waiting": {"reason": "ImagePullBackOff",
+                                               "message": f'Back-off pulling image "{image}"'}}
+                return
+            cs["imageID"] = image if "@" in image else f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
+            cs["state"] = {"running": {"startedAt": stamp}}
+            crash = self.crashing(image)
+            cs.update(ready=not crash, started=True)
+        elif "running" in cs["state"] and self.crashing(image) and age >= 2 * self.pod_start_s:
+            cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt":
+                                              cs["state"]["running"]["startedAt"], "finishedAt": stamp}}
+            cs["restartCount"] += 1
+            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": (
+                f"back-off 10s restarting failed container={container['name']} pod={pod['metadata']['name']}_"
+                f"{pod['metadata']['namespace']}({pod['metadata']['uid']})")}}
+            cs.update(ready=False, started=False)
+
+    # --- garbage collector -----------------------------------------------------------
+
+    def _collect_garbage(self) -> None:
+        with self.store.cond:
+            uids = {obj["metadata"]["uid"] for obj in self.store.objects.values()}
+            orphans = [(key, obj) for key, obj in self.store.objects.items()
+                       if any(r.get("controller") and r.get("uid") not in uids
+                              for r in obj["metadata"].get("ownerReferences") or ())]
+            for (resource, ns, name), obj in orphans:
+                self.store.delete(KINDS[resource], ns, name)
+                self.started.pop(obj["metadata"]["uid"], None)
+
+
+def _owner_ref(owner: Object) -> dict:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def _revision(rs: Object) -> int:
+    try:
+        return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+def _ready(pod: Object) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or ())
+
+
+def _resolve(value, desired: int, *, up: bool) -> int:
+    """Turn maxSurge / maxUnavailable (a count or a percentage) into a count, rounding as the controller does."""
+    if isinstance(value, str) and value.endswith("%"):
+        exact = desired * int(value[:-1]) / 100
+        return math.ceil(exact) if up else math.floor(exact)
+    return int(value)
+
+
+def _condition(kind: str, value: tuple, old: dict | None, since: str) -> dict:
+    status, reason, message = value
+    changed = old is None or old.get("status") != status
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastUpdateTime": since if kind == "Progressing" else (old or {}).get("lastUpdateTime", since),
+            "lastTransitionTime": st.now_rfc3339() if changed else old.get("lastTransitionTime")}

@@ -1,0 +1,519 @@
+"""The fake API server's storage: objects, one resourceVersion counter, the event log, selectors.
+
+Behaves like etcd behind a kube-apiserver as far as a client can see: every write takes the next
+resourceVersion, writes carrying a stale one fail with 409 Conflict, and the event log lets a
+watch resume from any resourceVersion it still holds (older ones answer 410 Gone).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterator
+
+Object = dict[str, Any]
+EVENT_LOG_SIZE = 20000
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool = True
+    generation: bool = False  # does the spec carry a generation (apps/*)?
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def qualified(self) -> str:
+        """Return "deployments.apps", the name API errors use."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+
+KINDS = {k.resource: k for k in (
+    Kind("", "v1", "namespaces", "Namespace", namespaced=False),
+    Kind("", "v1", "pods", "Pod"),
+    Kind("", "v1", "services", "Service"),
+    Kind("", "v1", "configmaps", "ConfigMap"),
+    Kind("", "v1", "serviceaccounts", "ServiceAccount"),
+    Kind("apps", "v1", "deployments", "Deployment", generation=True),
+    Kind("apps", "v1", "replicasets", "ReplicaSet", generation=True),
+    Kind("coordination.k8s.io", "v1", "leases", "Lease"),
+    Kind("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+)}
+
+
+class ApiError(Exception):
+    """An error the API server answers with a Status object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+    def status(self) -> Object:
+        body: Object = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                        "message": self.message, "reason": self.reason, "code": self.code}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+def not_found(kind: Kind, name: str) -> ApiError:
+    return ApiError(404, "NotFound", f'{kind.qualified} "{name}" not found',
+                    {"name": name, "group": kind.group, "kind": kind.resource})
+
+
+def conflict(kind: Kind, name: str) -> ApiError:
+    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {kind.qualified} "{name}": the object has '
+                                     "been modified; please apply your changes to the latest version and try again",
+                    {"name": name, "group": kind.group, "kind": kind.resource})
+
+
+def invalid(kind: Kind, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
+    """Answer 422 Invalid; causes are (reason, field, message)."""
+    text = ", ".join(f"{field}: {message}" for _, field, message in causes)
+    return ApiError(422, "Invalid", f'{kind.kind}.{kind.group or "core"} "{name}" is invalid: {text}'.replace(
+        ".core ", " "), {"name": name, "group": kind.group, "kind": kind.kind,
+                        "causes": [{"reason": r, "message": m, "field": f} for r, f, m in causes]})
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass
+class Event:
+    rv: int
+    type: str  # ADDED | MODIFIED | DELETED
+    kind: Kind
+    obj: Object
+
+
+class Store:
+    """Keep objects by (resource, namespace, name) and the log of every change."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.rv = 1
+        self.objects: dict[tuple[str, str, str], Object] = {}
+        self.events: list[Event] = []
+        self.first_event_rv = 1  # the oldest resourceVersion the log can resume from
+        self.owners: dict[tuple[str, str, str], dict[tuple, str]] = {}  # object -> leaf path -> manager
+        self.applied: dict[tuple[str, str, str], dict[str, set[tuple]]] = {}  # object -> manager -> paths
+        self.closed = False
+
+    # --- reads ---------------------------------------------------------------
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Object:
+        with self.cond:
+            obj = self.objects.get((kind.resource, namespace, name))
+            if obj is None:
+                raise not_found(kind, name)
+            return copy.deepcopy(obj)
+
+    def find(self, kind: Kind, namespace: str | None = None) -> list[Object]:
+        with self.cond:
+            return [copy.deepcopy(obj) for (res, ns, _), obj in sorted(self.objects.items())
+                    if res == kind.resource and (namespace is None or ns == namespace)]
+
+    def exists(self, kind: Kind, namespace: str, name: str) -> bool:
+        with self.cond:
+            return (kind.resource, namespace, name) in self.objects
+
+    # --- writes --------------------------------------------------------------
+
+    def create(self, kind: Kind, namespace: str, obj: Object) -> Object:
+        with self.cond:
+            meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            name = meta.get("name")
+            if not name:
+                raise invalid(kind, "", [("FieldValueRequired", "metadata.name", "Required value: name or "
+                                                                                   "generateName is required")])
+            key = (kind.resource, namespace, name)
+            if key in self.objects:
+                raise ApiError(409, "AlreadyExists", f'{kind.qualified} "{name}" already exists',
+                               {"name": name, "group": kind.group, "kind": kind.resource})
+            if kind.namespaced and namespace and ("namespaces", "", namespace) not in self.objects:
+                raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found',
+                               {"name": namespace, "kind": "namespaces"})
+            obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+            if kind.namespaced:
+                meta["namespace"] = namespace
+            meta.pop("resourceVersion", None)
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339()
+            if kind.generation:
+                meta["generation"] = 1
+            return self._commit(kind, key, obj, "ADDED")
+
+    def replace(self, kind: Kind, namespace: str, name: str, obj: Object, *, check_rv: bool = True) -> Object:
+        """Store a new version; a resourceVersion in obj must match the stored one."""
+        with self.cond:
+            key = (kind.resource, namespace, name)
+            old = self.objects.get(key)
+            if old is None:
+                raise not_found(kind, name)
+            meta = obj.setdefault("metadata", {})
+            sent = meta.get("resourceVersion")
+            if check_rv and sent and sent != old["metadata"]["resourceVersion"]:
+                raise conflict(kind, name)
+            for field in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"):
+                if field in old["metadata"]:
+                    meta[field] = old["metadata"][field]
+            obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+            if kind.generation:
+                meta["generation"] = old["metadata"].get("generation", 1) + (
+                    1 if obj.get("spec") != old.get("spec") else 0)
+            if _without_rv(obj) == _without_rv(old):
+                return copy.deepcopy(old)  # a no-op write keeps its resourceVersion, as the real server does
+            return self._commit(kind, key, obj, "MODIFIED")
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> Object:
+        with self.cond:
+            key = (kind.resource, namespace, name)
+            obj = self.objects.get(key)
+            if obj is None:
+                raise not_found(kind, name)
+            del self.objects[key]
+            self.owners.pop(key, None)
+            self.applied.pop(key, None)
+            self.rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self.rv)
+            self._log(Event(self.rv, "DELETED", kind, copy.deepcopy(obj)))
+            return obj
+
+    def _commit(self, kind: Kind, key: tuple[str, str, str], obj: Object, event: str) -> Object:
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self.objects[key] = copy.deepcopy(obj)
+        self._log(Event(self.rv, event, kind, copy.deepcopy(obj)))
+        return copy.deepcopy(obj)
+
+    def _log(self, event: Event) -> None:
+        self.events.append(event)
+        if len(self.events) > EVENT_LOG_SIZE:
+            drop = len(self.events) - EVENT_LOG_SIZE
+            self.first_event_rv = self.events[drop].rv
+            del self.events[:drop]
+        self.cond.notify_all()
+
+    # --- watches -------------------------------------------------------------
+
+    def check_since(self, since: int) -> None:
+        """Answer 410 Gone when the log no longer reaches back to that resourceVersion."""
+        with self.cond:
+            if since and since + 1 < self.first_event_rv:
+                raise ApiError(410, "Expired", f"too old resource version: {since} ({self.first_event_rv - 1})")
+
+    def follow(self, kind: Kind, namespace: str | None, since: int, until: float,
+               match: Callable[[Object], bool]) -> Iterator[Event | None]:
+        """Yield the events after resourceVersion since, as they happen, until the monotonic time until.
+
+        Yields None now and then so the caller can notice a closed connection.
+        """
+        import time
+
+        position = since
+        while True:
+            with self.cond:
+                pending = [e for e in self.events if e.rv > position and e.kind.resource == kind.resource
+                           and (namespace is None or e.obj["metadata"].get("namespace", "") == namespace)]
+                if not pending:
+                    remaining = until - time.monotonic()
+                    if remaining <= 0 or self.closed:
+                        return
+                    self.cond.wait(min(remaining, 0.5))
+                    pending = [e for e in self.events if e.rv > position and e.kind.resource == kind.resource
+                               and (namespace is None or e.obj["metadata"].get("namespace", "") == namespace)]
+                if self.events:
+                    position = max(position, self.events[-1].rv)
+            if not pending:
+                yield None
+            for event in pending:
+                if match(event.obj):
+                    yield event
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+
+def _without_rv(obj: Object) -> Object:
+    out = copy.deepcopy(obj)
+    out["metadata"].pop("resourceVersion", None)
+    out["metadata"].pop("managedFields", None)
+    return out
+
+
+# --- selectors ---------------------------------------------------------------
+
+_REQUIREMENT = re.compile(r"^\s*(!?)([\w./-]+)\s*(?:(==|=|!=)\s*([\w.-]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*$")
+
+
+def parse_label_selector(text: str) -> Callable[[dict], bool]:
+    """Parse a label selector (equality and set based); raise ApiError 400 on anything else."""
+    if not text:
+        return lambda labels: True
+    parts = re.split(r",(?![^()]*\))", text)
+    tests = []
+    for part in parts:
+        m = _REQUIREMENT.match(part)
+        if not m:
+            raise bad_request(f'unable to parse requirement: found \'{part}\', expected: identifier')
+        negate, key, op, value, set_op, values = m.groups()
+        if negate and (op or set_op):
+            raise bad_request(f"unable to parse requirement: {part}")
+        if negate:
+            tests.append(lambda labels, k=key: k not in labels)
+        elif op in ("=", "=="):
+            tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
+        elif op == "!=":
+            tests.append(lambda labels, k=key, v=value: labels.get(k) != v)
+        elif set_op:
+            choices = {v.strip() for v in values.split(",") if v.strip()}
+            if set_op == "in":
+                tests.append(lambda labels, k=key, c=choices: labels.get(k) in c)
+            else:
+                tests.append(lambda labels, k=key, c=choices: labels.get(k) not in c)
+        else:
+            tests.append(lambda labels, k=key: k in labels)
+    return lambda labels: all(t(labels or {}) for t in tests)
+
+
+FIELD_LABELS = {"metadata.name": ("metadata", "name"), "metadata.namespace": ("metadata", "namespace")}
+
+
+def parse_field_selector(text: str) -> Callable[[Object], bool]:
+    """Parse metadata.name / metadata.namespace selectors, the ones every resource supports."""
+    if not text:
+        return lambda obj: True
+    tests = []
+    for part in text.split(","):
+        m = re.match(r"^([\w.]+)(==|=|!=)(.*)$", part.strip())
+        if not m:
+            raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
+        field, op, value = m.groups()
+        if field not in FIELD_LABELS:
+            raise bad_request(f'field label not supported: {field}')
+        path = FIELD_LABELS[field]
+        if op == "!=":
+            tests.append(lambda obj, p=path, v=value: obj[p[0]].get(p[1], "") != v)
+        else:
+            tests.append(lambda obj, p=path, v=value: obj[p[0]].get(p[1], "") == v)
+    return lambda obj: all(t(obj) for t in tests)
+
+
+def exact_name(field_selector: str) -> str:
+    """Return X when the field selector is exactly metadata.name=X (RBAC then authorizes that name)."""
+    m = re.fullmatch(r"metadata\.name==?([\w.-]+)", field_selector or "")
+    return m.group(1) if m else ""
+
+
+# --- patches and server-side apply ---------------------------------------------
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply a JSON merge patch (RFC 7386)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def _list_key(items: list) -> str | None:
+    """Name the merge key of a list of objects (containers, ports, volumes…), or None for an atomic list."""
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    for key in ("name", "containerPort", "type", "mountPath", "ip"):
+        if all(key in i for i in items):
+            return key
+    return None
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """Apply a strategic merge patch: a merge patch whose keyed lists merge item by item."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            raise bad_request(f"the fake API server does not understand the directive {key}")
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, list) and isinstance(out.get(key), list) and _list_key(value + out[key]):
+            merge_key = _list_key(value + out[key])
+            merged = list(out[key])
+            for item in value:
+                found = next((i for i, old in enumerate(merged) if old.get(merge_key) == item.get(merge_key)), None)
+                if found is None:
+                    merged.append(copy.deepcopy(item))
+                else:
+                    merged[found] = strategic_merge_patch(merged[found], item)
+            out[key] = merged
+        else:
+            out[key] = strategic_merge_patch(out.get(key), value)
+    return out
+
+
+SKIPPED_PATHS = {("metadata", "resourceVersion"), ("metadata", "managedFields"), ("metadata", "uid"),
+                 ("metadata", "creationTimestamp"), ("metadata", "generation"), ("apiVersion",), ("kind",),
+                 ("metadata", "name"), ("metadata", "namespace")}
+
+
+def leaves(value: Any, prefix: tuple = ()) -> dict[tuple, Any]:
+    """Flatten an object to {path: value}; keyed lists contribute ("k", key, value) path steps."""
+    out: dict[tuple, Any] = {}
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            path = prefix + (key,)
+            if path in SKIPPED_PATHS or prefix == ("status",) or path == ("status",):
+                continue
+            out.update(leaves(item, path))
+    elif isinstance(value, list) and _list_key(value):
+        merge_key = _list_key(value)
+        for item in value:
+            out.update(leaves(item, prefix + (("k", merge_key, item[merge_key]),)))
+    else:
+        out[prefix] = copy.deepcopy(value)
+    return out
+
+
+def _get_path(obj: Any, path: tuple) -> tuple[bool, Any]:
+    for step in path:
+        if isinstance(step, tuple):
+            if not isinstance(obj, list):
+                return False, None
+            obj = next((i for i in obj if isinstance(i, dict) and i.get(step[1]) == step[2]), None)
+            if obj is None:
+                return False, None
+        else:
+            if not isinstance(obj, dict) or step not in obj:
+                return False, None
+            obj = obj[step]
+    return True, obj
+
+
+def _set_path(obj: dict, path: tuple, value: Any) -> None:
+    for i, step in enumerate(path[:-1]):
+        following = path[i + 1]
+        if isinstance(step, tuple):
+            item = next((x for x in obj if isinstance(x, dict) and x.get(step[1]) == step[2]), None)
+            if item is None:
+                item = {step[1]: step[2]}
+                obj.append(item)
+            obj = item
+        else:
+            if not isinstance(obj.get(step), (dict, list)):
+                obj[step] = [] if isinstance(following, tuple) else {}
+            obj = obj[step]
+    last = path[-1]
+    if isinstance(last, tuple):
+        item = next((x for x in obj if isinstance(x, dict) and x.get(last[1]) == last[2]), None)
+        if item is None:
+            obj.append(copy.deepcopy(value) if isinstance(value, dict) else {last[1]: last[2]})
+    else:
+        obj[last] = copy.deepcopy(value)
+
+
+def _remove_path(obj: dict, path: tuple) -> None:
+    parents = [obj]
+    for step in path[:-1]:
+        found, child = _get_path(parents[-1], (step,))
+        if not found:
+            return
+        parents.append(child)
+    last = path[-1]
+    container = parents[-1]
+    if isinstance(last, tuple):
+        container[:] = [i for i in container if not (isinstance(i, dict) and i.get(last[1]) == last[2])]
+    elif isinstance(container, dict):
+        container.pop(last, None)
+    # drop list items left holding only their key, and objects left empty
+    for depth in range(len(parents) - 1, 0, -1):
+        child, parent, step = parents[depth], parents[depth - 1], path[depth - 1]
+        if isinstance(step, tuple):
+            if isinstance(child, dict) and set(child) <= {step[1]}:
+                parent[:] = [i for i in parent if i is not child]
+        elif isinstance(child, (dict, list)) and not child and isinstance(parent, dict):
+            parent.pop(step, None)
+
+
+def apply(live: Object | None, applied: Object, manager: str, *, force: bool,
+          owners: dict[tuple, str], previous: set[tuple]) -> tuple[Object, dict[tuple, str], set[tuple], list[str]]:
+    """Server-side apply: return (object, owners, paths this manager now applies, conflicts)."""
+    new_paths = leaves(applied)
+    result = copy.deepcopy(live) if live is not None else {"metadata": {}}
+    conflicts = []
+    for path, value in new_paths.items():
+        owner = owners.get(path)
+        found, current = _get_path(result, path)
+        if owner and owner != manager and found and current != value and not force:
+            conflicts.append(f'conflict with "{owner}": .{_show_path(path)}')
+    if conflicts:
+        return result, owners, previous, conflicts
+    owners = dict(owners)
+    for path in previous - set(new_paths):
+        if owners.get(path) == manager:
+            _remove_path(result, path)
+            owners.pop(path, None)
+    for path, value in new_paths.items():
+        _set_path(result, path, value)
+        owners[path] = manager
+    for meta_field in ("name", "namespace"):
+        if meta_field in applied.get("metadata", {}):
+            result["metadata"][meta_field] = applied["metadata"][meta_field]
+    return result, owners, set(new_paths), []
+
+
+def record_update(before: Object | None, after: Object, manager: str, owners: dict[tuple, str]) -> dict[tuple, str]:
+    """Give the manager of a non-apply write the fields it changed."""
+    old = leaves(before) if before else {}
+    owners = dict(owners)
+    for path, value in leaves(after).items():
+        if old.get(path, object()) != value:
+            owners[path] = manager
+    for path in set(old) - set(leaves(after)):
+        owners.pop(path, None)
+    return owners
+
+
+def managed_fields(owners: dict[tuple, str], api_version: str, operations: dict[str, str]) -> list[Object]:
+    """Render ownership as metadata.managedFields entries (FieldsV1)."""
+    by_manager: dict[str, dict] = {}
+    for path, manager in sorted(owners.items(), key=lambda item: repr(item[0])):
+        node = by_manager.setdefault(manager, {})
+        for step in path:
+            if isinstance(step, tuple):
+                name = "k:" + json.dumps({step[1]: step[2]}, separators=(",", ":"))
+            else:
+                name = f"f:{step}"
+            node = node.setdefault(name, {})
+    return [{"manager": manager, "operation": operations.get(manager, "Update"), "apiVersion": api_version,
+             "time": now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": fields}
+            for manager, fields in by_manager.items()]
+
+
+def _show_path(path: tuple) -> str:
+    return ".".join(f"[{s[1]}=\"{s[2]}\"]" if isinstance(s, tuple) else s for s in path)

@@ -85,10 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("run", _run, "build, smoke test and, on the default branch, push and deploy")
     sub.add_argument("--dry-run", action="store_true", help="print the plan and touch nothing")
 
-    for name, help_text in (("build", "build the image (skipped when the registry has this commit)"),
-                            ("smoke", "run the built image and check its health path and first slide"),
-                            ("push", "push the image to the registry and record its digest")):
-        with_state(add(name, _pending("the image issue"), help_text, pending="the image issue"))
+    for name, handler, help_text in (
+            ("build", _build, "build the image (skipped when the registry has this commit)"),
+            ("smoke", _smoke, "run the built image and check its health path and first slide"),
+            ("push", _push, "push the image to the registry and record its digest")):
+        with_state(add(name, handler, help_text))
     with_state(add("deploy", _deploy, "deploy the pushed image to the target, gated: a failed rollout rolls back"))
     with_state(add("gate", _gate, "check that the release the deploy stage gated is still the live one"))
 
@@ -284,6 +285,81 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                   description=args.description, target_url=context.build_url)
     print(f"status: {args.state_name} reported to {slug} for {context.short_commit}")
     return 0
+
+
+# --- the image issue: build, smoke, push --------------------------------------
+
+def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import context as ctx
+    from pipeline import image as phases
+    from pipeline import runner
+    from pipeline.state import read_state, write_state
+
+    config = load_config(args, environ)
+    context = ctx.for_stage(read_state(args.state), environ, default_branch=config.default_branch)
+    plan = _plan(config, context)
+    if "push" in plan:
+        # Only a build that will push reads credentials, and only it may skip on the registry's word.
+        credentials = runner.read_registry_credentials(config, environ)
+        found = phases.find_pushed(config, context, credentials, progress=runner.progress_line)
+        if found is not None:
+            write_state(args.state, context=context, image=found)
+            print(f"built:    no ({found.pinned} is already in the registry: build and push are skipped)")
+            return 0
+    client = runner.docker_client(environ, trusted=plan.reads_credentials)
+    image = phases.build(client, config, context, progress=runner.progress_line)
+    write_state(args.state, context=context, image=image)
+    print(f"built:    {image.ref}" + (f" (also {', '.join(image.tags[1:])})" if len(image.tags) > 1 else ""))
+    return 0
+
+
+def _smoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import image as phases
+    from pipeline import runner
+
+    config, image = _built_image(args, environ)
+    if not image.built:
+        print(f"smoke:    skipped ({image.pinned} was already in the registry, smoke-tested when it was built)")
+        return 0
+    client = runner.docker_client(environ, trusted=False)
+    phases.smoke(client, config, image, progress=runner.progress_line)
+    print(f"smoke:    {image.ref} passed")
+    return 0
+
+
+def _push(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import context as ctx
+    from pipeline import image as phases
+    from pipeline import runner
+    from pipeline.errors import DeployRefused
+    from pipeline.state import read_state, write_state
+
+    config, image = _built_image(args, environ)
+    context = ctx.for_stage(read_state(args.state), environ, default_branch=config.default_branch)
+    plan = _plan(config, context)
+    if "push" not in plan:
+        raise DeployRefused(f"this {context.event} build does not push: {plan.reason}")
+    if not image.built and image.digest:
+        print(f"pushed:   no ({image.pinned} is already in the registry)")
+        return 0
+    credentials = runner.read_registry_credentials(config, environ)
+    client = runner.docker_client(environ, trusted=True)
+    pushed = phases.push(client, config, image, credentials, progress=runner.progress_line)
+    write_state(args.state, image=pushed)
+    print(f"pushed:   {pushed.pinned}")
+    return 0
+
+
+def _built_image(args: argparse.Namespace, environ: Mapping[str, str]):
+    """Read the configuration and the image the build stage wrote to the state file."""
+    from pipeline.errors import BadInput
+    from pipeline.state import image_from_json, read_state
+
+    config = load_config(args, environ)
+    state = read_state(args.state)
+    if not isinstance(state.get("image"), dict) or not state["image"].get("name"):
+        raise BadInput(f"{args.state}: no built image in the state file", hint="run 'pinotage build --state FILE' first")
+    return config, image_from_json(state["image"])
 
 
 def _plan(config, context):

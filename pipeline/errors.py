@@ -68,6 +68,37 @@ class AuthError(RegistryError, PermissionError):
     """Credentials were refused; retrying cannot help."""
 
 
+class BuildFailed(PinotageError, RuntimeError):
+    """An image build failed: names the failing step and keeps the last lines of its output."""
+
+    def __init__(self, message: str, *, step: str = "", output_tail: tuple[str, ...] = (), hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.step = step
+        self.output_tail = tuple(output_tail)
+
+    def lines(self) -> list[str]:
+        return [self.message] + [f"  | {line}" for line in self.output_tail]
+
+
+class SmokeFailed(PinotageError, RuntimeError):
+    """The built image did not pass its smoke test; keeps the last lines of the container's log."""
+
+    def __init__(self, message: str, *, log_tail: tuple[str, ...] = (), hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.log_tail = tuple(log_tail)
+
+    def lines(self) -> list[str]:
+        return [self.message] + [f"  | {line}" for line in self.log_tail]
+
+
+class PushFailed(RegistryError):
+    """A push the registry did not accept; ``attempts`` says how many were made."""
+
+    def __init__(self, message: str, *, attempts: int = 1, hint: str = ""):
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+
+
 class DeployFailed(PinotageError):
     """A deploy failed its gate; ``rolled_back`` says whether the previous release serves again."""
 
@@ -82,3 +113,7 @@ class GithubError(PinotageError, ConnectionError):
 
 class JenkinsError(PinotageError, ConnectionError):
     """Jenkins refused or did not answer a request."""
+
+
+class ClusterCheckFailed(PinotageError, RuntimeError):
+    """The cluster is not in the state a step needs, or its smoke test failed."""

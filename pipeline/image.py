@@ -1,4 +1,4 @@
-"""The image phases: tag policy, build, smoke test, push. [The image issue fills these in.]
+"""The image phases: tag policy, build, smoke test, push.
 
 The run issue's runner calls exactly these functions:
 
@@ -10,4 +10,401 @@ The run issue's runner calls exactly these functions:
 - ``push(client, config, image, credentials, *, progress) -> Image`` with the digest.
 
 ``credentials`` is ``registry.Credentials | None``, read only by the phases that push.
+
+Reading the engine's JSON streams is kept apart from asking for them (``read_build_stream``,
+``read_push_stream``, ``classify_push_error`` are pure), so recorded streams test them.
 """
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import random
+import re
+import secrets
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Iterable, Mapping
+
+from pipeline.errors import AuthError, BadInput, BuildFailed, PushFailed, SmokeFailed
+from pipeline.state import Image
+
+Progress = Callable[[str], None]
+
+BUILD_TAIL_LINES = 15
+SMOKE_POLL_S = 0.25
+SMOKE_REQUEST_TIMEOUT_S = 2
+SMOKE_LABEL = "pinotage.smoke"
+HEALTH_DEFAULT_PATH = "/healthz"  # the Dockerfile's HEALTHCHECK probes this one too
+_TAG_BAD_CHARS_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_DIGEST_RE = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+_STATUS_RE = re.compile(r"(?:status|http)[: ]+([1-5][0-9]{2})\b", re.I)
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+# --- tags ------------------------------------------------------------------
+
+def tags_for(context: Any, config: Any) -> tuple[str, ...]:
+    """Return the tags for this build in the configured order; the first is the primary one."""
+    suffix = "-dirty" if context.dirty else ""
+    tags: list[str] = []
+    for kind in config.image.tags:
+        tag = {"commit": context.commit + suffix,
+               "short-commit": context.short_commit + suffix,
+               "branch": branch_tag(context.branch)}[kind]
+        if tag and tag not in tags:
+            tags.append(tag)
+    if not tags:
+        raise BadInput(f"image.tags: none of {', '.join(config.image.tags)} gives a tag for this build"
+                       " (no branch checked out?)", hint="add 'commit' to image.tags")
+    return tuple(tags)
+
+
+def branch_tag(branch: str) -> str:
+    """Make a branch name into a valid image tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}."""
+    return _TAG_BAD_CHARS_RE.sub("-", branch).lstrip(".-")[:128]
+
+
+def commit_tag(context: Any, config: Any) -> str:
+    """Return the tag that names this exact commit, or "" when no commit tag is configured or the tree is dirty."""
+    if context.dirty:
+        return ""  # a dirty tree's tag does not name fixed content: never trust it for a skip
+    for kind, tag in (("commit", context.commit), ("short-commit", context.short_commit)):
+        if kind in config.image.tags:
+            return tag
+    return ""
+
+
+# --- skip ------------------------------------------------------------------
+
+def find_pushed(config: Any, context: Any, credentials: Any, *, progress: Progress = _quiet) -> Image | None:
+    """Return the image the registry already holds for this commit (with its digest), else None."""
+    from pipeline.registry import RegistryClient
+
+    tag = commit_tag(context, config)
+    if not tag:
+        progress("no commit tag to look for (dirty tree or no commit tag configured): building")
+        return None
+    try:
+        digest = RegistryClient(config.registry.url, credentials).manifest_digest(config.image.repository, tag)
+    except AuthError:
+        if credentials is None:
+            progress(f"registry {config.registry.url} needs credentials to look for {tag}: building")
+            return None
+        raise
+    if not digest:
+        return None
+    tags = tags_for(context, config)
+    return Image(name=config.image_name(), tag=tag, tags=tuple(dict.fromkeys((tag,) + tags)),
+                 digest=digest, commit=context.commit, built=False)
+
+
+# --- build -----------------------------------------------------------------
+
+def build_args(config: Any, context: Any, *, created: str = "") -> dict[str, str]:
+    """Return the Dockerfile's build arguments: base images, labels, health path. Never a secret."""
+    args = {
+        "REVISION": context.commit + ("-dirty" if context.dirty else ""),
+        "SOURCE": context.source_url,
+        "CREATED": created or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "HEALTH_PATH": config.image.health_path,
+    }
+    if config.image.build_base:
+        args["BUILD_BASE"] = config.image.build_base
+    if config.image.final_base:
+        args["FINAL_BASE"] = config.image.final_base
+    return args
+
+
+def build(client: Any, config: Any, context: Any, *, progress: Progress = _quiet,
+          created: str = "") -> Image:
+    """Build the image through the engine, streaming its lines; tag it with every tag."""
+    import docker.errors
+
+    tags = tags_for(context, config)
+    name = config.image_name()
+    folder = config.path(config.image.context)
+    if not (folder / config.image.dockerfile).is_file():
+        raise BadInput(f"image.context: {folder / config.image.dockerfile}: no such file",
+                       hint="image.context is relative to the folder of pinotage.yaml")
+    try:
+        events = client.api.build(path=str(folder), dockerfile=config.image.dockerfile, tag=f"{name}:{tags[0]}",
+                                  buildargs=build_args(config, context, created=created),
+                                  rm=True, forcerm=True, pull=False, decode=True)
+        image_id = read_build_stream(events, progress=progress, deadline_s=config.deadlines.build_s)
+        for tag in tags[1:]:
+            client.api.tag(image_id, name, tag)
+    except docker.errors.APIError as e:
+        raise BuildFailed(f"the engine refused the build: {e.explanation or e}") from e
+    return Image(name=name, tag=tags[0], tags=tags, commit=context.commit, built=True)
+
+
+def read_build_stream(events: Iterable[Mapping[str, Any]], *, progress: Progress = _quiet,
+                      deadline_s: float | None = None, clock: Callable[[], float] = time.monotonic) -> str:
+    """Read the engine's build stream: show its lines, return the image id, or raise BuildFailed."""
+    start = clock()
+    step = ""
+    tail: collections.deque[str] = collections.deque(maxlen=BUILD_TAIL_LINES)
+    image_id = ""
+    for event in events:
+        for line in str(event.get("stream", "")).splitlines():
+            if not line.strip():
+                continue
+            match = _STEP_RE.match(line)
+            if match:
+                step = f"step {match[1]}/{match[2]} ({match[3].strip()})"
+                tail.clear()
+            elif not line.startswith(" ---> "):
+                tail.append(line)
+            progress(line)
+        if event.get("status"):  # pulling a base image
+            progress(" ".join(str(event[key]) for key in ("id", "status") if event.get(key)))
+        if "aux" in event and isinstance(event["aux"], dict) and event["aux"].get("ID"):
+            image_id = event["aux"]["ID"]
+        if "error" in event:
+            message = (event.get("errorDetail") or {}).get("message") or event["error"]
+            where = f" at {step}" if step else ""
+            raise BuildFailed(f"the build failed{where}: {message.strip()}", step=step, output_tail=tuple(tail),
+                              hint="the lines above are the end of that step's output")
+        if deadline_s is not None and clock() - start > deadline_s:
+            raise BuildFailed(f"the build ran longer than {deadline_s:g} s (at {step or 'its start'})",
+                              step=step, output_tail=tuple(tail), hint="raise deadlines.build_s if it is just slow")
+    if not image_id:
+        raise BuildFailed(f"the build stream ended without an image (last at {step or 'its start'})",
+                          step=step, output_tail=tuple(tail))
+    return image_id
+
+
+# --- smoke test ------------------------------------------------------------
+
+def smoke(client: Any, config: Any, image: Image, *, progress: Progress = _quiet) -> None:
+    """Run the image, wait (bounded) for its health path, check its first slide; always remove it."""
+    import docker.errors
+
+    port = config.image.port
+    deadline_s = config.deadlines.smoke_s
+    name = f"pinotage-smoke-{secrets.token_hex(4)}"
+    container = None
+    try:
+        try:
+            container = client.containers.run(
+                image.ref, detach=True, name=name, environment={"PORT": str(port)},
+                ports={f"{port}/tcp": ("127.0.0.1", None)}, labels={SMOKE_LABEL: image.commit or "1"})
+        except docker.errors.ImageNotFound as e:
+            raise SmokeFailed(f"no image {image.ref} on this engine to smoke-test",
+                              hint="run 'pinotage build' first") from e
+        except docker.errors.APIError as e:
+            raise SmokeFailed(f"the engine could not start {image.ref}: {e.explanation or e}") from e
+        container.reload()
+        host_port = container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"]
+        base = f"http://127.0.0.1:{host_port}"
+        progress(f"started {name} from {image.ref}; waiting up to {deadline_s} s for {config.image.health_path}")
+        _wait_healthy(container, base + config.image.health_path, deadline_s)
+        progress(f"{config.image.health_path} answers 200")
+        status, body = _get(base + "/")
+        if status != 200:
+            raise SmokeFailed(f"{image.ref}: / answered HTTP {status}, not the deck", log_tail=_log_tail(container))
+        first = first_slide(body)
+        if config.image.first_slide_text not in first:
+            shown = " ".join(first.split())[:80]
+            raise SmokeFailed(f"{image.ref}: the first slide does not contain {config.image.first_slide_text!r}"
+                              f" (it reads {shown!r})", hint="check image.first_slide_text and slides/")
+        progress(f"the first slide shows {config.image.first_slide_text!r}")
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+
+
+def first_slide(html: str) -> str:
+    """Return the text of a reveal.js deck's first slide (Markdown decks are split as reveal.js does)."""
+    match = re.search(r"<section\b([^>]*)>(.*?)</section>", html, re.S | re.I)
+    if not match:
+        return ""
+    attributes, inner = match[1], match[2]
+    if "data-markdown" not in attributes:
+        return re.sub(r"<[^>]+>", " ", inner)
+    template = re.search(r"<textarea[^>]*>(.*?)</textarea>", inner, re.S | re.I)
+    markdown = template[1] if template else re.sub(r"<[^>]+>", " ", inner)
+    separator = re.search(r'data-separator="([^"]*)"', attributes)
+    pattern = separator[1] if separator else r"\r?\n---\r?\n"
+    return re.split(pattern, markdown.strip("\n"), maxsplit=1)[0]
+
+
+def _wait_healthy(container: Any, url: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            code = container.attrs["State"].get("ExitCode")
+            raise SmokeFailed(f"the container exited with code {code} before {url.split('/', 3)[-1]!r}"
+                              " answered", log_tail=_log_tail(container))
+        try:
+            status, _ = _get(url)
+        except OSError as e:
+            last = type(e).__name__
+        else:
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        time.sleep(SMOKE_POLL_S)
+    path = "/" + url.split("/", 3)[-1]
+    raise SmokeFailed(f"{path} did not answer 200 within {deadline_s:g} s (last: {last})",
+                      log_tail=_log_tail(container), hint="the container's last log lines are above")
+
+
+def _get(url: str) -> tuple[int, str]:
+    # No proxy from the environment: the container is on loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=SMOKE_REQUEST_TIMEOUT_S) as response:
+            return response.status, response.read(2_000_000).decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+
+
+def _log_tail(container: Any, lines: int = 10) -> tuple[str, ...]:
+    try:
+        text = container.logs(tail=lines).decode("utf-8", "replace")
+    except Exception:  # the log is a courtesy; failing to read it must not hide the real failure
+        return ()
+    return tuple(line for line in text.splitlines() if line.strip())
+
+
+# --- push ------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter: waits min(cap, base·2^n) × [0.5, 1)."""
+
+    attempts: int = 5
+    base_s: float = 1.0
+    cap_s: float = 16.0
+
+    def delay_s(self, failed_attempts: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** (failed_attempts - 1))
+        return ceiling * (0.5 + 0.5 * (rng or random).random())
+
+
+RETRY = "retry"
+REFUSED = "refused"  # credentials or permissions: retrying cannot help
+FATAL = "fatal"
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    digest: str
+    size: int = 0
+
+
+class PushRejected(Exception):
+    """A push attempt that failed: the registry's or the engine's message, classified."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+def classify_push_error(message: str) -> str:
+    """Say whether a push error is worth retrying: RETRY, REFUSED (auth) or FATAL."""
+    text = message.lower()
+    if any(word in text for word in ("unauthorized", "authentication required", "denied", "forbidden",
+                                     "no basic auth credentials", "incorrect username or password")):
+        return REFUSED
+    if any(word in text for word in ("name unknown", "name_unknown", "repository name not known",
+                                     "does not exist locally", "invalid reference format")):
+        return FATAL
+    status = next((int(code) for code in _STATUS_RE.findall(text) if int(code) >= 400), None)
+    if status in (401, 403):
+        return REFUSED
+    if status == 429 or (status is not None and status >= 500) or "toomanyrequests" in text:
+        return RETRY
+    if any(word in text for word in ("connection refused", "connection reset", "broken pipe", "eof",
+                                     "i/o timeout", "tls handshake timeout", "timeout exceeded",
+                                     "server misbehaving", "502 bad gateway", "503 service unavailable")):
+        return RETRY
+    return FATAL
+
+
+def read_push_stream(events: Iterable[Mapping[str, Any]], *, progress: Progress = _quiet) -> PushResult:
+    """Read the engine's push stream: show layer states, return the digest, or raise PushRejected.
+
+    The engine reports a refused push inside this stream; the SDK call itself does not raise.
+    """
+    digest, size = "", 0
+    shown: dict[str, str] = {}
+    for event in events:
+        if "error" in event:
+            message = (event.get("errorDetail") or {}).get("message") or event["error"]
+            raise PushRejected(str(message).strip(), classify_push_error(str(message)))
+        aux = event.get("aux")
+        if isinstance(aux, dict) and aux.get("Digest"):
+            digest, size = aux["Digest"], int(aux.get("Size") or 0)
+        status = str(event.get("status", ""))
+        layer = str(event.get("id", ""))
+        found = _DIGEST_RE.search(status)
+        if found and not digest:
+            digest = found[1]
+        if status and layer and shown.get(layer) != status:
+            shown[layer] = status  # one line per layer state, not per progress tick
+            progress(f"{layer}: {status}")
+        elif status and not layer:
+            progress(status)
+    if not digest:
+        raise PushRejected("the push stream ended without a digest", FATAL)
+    return PushResult(digest, size)
+
+
+def push(client: Any, config: Any, image: Image, credentials: Any, *, progress: Progress = _quiet,
+         retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Image:
+    """Push every tag of the image, retrying what a retry can fix; return the image with its digest."""
+    deadline = time.monotonic() + config.deadlines.push_s
+    auth = credentials.auth_config() if credentials is not None else None
+    digest = ""
+    for tag in image.tags or (image.tag,):
+        digest = _push_tag(client, image.name, tag, auth, progress=progress, retry=retry, sleep=sleep,
+                           deadline=deadline)
+    progress(f"pushed {image.name}@{digest}")
+    return dataclasses.replace(image, digest=digest)
+
+
+def _push_tag(client: Any, name: str, tag: str, auth: dict[str, str] | None, *, progress: Progress,
+              retry: RetryPolicy, sleep: Callable[[float], None], deadline: float) -> str:
+    import docker.errors
+    import requests
+
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            try:
+                events = client.api.push(name, tag=tag, stream=True, decode=True, auth_config=auth)
+                return read_push_stream(events, progress=progress).digest
+            except docker.errors.APIError as e:
+                message = str(e.explanation or e)
+                raise PushRejected(message, classify_push_error(message)) from e
+            except requests.ConnectionError as e:
+                raise PushRejected(f"the engine's push stream broke: {type(e).__name__}", RETRY) from e
+        except PushRejected as e:
+            rejected = e
+        if rejected.kind == REFUSED:
+            raise AuthError(f"the registry refused the push of {name}:{tag}: {rejected.message}",
+                            hint="check PINOTAGE_REGISTRY_USER / PINOTAGE_REGISTRY_PASSWORD (or the docker"
+                                 " login) and the account's rights on the repository") from None
+        if rejected.kind == FATAL:
+            raise PushFailed(f"push of {name}:{tag} failed: {rejected.message}", attempts=attempt) from None
+        delay = retry.delay_s(attempt)
+        if attempt == retry.attempts or time.monotonic() + delay > deadline:
+            raise PushFailed(f"push of {name}:{tag} failed after {attempt} attempts: {rejected.message}",
+                             attempts=attempt, hint="the registry kept failing; try again later") from None
+        progress(f"attempt {attempt}/{retry.attempts} failed ({rejected.message}); retrying in {delay:.1f} s")
+        sleep(delay)
+    raise AssertionError("unreachable: the loop returns or raises")

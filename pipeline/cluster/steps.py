@@ -1,0 +1,442 @@
+"""The steps of 'pinotage cluster': each detects the state it finds, then converges.
+
+A step never calls another step; ``rebuild.py`` puts them in order. Every command runs on
+the host (vagrant, packer) or on a node through ``vagrant ssh NODE -c`` (kubeadm, kubectl),
+always through the step's ``Executor``. Files reach the nodes on standard input, so the
+cluster needs no shared folder, and a join token only ever lives in memory and in a pipe.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import hashlib
+import io
+import ipaddress
+import json
+import shlex
+import tarfile
+from pathlib import Path
+from typing import Mapping
+
+from pipeline.cluster import facts
+from pipeline.cluster.executor import Executor
+from pipeline.cluster.topology import (BOX_DIR, CONTROL_PLANE, KUBEADM_INIT, KUBEADM_JOIN, PACKER_TEMPLATE,
+                                       Node, Topology, box_file_stem, render_init, render_join)
+from pipeline.config import Config
+from pipeline.errors import BadInput, ClusterCheckFailed, CommandFailed
+from pipeline.ledger import Record
+
+BOX_BUILD_S = 3600
+BOX_ADD_S = 900
+UP_S = 1800
+INIT_S = 900
+JOIN_S = 600
+RESET_S = 300
+WAIT_S = 300  # kubectl's own --timeout for rollouts, node readiness and drains
+SMOKE_S = 180
+JOIN_TOKEN_TTL = "15m"
+SMOKE_NAMESPACE = "pinotage-smoke"
+FLANNEL_MANIFEST = "k8s/network/flannel.yaml"
+MANIFESTS_ON_NODE = "pinotage/k8s"  # under the vagrant user's home on the control plane
+
+# One word on the last line says what a node holds; the steps decide from it.
+CONTROL_PLANE_STATE = ("if sudo test -f /etc/kubernetes/admin.conf; then echo initialised; "
+                       "elif sudo test -e /etc/kubernetes/manifests/kube-apiserver.yaml; then echo partial; "
+                       "else echo fresh; fi")
+WORKER_STATE = "if sudo test -f /etc/kubernetes/kubelet.conf; then echo joined; else echo fresh; fi"
+
+# What a dry run assumes a fresh machine answers: a placeholder, never a real token.
+DRY_RUN_JOIN = ("kubeadm join {endpoint} --token abcdef.0123456789abcdef "
+                "--discovery-token-ca-cert-hash sha256:" + "0" * 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    config: Config
+    topo: Topology
+    run: Executor
+    environ: Mapping[str, str]
+
+
+def ssh(node: str, script: str) -> list[str]:
+    """Build the argv that runs a shell line on a node."""
+    return ["vagrant", "ssh", node, "--no-tty", "-c", script]
+
+
+def kubectl(*args: str) -> list[str]:
+    """Build the argv that runs kubectl on the control plane (as the vagrant user, with admin.conf)."""
+    return ssh(CONTROL_PLANE, shlex.join(["kubectl", *args]))
+
+
+def kubectl_encoded(*args: str) -> list[str]:
+    """Build a kubectl argv whose whole output comes back as one base64 line.
+
+    The shell keeps only the last lines of a command's output; JSON listings are longer.
+    """
+    return ssh(CONTROL_PLANE, f"set -o pipefail; {shlex.join(['kubectl', *args])} | base64 -w0")
+
+
+def decode(output: str) -> str:
+    """Undo kubectl_encoded's base64."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    return base64.b64decode(lines[-1]).decode() if lines else ""
+
+
+def encode(text: str) -> str:
+    """Encode what a dry run assumes a kubectl_encoded command answers."""
+    return base64.b64encode(text.encode()).decode()
+
+
+# --- box -------------------------------------------------------------------
+
+def box(ctx: StepContext) -> None:
+    """Build the node box with Packer and add it to Vagrant, unless that name and version are there."""
+    cluster, run = ctx.config.cluster, ctx.run
+    installed = facts.installed_boxes(run.check(["vagrant", "box", "list", "--machine-readable"], assume="").output)
+    if (cluster.box_name, cluster.box_version) in installed:
+        run.note(f"box {cluster.box_name} {cluster.box_version} is installed")
+        return
+    out_dir = ctx.config.path(BOX_DIR) / box_file_stem(ctx.config)
+    package = out_dir / "package.box"
+    if package.is_file():
+        run.note(f"reusing {package} (delete it to build it again)")
+    else:
+        run.act(["packer", "build", "-force",
+                 "-var", f"base_box={cluster.base_box}",
+                 "-var", f"kubernetes_version={cluster.kubernetes_version}",
+                 "-var", f"output_dir={out_dir}",
+                 str(ctx.config.path(PACKER_TEMPLATE))], timeout_s=BOX_BUILD_S)
+    metadata = out_dir / "metadata.json"
+    run.write(str(metadata), box_metadata(ctx.config, package))
+    run.act(["vagrant", "box", "add", "--force", str(metadata)], timeout_s=BOX_ADD_S)
+
+
+def box_metadata(config: Config, package: Path) -> str:
+    """Describe the built box as Vagrant box metadata, which carries its name and version."""
+    provider = {"name": "virtualbox", "url": package.resolve().as_uri()}
+    if package.is_file():
+        digest = hashlib.sha256()
+        with package.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        provider.update(checksum_type="sha256", checksum=digest.hexdigest())
+    return json.dumps({
+        "name": config.cluster.box_name,
+        "description": f"Debian kubeadm node, Kubernetes {config.cluster.kubernetes_version}",
+        "versions": [{"version": config.cluster.box_version, "providers": [provider]}],
+    }, indent=2) + "\n"
+
+
+# --- up --------------------------------------------------------------------
+
+def up(ctx: StepContext) -> None:
+    """Start the VMs that are not running (Vagrant creates the missing ones)."""
+    states = facts.machine_states(ctx.run.check(["vagrant", "status", "--machine-readable"], assume="").output)
+    down = [node.name for node in ctx.topo.nodes if states.get(node.name) != "running"]
+    if not down:
+        ctx.run.note("every VM is running")
+        return
+    ctx.run.act(["vagrant", "up", "--provider", "virtualbox", *down], timeout_s=UP_S)
+
+
+# --- init ------------------------------------------------------------------
+
+def init(ctx: StepContext) -> None:
+    """Initialise the control plane from scripts/kubeadm/init.yaml, unless it is; reset a half-done one."""
+    run = ctx.run
+    state = facts.state_word(run.check(ssh(CONTROL_PLANE, CONTROL_PLANE_STATE), assume="fresh").output,
+                             ("initialised", "partial", "fresh"))
+    if state == "initialised":
+        run.note("the control plane is initialised")
+    else:
+        if state == "partial":
+            run.note("an earlier kubeadm init stopped half-way: resetting the control plane")
+            run.act(ssh(CONTROL_PLANE, "sudo kubeadm reset --force"), timeout_s=RESET_S)
+        # --skip-token-print: kubeadm init would print its own bootstrap token otherwise
+        run.act(ssh(CONTROL_PLANE, "sudo kubeadm init --config /dev/stdin --skip-token-print"),
+                input_text=render_init(ctx.config, ctx.topo), input_label=f"{KUBEADM_INIT} (filled in)",
+                timeout_s=INIT_S)
+    # kubectl on the control plane runs as the vagrant user; give it the admin kubeconfig every time,
+    # since a reset and a new init replace the cluster's CA.
+    run.act(ssh(CONTROL_PLANE, 'mkdir -p "$HOME/.kube" && sudo install -m 0600 -o "$(id -u)" -g "$(id -g)" '
+                               '/etc/kubernetes/admin.conf "$HOME/.kube/config"'))
+
+
+# --- join ------------------------------------------------------------------
+
+def join(ctx: StepContext) -> None:
+    """Join each worker that is not a node yet, with a token made at that moment."""
+    run = ctx.run
+    joined = facts.node_names(run.check(kubectl("get", "nodes", "-o", "name"),
+                                        assume=f"node/{CONTROL_PLANE}\n").output)
+    for worker in ctx.topo.workers:
+        if worker.name in joined:
+            run.note(f"{worker.name} is a node")
+            continue
+        state = facts.state_word(run.check(ssh(worker.name, WORKER_STATE), assume="fresh").output,
+                                 ("joined", "fresh"))
+        if state == "joined":
+            run.note(f"{worker.name} holds a kubelet.conf but is not a node: resetting it")
+            run.act(ssh(worker.name, "sudo kubeadm reset --force"), timeout_s=RESET_S)
+        _join_worker(ctx, worker)
+
+
+def _join_worker(ctx: StepContext, worker: Node) -> None:
+    run = ctx.run
+    argv = ssh(worker.name, "sudo kubeadm join --config /dev/stdin")
+    for attempt in (1, 2):
+        made = run.secret(ssh(CONTROL_PLANE, f"sudo kubeadm token create --print-join-command --ttl {JOIN_TOKEN_TTL}"),
+                          assume=DRY_RUN_JOIN.format(endpoint=ctx.topo.api_server_endpoint))
+        ticket = facts.join_ticket(made.output)
+        config_text = render_join(ctx.config, ctx.topo, worker, token=ticket.token,
+                                  ca_cert_hash=ticket.ca_cert_hash, api_server_endpoint=ticket.api_server_endpoint)
+        try:
+            done = run.act(argv, input_text=config_text, check=False, timeout_s=JOIN_S,
+                           input_label=f"{KUBEADM_JOIN} (filled in with the fresh token)")
+        finally:
+            # One token per join, gone right after it: nothing is left to steal or to expire later.
+            run.act(ssh(CONTROL_PLANE, f"sudo kubeadm token delete {ticket.token_id}"), check=False, quiet=True)
+        if done.ok:
+            return
+        if attempt == 1 and facts.token_rejected(done.output):
+            run.note(f"{worker.name}: the control plane refused the token (expired?); joining with a fresh one")
+            continue
+        raise CommandFailed(argv, done.returncode, done.output,
+                            hint=f"see the output above; 'pinotage cluster join' again resets {worker.name} if needed")
+
+
+# --- network ---------------------------------------------------------------
+
+def network(ctx: StepContext) -> None:
+    """Apply the pinned flannel add-on unless it runs already, then wait for it and for every node."""
+    run = ctx.run
+    manifest = ctx.config.path(FLANNEL_MANIFEST)
+    image, pod_network = flannel_facts(manifest.read_text())
+    if pod_network != ctx.config.cluster.pod_subnet:
+        raise BadInput(f"cluster.pod_subnet: {ctx.config.cluster.pod_subnet} differs from the Network "
+                       f"{pod_network} of {FLANNEL_MANIFEST}", hint="the two must be the same network")
+    current = run.check(kubectl("-n", "kube-flannel", "get", "daemonset", "kube-flannel-ds", "--ignore-not-found",
+                                "-o", "jsonpath={.spec.template.spec.containers[0].image}"), assume="").output.strip()
+    if current == image:
+        run.note(f"flannel runs {image}")
+    else:
+        _upload_manifests(ctx)
+        run.act(kubectl("apply", "-f", f"{MANIFESTS_ON_NODE}/network/flannel.yaml"))
+    run.act(kubectl("-n", "kube-flannel", "rollout", "status", "daemonset/kube-flannel-ds", f"--timeout={WAIT_S}s"),
+            timeout_s=WAIT_S + 30)
+    run.act(kubectl("wait", "--for=condition=Ready", "node", "--all", f"--timeout={WAIT_S}s"), timeout_s=WAIT_S + 30)
+
+
+def flannel_facts(manifest_text: str) -> tuple[str, str]:
+    """Return the flanneld image and the pod Network from flannel's manifest."""
+    import yaml
+
+    image = network_cidr = ""
+    for doc in yaml.safe_load_all(manifest_text):
+        if not doc:
+            continue
+        if doc.get("kind") == "DaemonSet":
+            image = next(c["image"] for c in doc["spec"]["template"]["spec"]["containers"] if c["name"] == "kube-flannel")
+        if doc.get("kind") == "ConfigMap" and "net-conf.json" in doc.get("data", {}):
+            network_cidr = json.loads(doc["data"]["net-conf.json"])["Network"]
+    return image, network_cidr
+
+
+def _upload_manifests(ctx: StepContext) -> None:
+    """Copy k8s/ to the control plane, replacing what an earlier run copied."""
+    payload = "" if ctx.run.dry_run else manifests_archive(ctx.config.path("k8s"))
+    ctx.run.act(ssh(CONTROL_PLANE, f"rm -rf {MANIFESTS_ON_NODE} && mkdir -p {MANIFESTS_ON_NODE} && "
+                                   f"base64 -d | tar -xzf - -C {MANIFESTS_ON_NODE}"),
+                input_text=payload, input_label="k8s/ (tar.gz, base64)")
+
+
+def manifests_archive(folder: Path) -> str:
+    """Pack a folder as a base64 tar.gz, the form that crosses 'vagrant ssh' standard input."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                tar.add(path, arcname=str(path.relative_to(folder)))
+    return base64.b64encode(buffer.getvalue()).decode() + "\n"
+
+
+# --- label -----------------------------------------------------------------
+
+def label(ctx: StepContext) -> None:
+    """Give every worker the worker role label, unless it has it."""
+    run = ctx.run
+    labelled = facts.node_names(run.check(kubectl("get", "nodes", "-l", "node-role.kubernetes.io/worker",
+                                                  "-o", "name"), assume="").output)
+    for worker in ctx.topo.workers:
+        if worker.name in labelled:
+            run.note(f"{worker.name} is labelled")
+            continue
+        run.act(kubectl("label", "node", worker.name, "node-role.kubernetes.io/worker=", "--overwrite"))
+
+
+# --- smoke -----------------------------------------------------------------
+
+def smoke(ctx: StepContext) -> None:
+    """Run k8s/smoke on the workers, check pod-to-pod traffic across nodes and CoreDNS, then delete it."""
+    run = ctx.run
+    workers = [w.name for w in ctx.topo.workers]
+    _upload_manifests(ctx)
+    run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/smoke"))
+    try:
+        run.act(kubectl("-n", SMOKE_NAMESPACE, "rollout", "status", "deployment/hello", f"--timeout={SMOKE_S}s"),
+                timeout_s=SMOKE_S + 30)
+        listing = run.check(kubectl_encoded("-n", SMOKE_NAMESPACE, "get", "pods", "-l", "app=hello", "-o", "json"),
+                            assume=encode(_dry_run_pods(workers)))
+        a, b = facts.smoke_pods(decode(listing.output), workers)
+        run.note(f"{a.name} runs on {a.node}, {b.name} on {b.node}")
+
+        def exec_in_a(*argv: str) -> str:
+            done = run.act(kubectl("-n", SMOKE_NAMESPACE, "exec", a.name, "--", *argv), check=False,
+                           timeout_s=60)
+            return done.output if done.ok else ""
+
+        kubernetes_ip = str(ipaddress.IPv4Network(ctx.topo.service_subnet)[1])
+        checks = [
+            (f"pod-to-pod from {a.node} to {b.node}", f"hello from {b.name}",
+             exec_in_a("wget", "-qO-", "-T", "5", f"http://{b.ip}:8080/")),
+            ("CoreDNS", kubernetes_ip, exec_in_a("nslookup", "kubernetes.default.svc.cluster.local")),
+            ("the Service by its DNS name", "hello from",
+             exec_in_a("wget", "-qO-", "-T", "5", f"http://hello.{SMOKE_NAMESPACE}.svc.cluster.local/")),
+        ]
+        if not run.dry_run:
+            for what, expected, answer in checks:
+                if expected not in answer:
+                    raise ClusterCheckFailed(f"smoke: {what} failed (expected {expected!r} in the answer)",
+                                             hint="check that flannel uses eth1 and that CoreDNS runs: "
+                                                  "kubectl -n kube-system get pods -o wide")
+                run.note(f"{what}: ok")
+    finally:
+        run.act(kubectl("delete", "namespace", SMOKE_NAMESPACE, "--ignore-not-found", "--wait=true",
+                        f"--timeout={SMOKE_S}s"), timeout_s=SMOKE_S + 30)
+
+
+def _dry_run_pods(workers: list[str]) -> str:
+    ready = [{"type": "Ready", "status": "True"}]
+    items = [{"metadata": {"name": f"hello-{i}"}, "spec": {"nodeName": node},
+              "status": {"phase": "Running", "podIP": f"10.244.{i}.2", "conditions": ready}}
+             for i, node in enumerate(workers[:2], start=1)]
+    return json.dumps({"items": items})
+
+
+# --- redeploy --------------------------------------------------------------
+
+def redeploy(ctx: StepContext) -> None:
+    """Apply the app's manifests (its namespace and deployer credentials) and roll out the last good image."""
+    run, config = ctx.run, ctx.config
+    app, namespace = config.app, config.deploy.namespace
+    ledger = config.path(config.cluster.ledger_file)
+    record = facts.last_deployed(read_records(ledger), app)
+    _upload_manifests(ctx)
+    # The kustomization holds the namespace, the deployer ServiceAccount, Role and RoleBinding
+    # (the credentials the pipeline deploys with), the Deployment and the Service.
+    run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/{app}"))
+    if record is None:
+        run.note(f"no successful deploy of {app} in {ledger}: nothing to redeploy")
+        return
+    run.note(f"last good deploy: {record.commit[:12]} {record.image}")
+    current = run.check(kubectl("-n", namespace, "get", "deployment", app,
+                                "-o", "jsonpath={.spec.template.spec.containers[0].image}"), assume="").output.strip()
+    if current != record.image:
+        run.act(kubectl("-n", namespace, "set", "image", f"deployment/{app}", f"{app}={record.image}"))
+    rollout_s = config.deadlines.rollout_s
+    run.act(kubectl("-n", namespace, "rollout", "status", f"deployment/{app}", f"--timeout={rollout_s}s"),
+            timeout_s=rollout_s + 30)
+
+
+def read_records(path: Path) -> list[Record]:
+    """Read ledger records from a JSON-lines file (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    records = []
+    fields = {f.name for f in dataclasses.fields(Record)}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            records.append(Record(**{k: v for k, v in raw.items() if k in fields}))
+        except (ValueError, TypeError) as e:
+            raise BadInput(f"{path}:{number}: not a ledger record ({e})") from None
+    return records
+
+
+# --- drain, remove ---------------------------------------------------------
+
+def drain(ctx: StepContext, name: str) -> None:
+    """Evict a node's pods and mark it unschedulable, unless it is not in the cluster."""
+    ctx.topo.node(name)
+    if _is_node(ctx, name):
+        _drain(ctx, name)
+
+
+def remove(ctx: StepContext, name: str) -> None:
+    """Drain a worker, delete its Node, reset kubeadm on it and destroy its VM; each only if still there."""
+    if name == CONTROL_PLANE:
+        raise BadInput(f"NODE {name!r}: the control plane cannot be removed",
+                       hint="to start over, destroy every VM (docs/cluster.md) and rebuild")
+    ctx.topo.node(name)
+    run = ctx.run
+    if _is_node(ctx, name):
+        _drain(ctx, name)
+        run.act(kubectl("delete", "node", name, "--ignore-not-found"))
+    states = facts.machine_states(run.check(["vagrant", "status", "--machine-readable", name],
+                                            assume=f"0,{name},state,running\n").output)
+    state = states.get(name, "not_created")
+    if state == "running":
+        run.act(ssh(name, "sudo kubeadm reset --force"), timeout_s=RESET_S)
+    if state != "not_created":
+        run.act(["vagrant", "destroy", "--force", name], timeout_s=UP_S)
+    else:
+        run.note(f"{name} has no VM")
+
+
+def _is_node(ctx: StepContext, name: str) -> bool:
+    names = facts.node_names(ctx.run.check(kubectl("get", "nodes", "-o", "name"), assume=f"node/{name}\n").output)
+    if name not in names:
+        ctx.run.note(f"{name} is not a node of the cluster")
+    return name in names
+
+
+def _drain(ctx: StepContext, name: str) -> None:
+    ctx.run.act(kubectl("drain", name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={WAIT_S}s"),
+                timeout_s=WAIT_S + 30)
+
+
+# --- backup ----------------------------------------------------------------
+
+def backup(ctx: StepContext, *, now: datetime.datetime | None = None) -> Path:
+    """Export the app's namespaces as YAML, one file each, into a new folder under state_dir/backups."""
+    import yaml
+
+    run, config = ctx.run, ctx.config
+    namespaces = list(dict.fromkeys([config.deploy.namespace, *config.cluster.backup_namespaces]))
+    listed = run.check(kubectl_encoded("api-resources", "--verbs=list", "--namespaced", "-o", "name"),
+                       assume=encode("configmaps\nservices\ndeployments.apps\nsecrets\n"))
+    types = facts.backup_types(decode(listed.output))
+    present = {line.strip().removeprefix("namespace/") for line in
+               run.check(kubectl("get", "namespaces", "-o", "name"),
+                         assume="".join(f"namespace/{ns}\n" for ns in namespaces)).output.splitlines()}
+    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    folder = config.path(config.state_dir) / "backups" / stamp
+    if not run.dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
+    for namespace in namespaces:
+        if namespace not in present:
+            run.note(f"namespace {namespace} does not exist: nothing to export")
+            continue
+        listing = run.check(kubectl_encoded("-n", namespace, "get", ",".join(types), "-o", "json"),
+                            assume=encode('{"items": []}'))
+        objects = facts.exportable(decode(listing.output))
+        header = (f"# {namespace}: {len(objects)} objects exported by 'pinotage cluster backup' on {stamp}.\n"
+                  "# Secrets are left out on purpose; re-create them from their source. Apply with kubectl apply -f.\n")
+        namespace_object = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+        run.write(str(folder / f"{namespace}.yaml"),
+                  header + yaml.safe_dump_all([namespace_object, *objects], sort_keys=False))
+    return folder

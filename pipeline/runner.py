@@ -125,8 +125,7 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
     try:
         credentials = services.read_credentials() if "push" in plan else None
-        client = None
-        if credentials is not None:
+        if "push" in plan:
             with timer.phase("lookup"):
                 image = phases.find_pushed(config, context, credentials)
                 if image is not None:
@@ -188,8 +187,10 @@ def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_com
 
 def dry_run(config: config_module.Config, context: BuildContext, plan: Plan) -> list[tuple[str, str]]:
     """Describe what each step of the plan would do, touching nothing (no engine, no secret, no network)."""
+    from pipeline.image import tags_for
+
     name = config.image_name()
-    rows = [("image", f"{name}:{context.commit}" + ("-dirty" if context.dirty else ""))]
+    rows = [("image", f"{name}:" + ", ".join(tags_for(context, config)))]
     if "push" in plan:
         rows.append(("registry", f"{config.registry.url} (skips build and push when it holds this commit)"))
     if "deploy" in plan:
@@ -285,7 +286,7 @@ def docker_client(environ: Mapping[str, str], *, trusted: bool):
     import docker
 
     try:
-        client = docker.from_env(environment=dict(environ), timeout=300)
+        client = docker.from_env(environment=docker_environ(environ), timeout=300)
         client.ping()
     except docker.errors.DockerException as e:
         raise PinotageError(f"no Docker engine answers ({e})", hint="start dockerd, or set DOCKER_HOST") from e
@@ -293,6 +294,11 @@ def docker_client(environ: Mapping[str, str], *, trusted: bool):
         # No public switch exists; the logins are loaded into this attribute when the client is made.
         client.api._auth_configs = docker.auth.AuthConfig({})
     return client
+
+
+def docker_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Pick the engine's settings (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): nothing else is copied."""
+    return {key: environ[key] for key in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH") if key in environ}
 
 
 def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress):
@@ -303,7 +309,7 @@ def make_target(config: config_module.Config, environ: Mapping[str, str], progre
         return kubernetes.make_target(config, environ, progress)
     from pipeline.targets import docker as docker_target
 
-    return docker_target.make_target(config, environ, progress)
+    return docker_target.make_target(config, environ, progress, client=docker_client(environ, trusted=True))
 
 
 def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from pipeline import config as config_module
-from pipeline.errors import BadInput, DeployFailed, DeployRefused, PinotageError
+from pipeline.errors import BadInput, DeployFailed, DeployRefused
 from pipeline.ledger import FileLedger, Record
 from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress
@@ -39,17 +39,8 @@ KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
 def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress,
-                *, client=None) -> "DockerTarget":
-    """Build the local target from config (the engine comes from DOCKER_HOST in environ, or the default)."""
-    if client is None:
-        import docker
-
-        try:
-            client = docker.from_env(environment=dict(environ), timeout=120)
-            client.ping()
-        except docker.errors.DockerException as e:
-            raise PinotageError(f"no Docker engine answers ({e})",
-                                hint="start dockerd, or set DOCKER_HOST") from e
+                *, client) -> "DockerTarget":
+    """Build the local target on a docker SDK client (the runner connects it)."""
     return DockerTarget(config, environ, client)
 
 
@@ -253,10 +244,10 @@ class DockerTarget:
 
     def _auth(self) -> dict[str, str] | None:
         # Read at the moment of the pull, never kept: the registry needs it to hand out the image.
-        password = config_module.secret("registry.password", self.environ)
-        if not (password and self.config.registry.user):
-            return None
-        return {"username": self.config.registry.user, "password": password}
+        from pipeline import registry
+
+        credentials = registry.read_credentials(self.config, self.environ)
+        return credentials.auth_config() if credentials is not None else None
 
     def _probe_host(self) -> str:
         host = self.config.deploy.host_ip

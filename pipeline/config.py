@@ -60,6 +60,7 @@ class DeployConfig:
     host_port: int = 8080
     host_ip: str = "127.0.0.1"  # where the local target publishes host_port; 0.0.0.0 for every interface
     kube_context: str = ""
+    manifest: str = "k8s/presentation/deployment.yaml"  # what the kubernetes target applies, image replaced
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +99,7 @@ class ClusterConfig:
     pod_subnet: str = "10.244.0.0/16"  # must match the network add-on's manifest
     service_subnet: str = "10.96.0.0/12"
     backup_namespaces: tuple[str, ...] = ("sharelatex", "logging")  # besides deploy.namespace
-    ledger_file: str = ".pinotage/ledger.jsonl"  # where redeploy finds the last good image
+    ledger_file: str = ""  # where redeploy finds the last good image; empty: the local target's ledger file
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,6 @@ import re
 from typing import Any, Iterable
 
 from pipeline.errors import ClusterCheckFailed
-from pipeline.ledger import Record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,12 +111,6 @@ def smoke_pods(pods_json: str, workers: Iterable[str]) -> tuple[Pod, Pod]:
                                  hint="kubectl -n pinotage-smoke describe pods (on the control plane)")
     pods = sorted(ready.values(), key=lambda p: p.node)
     return pods[0], pods[-1]
-
-
-def last_deployed(records: Iterable[Record], app: str) -> Record | None:
-    """Return the newest record of a successful deploy of app, or None."""
-    found = [r for r in records if r.app == app and r.outcome == "deployed"]
-    return max(found, key=lambda r: r.finished_at) if found else None
 
 
 # Kinds a backup leaves out: made again by the cluster (events, endpoints, leases, tokens),

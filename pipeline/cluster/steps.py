@@ -26,7 +26,7 @@ from pipeline.cluster.topology import (BOX_DIR, CONTROL_PLANE, KUBEADM_INIT, KUB
                                        Node, Topology, box_file_stem, render_init, render_join)
 from pipeline.config import Config
 from pipeline.errors import BadInput, ClusterCheckFailed, CommandFailed
-from pipeline.ledger import Record
+from pipeline.ledger import FileLedger, last_deployed
 
 BOX_BUILD_S = 3600
 BOX_ADD_S = 900
@@ -327,12 +327,17 @@ def _dry_run_pods(workers: list[str]) -> str:
 
 # --- redeploy --------------------------------------------------------------
 
+def ledger_path(config: Config) -> Path:
+    """Return the ledger file redeploy reads: cluster.ledger_file, else the local target's ledger."""
+    return config.path(config.cluster.ledger_file or f"{config.state_dir}/ledger-{config.app}.jsonl")
+
+
 def redeploy(ctx: StepContext) -> None:
     """Apply the app's manifests (its namespace and deployer credentials) and roll out the last good image."""
     run, config = ctx.run, ctx.config
     app, namespace = config.app, config.deploy.namespace
-    ledger = config.path(config.cluster.ledger_file)
-    record = facts.last_deployed(read_records(ledger), app)
+    ledger = ledger_path(config)
+    record = last_deployed([r for r in FileLedger(ledger).records() if r.app == app])
     _upload_manifests(ctx)
     # The kustomization holds the namespace, the deployer ServiceAccount, Role and RoleBinding
     # (the credentials the pipeline deploys with), the Deployment and the Service.
@@ -348,23 +353,6 @@ def redeploy(ctx: StepContext) -> None:
     rollout_s = config.deadlines.rollout_s
     run.act(kubectl("-n", namespace, "rollout", "status", f"deployment/{app}", f"--timeout={rollout_s}s"),
             timeout_s=rollout_s + 30)
-
-
-def read_records(path: Path) -> list[Record]:
-    """Read ledger records from a JSON-lines file (none when it does not exist)."""
-    if not path.is_file():
-        return []
-    records = []
-    fields = {f.name for f in dataclasses.fields(Record)}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-            records.append(Record(**{k: v for k, v in raw.items() if k in fields}))
-        except (ValueError, TypeError) as e:
-            raise BadInput(f"{path}:{number}: not a ledger record ({e})") from None
-    return records
 
 
 # --- drain, remove ---------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable
 
 from pipeline.shell import DEFAULT_TIMEOUT_S, Completed, Shell
@@ -71,5 +72,5 @@ class Executor:
         """Write a local file the next command reads; in a dry run, only say so."""
         self.say(f"    write  {path}")
         if not self.dry_run:
-            with open(path, "w") as f:
-                f.write(text)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)

@@ -108,6 +108,9 @@ def box(ctx: StepContext) -> None:
                  "-var", f"kubernetes_version={cluster.kubernetes_version}",
                  "-var", f"output_dir={out_dir}",
                  str(ctx.config.path(PACKER_TEMPLATE))], timeout_s=BOX_BUILD_S)
+        if not run.dry_run and not package.is_file():
+            raise ClusterCheckFailed(f"packer build finished without making {package}",
+                                     hint="see packer's output above")
     metadata = out_dir / "metadata.json"
     run.write(str(metadata), box_metadata(ctx.config, package))
     run.act(["vagrant", "box", "add", "--force", str(metadata)], timeout_s=BOX_ADD_S)

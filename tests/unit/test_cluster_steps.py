@@ -1,0 +1,432 @@
+"""The cluster steps through the one command runner: the exact command sequences.
+
+The shell is a double that answers from a script, in order, and refuses any command it was
+not told about; the steps, the executor and the fact readers are the real ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import config as config_module
+from pipeline.cluster import rebuild, steps
+from pipeline.cluster.steps import CONTROL_PLANE_STATE, WORKER_STATE
+from pipeline.errors import BadInput, ClusterCheckFailed, CommandFailed
+from pipeline.ledger import FileLedger, Record
+from pipeline.shell import Completed
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN_1 = "abcdef.0123456789abcdef"
+TOKEN_2 = "ghijkl.ghijklmnopqrstuv"
+CA_HASH = "sha256:" + "3" * 64
+IMAGE = "127.0.0.1:5000/pinotage/presentation@sha256:" + "4" * 64
+OLD_IMAGE = "127.0.0.1:5000/pinotage/presentation@sha256:" + "5" * 64
+
+
+class Refused(AssertionError):
+    pass
+
+
+@dataclasses.dataclass
+class Call:
+    argv: tuple[str, ...]
+    channel: str  # "loud" (progress shown) or "quiet"
+    input_text: str | None
+
+
+class ScriptedShell:
+    """Answer the scripted commands in order; refuse a command out of order or not in the script."""
+
+    def __init__(self, script: list[tuple]):
+        # each item: (argv, output[, exit code[, effect]]); effect() does what the real command leaves behind
+        self.script = [(tuple(item[0]), item[1], item[2] if len(item) > 2 else 0, item[3] if len(item) > 3 else None)
+                       for item in script]
+        self.calls: list[Call] = []
+
+    def channel(self, name: str):
+        outer = self
+
+        class Channel:
+            def run(self, argv, *, timeout_s=600, check=True, input_text=None):
+                return outer._run(list(argv), name, check, input_text)
+        return Channel()
+
+    def _run(self, argv, channel, check, input_text):
+        if not self.script:
+            raise Refused(f"unexpected command (the script is done): {argv}")
+        want, output, code, effect = self.script.pop(0)
+        if tuple(argv) != want:
+            raise Refused(f"unexpected command:\n  got  {argv}\n  want {list(want)}")
+        if effect is not None:
+            effect()
+        self.calls.append(Call(tuple(argv), channel, input_text))
+        done = Completed(tuple(argv), code, output)
+        if check and not done.ok:
+            raise CommandFailed(list(argv), code, output)
+        return done
+
+
+def ssh(node, script):
+    return ["vagrant", "ssh", node, "--no-tty", "-c", script]
+
+
+def kubectl(line):
+    return ssh("control", "kubectl " + line)
+
+
+def encoded(line, value):
+    return (ssh("control", f"set -o pipefail; kubectl {line} | base64 -w0"),
+            base64.b64encode(json.dumps(value).encode()).decode() + "\n")
+
+
+def join_command(token):
+    return f"kubeadm join 192.168.56.10:6443 --token {token} \\\n\t--discovery-token-ca-cert-hash {CA_HASH} \n"
+
+
+UPLOAD = ssh("control", "rm -rf pinotage/k8s && mkdir -p pinotage/k8s && base64 -d | tar -xzf - -C pinotage/k8s")
+TOKEN_CREATE = ssh("control", "sudo kubeadm token create --print-join-command --ttl 15m")
+FLANNEL_IMAGE_CHECK = kubectl("-n kube-flannel get daemonset kube-flannel-ds --ignore-not-found "
+                              "-o 'jsonpath={.spec.template.spec.containers[0].image}'")
+APP_IMAGE_CHECK = kubectl("-n presentation get deployment presentation "
+                          "-o 'jsonpath={.spec.template.spec.containers[0].image}'")
+KUBECONFIG = ssh("control", 'mkdir -p "$HOME/.kube" && sudo install -m 0600 -o "$(id -u)" -g "$(id -g)" '
+                            '/etc/kubernetes/admin.conf "$HOME/.kube/config"')
+NO_BOXES = "1700000000,,ui,info,There are no installed boxes! Use `vagrant box add` to add some.\n"
+OUR_BOX = ("1700000000,,box-name,debian/bookworm64\n1700000000,,box-provider,virtualbox\n"
+           "1700000000,,box-version,12.20240905.1\n1700000000,,box-name,pinotage/kubeadm\n"
+           "1700000000,,box-provider,virtualbox\n1700000000,,box-version,1.31.4\n")
+
+
+def status(**states):
+    return "".join(f"1700000000,{name},provider-name,virtualbox\n1700000000,{name},state,{state}\n"
+                   for name, state in states.items())
+
+
+def pods(*placed):
+    ready = [{"type": "Ready", "status": "True"}]
+    return {"items": [{"metadata": {"name": name}, "spec": {"nodeName": node},
+                       "status": {"phase": "Running", "podIP": ip, "conditions": ready}}
+                      for name, node, ip in placed]}
+
+
+def join_worker(name, token, *, fails_with="", code=1):
+    token_id = token.split(".")[0]
+    join = (ssh(name, "sudo kubeadm join --config /dev/stdin"), fails_with or "This node has joined the cluster",
+            code if fails_with else 0)
+    return [(TOKEN_CREATE, join_command(token)), join,
+            (ssh("control", f"sudo kubeadm token delete {token_id}"), f'bootstrap token "{token_id}" deleted')]
+
+
+def network_and_after(flannel_running: bool, labelled: str, app_image: str):
+    image = "docker.io/flannel/flannel:v0.26.1"
+    seq = [(FLANNEL_IMAGE_CHECK, image if flannel_running else "")]
+    if not flannel_running:
+        seq += [(UPLOAD, ""), (kubectl("apply -f pinotage/k8s/network/flannel.yaml"), "daemonset.apps/kube-flannel-ds created")]
+    seq += [
+        (kubectl("-n kube-flannel rollout status daemonset/kube-flannel-ds --timeout=300s"), "successfully rolled out"),
+        (kubectl("wait --for=condition=Ready node --all --timeout=300s"), "node/control condition met"),
+        (kubectl("get nodes -l node-role.kubernetes.io/worker -o name"), labelled),
+    ]
+    seq += [(kubectl(f"label node {w} node-role.kubernetes.io/worker= --overwrite"), f"node/{w} labeled")
+            for w in ("worker1", "worker2") if f"node/{w}" not in labelled]
+    seq += smoke_ok() + [
+        (UPLOAD, ""),
+        (kubectl("apply -k pinotage/k8s/presentation"), "deployment.apps/presentation configured"),
+        (APP_IMAGE_CHECK, app_image),
+    ]
+    if app_image != IMAGE:
+        seq.append((kubectl(f"-n presentation set image deployment/presentation presentation={IMAGE}"),
+                    "deployment.apps/presentation image updated"))
+    seq.append((kubectl("-n presentation rollout status deployment/presentation --timeout=600s"),
+                'deployment "presentation" successfully rolled out'))
+    return seq
+
+
+def smoke_ok(*, cross_node_answer="hello from hello-b"):
+    return [
+        (UPLOAD, ""),
+        (kubectl("apply -k pinotage/k8s/smoke"), "deployment.apps/hello created"),
+        (kubectl("-n pinotage-smoke rollout status deployment/hello --timeout=180s"), "successfully rolled out"),
+        encoded("-n pinotage-smoke get pods -l app=hello -o json",
+                pods(("hello-a", "worker1", "10.244.1.2"), ("hello-b", "worker2", "10.244.2.2"))),
+        (kubectl("-n pinotage-smoke exec hello-a -- wget -qO- -T 5 http://10.244.2.2:8080/"), cross_node_answer),
+        (kubectl("-n pinotage-smoke exec hello-a -- nslookup kubernetes.default.svc.cluster.local"),
+         "Server:\t\t10.96.0.10\n\nName:\tkubernetes.default.svc.cluster.local\nAddress: 10.96.0.1\n"),
+        (kubectl("-n pinotage-smoke exec hello-a -- wget -qO- -T 5 http://hello.pinotage-smoke.svc.cluster.local/"),
+         "hello from hello-b"),
+        (kubectl("delete namespace pinotage-smoke --ignore-not-found --wait=true --timeout=180s"),
+         'namespace "pinotage-smoke" deleted'),
+    ]
+
+
+@pytest.fixture
+def project(tmp_path, environ):
+    """A copy of the files the steps read (templates, manifests), with a ledger holding one good deploy."""
+    for folder in ("scripts/kubeadm", "scripts/packer", "scripts/vagrant", "k8s"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    ledger = FileLedger(tmp_path / ".pinotage/ledger-presentation.jsonl")
+    for image, outcome, at in ((OLD_IMAGE, "deployed", "2026-01-01T10:00:00+00:00"),
+                               (IMAGE, "deployed", "2026-01-02T10:00:00+00:00"),
+                               (OLD_IMAGE, "failed", "2026-01-03T10:00:00+00:00")):
+        ledger.append(Record(id=at, app="presentation", commit="c" * 40, image=image, target="kubernetes",
+                             build_url="", started_at=at, finished_at=at, outcome=outcome))
+    return tmp_path
+
+
+def load(project, environ, *overrides):
+    return config_module.load(environ=environ, cwd=str(project), overrides=list(overrides))
+
+
+def execute(step, project, environ, script, *, node=None, dry_run=False, overrides=()):
+    shell = ScriptedShell(script)
+    said: list[str] = []
+    config = load(project, environ, *overrides)
+    try:
+        rebuild.run(step, config=config, environ=environ, node=node, dry_run=dry_run,
+                    shell=shell.channel("loud"), quiet=shell.channel("quiet"), say=said.append)
+    finally:
+        shell.said = said
+    assert not shell.script, f"scripted commands never ran: {[list(s[0]) for s in shell.script]}"
+    return shell
+
+
+def fresh_rebuild(project):
+    box_dir = project / "build/box/pinotage-kubeadm-1.31.4"
+    return [
+        (["vagrant", "box", "list", "--machine-readable"], NO_BOXES),
+        (["packer", "build", "-force", "-var", "base_box=debian/bookworm64", "-var", "kubernetes_version=1.31.4",
+          "-var", f"output_dir={box_dir}", str(project / "scripts/packer/box.json")], "Build 'vagrant' finished",
+         0, lambda: (box_dir.mkdir(parents=True), (box_dir / "package.box").write_bytes(b"box"))),
+        (["vagrant", "box", "add", "--force", str(box_dir / "metadata.json")], "Successfully added box"),
+        (["vagrant", "status", "--machine-readable"], status(control="not_created", worker1="not_created",
+                                                            worker2="not_created")),
+        (["vagrant", "up", "--provider", "virtualbox", "control", "worker1", "worker2"], ""),
+        (ssh("control", CONTROL_PLANE_STATE), "fresh\n"),
+        (ssh("control", "sudo kubeadm init --config /dev/stdin --skip-token-print"),
+         "Your Kubernetes control-plane has initialized successfully!"),
+        (KUBECONFIG, ""),
+        (kubectl("get nodes -o name"), "node/control\n"),
+        (ssh("worker1", WORKER_STATE), "fresh\n"),
+        *join_worker("worker1", TOKEN_1),
+        (ssh("worker2", WORKER_STATE), "fresh\n"),
+        *join_worker("worker2", TOKEN_2),
+        *network_and_after(False, "", ""),
+    ]
+
+
+def test_fresh_rebuild_runs_every_command_in_order(project, environ):
+    shell = execute("rebuild", project, environ, fresh_rebuild(project))
+    by_argv = {c.argv: c for c in shell.calls}
+    init = yaml.safe_load_all(by_argv[tuple(ssh("control", "sudo kubeadm init --config /dev/stdin "
+                                                           "--skip-token-print"))].input_text)
+    init_doc = next(iter(init))
+    assert init_doc["localAPIEndpoint"]["advertiseAddress"] == "192.168.56.10"
+    joins = [c for c in shell.calls if "kubeadm join" in c.argv[-1]]
+    assert [yaml.safe_load(c.input_text)["discovery"]["bootstrapToken"]["token"] for c in joins] == [TOKEN_1, TOKEN_2]
+    assert [yaml.safe_load(c.input_text)["nodeRegistration"]["kubeletExtraArgs"] for c in joins] == [
+        [{"name": "node-ip", "value": "192.168.56.11"}], [{"name": "node-ip", "value": "192.168.56.12"}]]
+    metadata = json.loads((project / "build/box/pinotage-kubeadm-1.31.4/metadata.json").read_text())
+    assert (metadata["name"], metadata["versions"][0]["version"]) == ("pinotage/kubeadm", "1.31.4")
+    assert metadata["versions"][0]["providers"][0]["checksum"] == hashlib.sha256(b"box").hexdigest()
+
+
+def test_a_resumed_rebuild_skips_what_is_done(project, environ):
+    script = [
+        (["vagrant", "box", "list", "--machine-readable"], OUR_BOX),
+        (["vagrant", "status", "--machine-readable"], status(control="running", worker1="running", worker2="poweroff")),
+        (["vagrant", "up", "--provider", "virtualbox", "worker2"], ""),
+        (ssh("control", CONTROL_PLANE_STATE), "initialised\n"),
+        (KUBECONFIG, ""),
+        (kubectl("get nodes -o name"), "node/control\nnode/worker1\n"),
+        # worker2 stopped half-way through an earlier join: it is reset, then joins afresh
+        (ssh("worker2", WORKER_STATE), "joined\n"),
+        (ssh("worker2", "sudo kubeadm reset --force"), "[reset] Deleted contents of the etcd data directory"),
+        *join_worker("worker2", TOKEN_2),
+        *network_and_after(True, "node/worker1\n", IMAGE),
+    ]
+    shell = execute("rebuild", project, environ, script)
+    assert any("control plane is initialised" in line for line in shell.said)
+
+
+def test_a_half_initialised_control_plane_is_reset_first(project, environ):
+    script = [
+        (ssh("control", CONTROL_PLANE_STATE), "partial\n"),
+        (ssh("control", "sudo kubeadm reset --force"), ""),
+        (ssh("control", "sudo kubeadm init --config /dev/stdin --skip-token-print"), "initialized successfully"),
+        (KUBECONFIG, ""),
+    ]
+    execute("init", project, environ, script)
+
+
+def test_an_expired_token_is_replaced_by_a_fresh_one(project, environ):
+    expired = ('error execution phase preflight: couldn\'t validate the identity of the API Server: could not find '
+               'a JWS signature in the cluster-info ConfigMap for token ID "abcdef"')
+    script = [
+        (kubectl("get nodes -o name"), "node/control\nnode/worker1\n"),
+        (ssh("worker2", WORKER_STATE), "fresh\n"),
+        *join_worker("worker2", TOKEN_1, fails_with=expired),
+        *join_worker("worker2", TOKEN_2),
+    ]
+    shell = execute("join", project, environ, script)
+    assert any("refused the token" in line for line in shell.said)
+
+
+def test_a_join_that_fails_for_another_reason_stops_and_still_deletes_its_token(project, environ):
+    script = [
+        (kubectl("get nodes -o name"), "node/control\nnode/worker1\n"),
+        (ssh("worker2", WORKER_STATE), "fresh\n"),
+        *join_worker("worker2", TOKEN_1, fails_with="[ERROR Swap]: running with swap on is not supported"),
+    ]
+    with pytest.raises(CommandFailed, match="Swap"):
+        execute("join", project, environ, script)
+
+
+def test_tokens_are_never_shown_nor_passed_as_arguments(project, environ):
+    shell = execute("rebuild", project, environ, fresh_rebuild(project))
+    for token in (TOKEN_1, TOKEN_2):
+        assert not [line for line in shell.said if token in line]
+        assert not [c.argv for c in shell.calls if any(token in arg for arg in c.argv)]
+        assert not list((project / "build").rglob("*")) or all(
+            token not in p.read_text() for p in (project / "build").rglob("*") if p.is_file())
+    token_commands = [c for c in shell.calls if "token create" in c.argv[-1]]
+    assert {c.channel for c in token_commands} == {"quiet"}, "the join command must not be streamed as progress"
+
+
+@pytest.mark.parametrize("answer, message", [
+    ("hello from hello-a", "pod-to-pod from worker1 to worker2 failed"),
+    ("", "pod-to-pod from worker1 to worker2 failed"),
+], ids=["answered-by-the-wrong-pod", "no-answer"])
+def test_a_failed_smoke_check_fails_the_step_and_still_deletes_the_namespace(project, environ, answer, message):
+    script = smoke_ok(cross_node_answer=answer)
+    with pytest.raises(ClusterCheckFailed, match=message):
+        execute("smoke", project, environ, script)
+
+
+def test_smoke_pods_not_spread_over_two_workers_fail_and_clean_up(project, environ):
+    script = smoke_ok()[:3] + [
+        encoded("-n pinotage-smoke get pods -l app=hello -o json",
+                pods(("hello-a", "worker1", "10.244.1.2"), ("hello-b", "worker1", "10.244.1.3"))),
+        smoke_ok()[-1],
+    ]
+    with pytest.raises(ClusterCheckFailed, match="not Running and ready on 2 workers"):
+        execute("smoke", project, environ, script)
+
+
+@pytest.mark.parametrize("step, node, script", [
+    ("drain", "worker1", [(kubectl("get nodes -o name"), "node/control\nnode/worker1\n"),
+                          (kubectl("drain worker1 --ignore-daemonsets --delete-emptydir-data --timeout=300s"),
+                           "node/worker1 drained")]),
+    ("drain", "worker2", [(kubectl("get nodes -o name"), "node/control\nnode/worker1\n")]),
+    ("remove", "worker2", [
+        (kubectl("get nodes -o name"), "node/control\nnode/worker2\n"),
+        (kubectl("drain worker2 --ignore-daemonsets --delete-emptydir-data --timeout=300s"), "drained"),
+        (kubectl("delete node worker2 --ignore-not-found"), 'node "worker2" deleted'),
+        (["vagrant", "status", "--machine-readable", "worker2"], status(worker2="running")),
+        (ssh("worker2", "sudo kubeadm reset --force"), ""),
+        (["vagrant", "destroy", "--force", "worker2"], "Destroying VM and associated drives..."),
+    ]),
+    ("remove", "worker2", [
+        (kubectl("get nodes -o name"), "node/control\nnode/worker1\n"),
+        (["vagrant", "status", "--machine-readable", "worker2"], status(worker2="not_created")),
+    ]),
+], ids=["drain-a-node", "drain-an-absent-node", "remove-a-worker", "remove-a-worker-already-gone"])
+def test_drain_and_remove_converge(project, environ, step, node, script):
+    execute(step, project, environ, script, node=node)
+
+
+@pytest.mark.parametrize("step, node, message", [
+    ("remove", "control", "the control plane cannot be removed"),
+    ("remove", "worker9", "no such node"),
+    ("drain", "db1", "no such node"),
+], ids=["remove-control-plane", "remove-unknown-worker", "drain-unknown-node"])
+def test_bad_node_names_are_refused_before_any_command(project, environ, step, node, message):
+    with pytest.raises(BadInput, match=message):
+        execute(step, project, environ, [], node=node)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("cluster.kubernetes_version=1.31", "cluster.kubernetes_version: expected a version like 1.31.4, got '1.31'"),
+    ("cluster.control_plane_ip=192.168.56", "cluster.control_plane_ip: expected an IPv4 address"),
+    ("cluster.control_plane_ip=192.168.56.253", "leaves no room for 2 workers"),
+    ("cluster.pod_subnet=10.200.0.0/16", "cluster.pod_subnet: 10.200.0.0/16 differs from the Network 10.244.0.0/16"),
+], ids=["short-version", "bad-address", "no-room-for-workers", "pod-subnet-not-flannel's"])
+def test_bad_cluster_settings_are_refused_before_changing_anything(project, environ, override, message):
+    # the pod subnet is checked by the network step before it runs its first command
+    with pytest.raises(BadInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+        execute("network", project, environ, [], overrides=[override])
+
+
+def test_a_dry_run_runs_nothing_and_lists_a_fresh_rebuild(project, environ):
+    shell = execute("rebuild", project, environ, [], dry_run=True)
+    listing = "\n".join(shell.said)
+    for expected in ("packer build", "vagrant up --provider virtualbox control worker1 worker2",
+                     "kubeadm init --config /dev/stdin", "kubeadm token create --print-join-command",
+                     "kubectl apply -f pinotage/k8s/network/flannel.yaml", "kubectl apply -k pinotage/k8s/smoke",
+                     f"set image deployment/presentation presentation={IMAGE}"):
+        assert expected in listing
+    assert not (project / "build").exists(), "a dry run writes no file"
+
+
+@pytest.mark.parametrize("step, node", [(s, None) for s in rebuild.STEPS] + [("drain", "worker1"),
+                                                                            ("remove", "worker1")],
+                         ids=list(rebuild.STEPS) + ["drain", "remove"])
+def test_every_step_has_a_dry_run(project, environ, step, node):
+    shell = execute(step, project, environ, [], node=node, dry_run=True)
+    assert shell.said[1].startswith("==> cluster ") and len(shell.said) > 2
+
+
+def test_backup_exports_the_app_namespaces_without_secrets(project, environ):
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "presentation", "namespace": "presentation", "uid": "u1",
+                               "resourceVersion": "42", "creationTimestamp": "2026-01-01T00:00:00Z",
+                               "managedFields": [{"manager": "pinotage"}],
+                               "annotations": {"deployment.kubernetes.io/revision": "3",
+                                               "pinotage.dev/commit": "c" * 40}},
+                  "spec": {"replicas": 2}, "status": {"readyReplicas": 2}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "presentation", "namespace": "presentation"},
+               "spec": {"clusterIP": "10.96.4.4", "clusterIPs": ["10.96.4.4"], "type": "NodePort"}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "deployer-token"},
+              "data": {"token": "c2VjcmV0"}}
+    owned = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+             "metadata": {"name": "presentation-1", "ownerReferences": [{"kind": "Deployment"}]}}
+    default_sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}
+    script = [
+        (ssh("control", "set -o pipefail; kubectl api-resources --verbs=list --namespaced -o name | base64 -w0"),
+         base64.b64encode(b"configmaps\nevents\npods\nsecrets\nserviceaccounts\nservices\ndeployments.apps\n"
+                          b"replicasets.apps\n").decode()),
+        (kubectl("get namespaces -o name"), "namespace/default\nnamespace/presentation\nnamespace/logging\n"),
+        encoded("-n presentation get configmaps,serviceaccounts,services,deployments.apps -o json",
+                {"items": [deployment, service, secret, owned, default_sa]}),
+        encoded("-n logging get configmaps,serviceaccounts,services,deployments.apps -o json", {"items": []}),
+    ]
+    shell = execute("backup", project, environ, script)
+    folders = list((project / ".pinotage/backups").iterdir())
+    assert len(folders) == 1
+    exported = list(yaml.safe_load_all((folders[0] / "presentation.yaml").read_text()))
+    assert [(o["kind"], o["metadata"]["name"]) for o in exported] == [
+        ("Namespace", "presentation"), ("Deployment", "presentation"), ("Service", "presentation")]
+    assert exported[1]["metadata"] == {"name": "presentation", "namespace": "presentation",
+                                       "annotations": {"pinotage.dev/commit": "c" * 40}}
+    assert "status" not in exported[1] and "clusterIP" not in exported[2]["spec"]
+    assert "c2VjcmV0" not in (folders[0] / "presentation.yaml").read_text()
+    assert (folders[0] / "logging.yaml").is_file() and not (folders[0] / "sharelatex.yaml").exists()
+    assert any("sharelatex does not exist" in line for line in shell.said)
+
+
+def test_backup_folders_are_named_by_utc_time(project, environ):
+    config = load(project, environ)
+    shell = ScriptedShell([])
+    ctx = steps.StepContext(config, rebuild.topology(config),
+                            rebuild.Executor(shell.channel("loud"), shell.channel("quiet"), dry_run=True,
+                                             say=lambda line: None), environ)
+    when = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc)
+    assert steps.backup(ctx, now=when) == project / ".pinotage/backups/20260304T050607Z"

@@ -1,0 +1,212 @@
+"""`pinotage run` end to end: the real engine, the authenticated registry, the local target.
+
+One app repository serves the module; the tests go in order through the life of a deploy:
+the first release, a newer one, a rollback, an older build finishing late, a release that never
+gets healthy, and a pull request that must not touch a credential.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import secrets
+from collections.abc import Mapping
+
+import pytest
+
+from pipeline import cli
+from pipeline.config import SECRETS
+from tests.fakes.github import FakeGithub
+from tests.integration.app_loop import AppLoop, git, make_app_loop
+
+pytestmark = pytest.mark.integration
+
+GITHUB_TOKEN = "ghp_" + secrets.token_hex(12)
+GITHUB_REPO = "acme/slides"
+
+
+@pytest.fixture(scope="module")
+def github():
+    with FakeGithub(token=GITHUB_TOKEN, repos=(GITHUB_REPO,)) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def loop(docker_client, registry, base_images, tmp_path_factory, github):
+    loop = make_app_loop(tmp_path_factory.mktemp("run"), registry, base_images,
+                         github_api_url=github.url, github_repo=GITHUB_REPO)
+    loop.env["PINOTAGE_GITHUB_TOKEN"] = GITHUB_TOKEN
+    yield loop
+    loop.cleanup(docker_client)
+
+
+@pytest.fixture(scope="module")
+def first(loop: AppLoop):
+    """The first release: commit A on master, built, smoke-tested, pushed and deployed."""
+    commit = git(loop.repo, "rev-parse", "HEAD")
+    done = loop.pinotage("run")
+    return commit, done
+
+
+def test_default_branch_push_is_served_and_recorded(loop, first, github, docker_client):
+    commit, done = first
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"url:      {loop.url}" in done.stdout.splitlines()
+    for phase in ("lookup", "build", "smoke", "push", "deploy"):
+        assert f"==> {phase}: started" in done.stderr and f"==> {phase}: done in " in done.stderr
+    assert "<section" in loop.page() and "Pinotage" in loop.page()
+    assert loop.live_commit(docker_client) == commit
+    [record] = loop.history()
+    assert (record["commit"], record["outcome"], record["target"]) == (commit, "deployed", "docker")
+    assert record["image"].startswith(f"{loop.env['PINOTAGE_REGISTRY_URL']}/{loop.repository}@sha256:")
+    assert set(record["phases_s"]) == {"lookup", "build", "smoke", "push", "deploy"}
+    assert github.states(GITHUB_REPO, commit) == ["pending", "success"]
+    assert loop.env["PINOTAGE_REGISTRY_PASSWORD"] not in done.stdout + done.stderr
+    assert GITHUB_TOKEN not in done.stdout + done.stderr
+
+
+def test_a_rerun_finds_everything_done(loop, first):
+    done = loop.pinotage("run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "build: started" not in done.stderr
+    assert "deployed: no (" in done.stdout and "already live" in done.stdout
+    assert len(loop.history()) == 1
+
+
+def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_client):
+    older, _ = first
+    newer = loop.commit("a newer slide", slide_line="Deployed by the run tests.")
+    done = loop.pinotage("run")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert loop.live_commit(docker_client) == newer
+    assert "Deployed by the run tests." in loop.page()
+    stopped = docker_client.containers.list(all=True, filters={"label": f"org.pinotage.app={loop.app}",
+                                                                 "status": "exited"})
+    assert [c.labels["org.pinotage.commit"] for c in stopped] == [older], "the previous container is kept"
+
+    back = loop.pinotage("rollback")
+    assert back.returncode == 0, back.stderr[-3000:]
+    assert loop.live_commit(docker_client) == older
+    assert "Deployed by the run tests." not in loop.page()
+    forward = loop.pinotage("rollback", "--to", newer[:10])
+    assert forward.returncode == 0, forward.stderr[-3000:]
+    assert loop.live_commit(docker_client) == newer
+    outcomes = [(r["commit"], r["outcome"], r["message"][:13]) for r in loop.history()]
+    assert outcomes == [(older, "deployed", ""), (newer, "deployed", ""),
+                        (older, "deployed", "rollback from"), (newer, "deployed", "rollback from")]
+
+
+def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_client):
+    older, _ = first
+    newest = git(loop.repo, "rev-parse", "master")
+    assert loop.live_commit(docker_client) == newest
+    git(loop.repo, "checkout", "-q", "--detach", older)
+    try:
+        # Jenkins builds master at the old commit: the registry has it, so only the deploy runs.
+        done = loop.pinotage("run", env={"BRANCH_NAME": "master", "BUILD_NUMBER": "41", "GIT_COMMIT": older,
+                                         "BUILD_URL": "https://ci.example/job/slides/41/"})
+    finally:
+        git(loop.repo, "checkout", "-q", "master")
+    assert done.returncode == 1
+    assert f"refusing to deploy {older[:12]}: it is older than the deployed {newest[:12]}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert loop.live_commit(docker_client) == newest
+    last = loop.history()[-1]
+    assert (last["commit"], last["outcome"], last["build_url"]) == (older, "refused", "https://ci.example/job/slides/41/")
+    assert github.states(GITHUB_REPO, older)[-2:] == ["pending", "failure"]
+
+
+def test_a_release_that_never_gets_healthy_leaves_the_previous_one_serving(
+        loop, first, registry, base_images, docker_client, docker_cleanup, tmp_path):
+    serving = git(loop.repo, "rev-parse", "master")
+    assert loop.live_commit(docker_client) == serving
+    # The image passes for a release but serves nothing: the deploy stage must catch it.
+    name = f"{registry.url}/{loop.repository}"
+    tag = f"never-healthy-{secrets.token_hex(3)}"
+    dockerfile = f'FROM {base_images.runtime}\nCMD ["sleep", "infinity"]\n'.encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=f"{name}:{tag}", rm=True, forcerm=True)
+    docker_cleanup["images"].append(f"{name}:{tag}")
+    events = list(docker_client.api.push(name, tag, stream=True, decode=True,
+                                         auth_config={"username": registry.user, "password": registry.password}))
+    [digest] = [e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})]
+    broken = loop.commit("a release that never answers")
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "image": {"name": name, "tag": tag, "tags": [tag], "digest": digest,
+                                                         "commit": broken, "built": True}}))
+
+    done = loop.pinotage("deploy", "--state", str(state), env={"PINOTAGE_DEADLINES_ROLLOUT_S": "4"})
+    assert done.returncode == 1, done.stdout
+    assert "did not answer /healthz with 200 within 4 s" in done.stderr
+    assert "the previous release still serves" in done.stderr
+    assert loop.live_commit(docker_client) == serving
+    assert "<section" in loop.page()
+    names = [c.name for c in docker_client.containers.list(all=True, filters={"label": f"org.pinotage.app={loop.app}"})]
+    assert not [n for n in names if n.endswith("-candidate")], names
+    last = loop.history()[-1]
+    assert (last["commit"], last["outcome"]) == (broken, "rolled-back")
+    gate = loop.pinotage("gate", "--state", str(state))
+    assert gate.returncode == 1 and f"{name}@{digest} is not live" in gate.stderr
+
+
+class SecretTrap(Mapping):
+    """An environment whose secrets hold wrong values and raise when anything reads them."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = values
+        self.read: list[str] = []
+
+    def __getitem__(self, key: str) -> str:
+        if key in SECRETS.values():
+            self.read.append(key)
+            raise AssertionError(f"a pull-request build read the secret {key}")
+        return self.values[key]
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_a_pull_request_pushes_nothing_and_reads_no_credential(loop, first, registry, github, tmp_path,
+                                                               monkeypatch, capsys):
+    git(loop.repo, "checkout", "-q", "-b", "fork-change")
+    proposed = loop.commit("a change from a fork", slide_line="Proposed in a pull request.")
+    git(loop.repo, "checkout", "-q", "--detach", proposed)
+    # Wrong credentials everywhere: any use of them would fail loudly.
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text(json.dumps({
+        "credsStore": "pinotage-no-such-helper",
+        "auths": {registry.url: {"auth": base64.b64encode(b"mallory:wrong").decode()}}}))
+    environ = SecretTrap({**loop.env, "DOCKER_CONFIG": str(docker_config),
+                          "PINOTAGE_REGISTRY_PASSWORD": "wrong-password", "PINOTAGE_GITHUB_TOKEN": "wrong-token",
+                          "BRANCH_NAME": "PR-5", "CHANGE_ID": "5", "CHANGE_TARGET": "master",
+                          "CHANGE_BRANCH": "fork-change", "CHANGE_FORK": "mallory", "GIT_COMMIT": proposed,
+                          "BUILD_NUMBER": "42", "JENKINS_URL": "https://ci.example/"})
+    requests_before = len(github.requests)
+    records_before = len(loop.history())
+    monkeypatch.chdir(loop.repo)
+    try:
+        code = cli.main(["run"], environ=environ)
+    finally:
+        git(loop.repo, "checkout", "-q", "master")
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert environ.read == []
+    assert "pushed:   no (this event does not push)" in out.out
+    assert "deployed: no (this event does not deploy)" in out.out
+    assert len(github.requests) == requests_before
+    assert len(loop.history()) == records_before
+    tags = _registry_tags(registry, loop.repository)
+    assert proposed not in tags and proposed[:12] not in tags and "fork-change" not in tags
+
+
+def _registry_tags(registry, repository: str) -> list[str]:
+    import requests
+
+    answer = requests.get(f"{registry.api}/v2/{repository}/tags/list", auth=(registry.user, registry.password),
+                          timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["tags"]

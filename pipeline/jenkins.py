@@ -43,7 +43,9 @@ class JenkinsClient:
 
     def version(self) -> str:
         """Return the version Jenkins announces in its X-Jenkins header."""
-        return self._read("read the Jenkins version", self._server.get_version)
+        # get_version skips python-jenkins' auth set-up; a first authenticated read does it.
+        return self._read("read the Jenkins version",
+                          lambda: (self._server.get_whoami(), self._server.get_version())[1])
 
     def job_names(self) -> list[str]:
         """List the top-level jobs."""

@@ -95,6 +95,7 @@ class FakeJenkins:
         self.jobs: dict[str, Job] = {}
         self.requests: list[Request] = []
         self.crumb = secrets.token_hex(16)
+        self.issue_stale_crumbs = False  # hand out crumbs that are already invalid
         self._queue: dict[int, tuple[str, int]] = {}
         self._queue_ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -270,8 +271,9 @@ def _handler_for(fake: FakeJenkins) -> type[BaseHTTPRequestHandler]:
             if s == ["crumbIssuer", "api", "json"]:
                 if not fake.crumbs:
                     return self._error(404, "Not Found")
+                crumb = secrets.token_hex(16) if fake.issue_stale_crumbs else fake.crumb
                 return self._json({"_class": "hudson.security.csrf.DefaultCrumbIssuer",
-                                   "crumb": fake.crumb, "crumbRequestField": CRUMB_FIELD})
+                                   "crumb": crumb, "crumbRequestField": CRUMB_FIELD})
             if s == ["pluginManager", "api", "json"]:
                 return self._json({"_class": "hudson.LocalPluginManager", "plugins": [
                     {"active": True, "enabled": True, "hasUpdate": False, "shortName": short,

@@ -41,6 +41,7 @@ class Sample:
     cpu_s: float  # user + system, of the command and the children it waited for
     returncode: int
     stderr_tail: str
+    stdout: str = ""
 
 
 def python() -> str:
@@ -68,14 +69,15 @@ def run_timed(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd:
     with tempfile.NamedTemporaryFile("r", prefix="pinotage-bench-time-", suffix=".txt") as report:
         started = timeit.default_timer()
         done = subprocess.run([GNU_TIME, "-v", "-o", report.name, *argv], env=dict(env) if env is not None else None,
-                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout_s)
+                              cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout_s)
         wall_s = timeit.default_timer() - started
         stats = parse_gnu_time(Path(report.name).read_text())
     tail = done.stderr.decode(errors="replace")[-2000:]
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:4])} exited {done.returncode}: {tail.strip()[-600:]}")
     return Sample(wall_s=wall_s, max_rss_mb=stats["max_rss_kb"] / 1024,
-                  cpu_s=stats["user_s"] + stats["system_s"], returncode=done.returncode, stderr_tail=tail)
+                  cpu_s=stats["user_s"] + stats["system_s"], returncode=done.returncode, stderr_tail=tail,
+                  stdout=done.stdout.decode(errors="replace"))
 
 
 _GNU_TIME_FIELDS = {

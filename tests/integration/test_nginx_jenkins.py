@@ -1,0 +1,148 @@
+"""scripts/nginx/jenkins.conf in real nginx, on loopback, in front of the Jenkins test double."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, need
+from tests.fakes.jenkins import FakeJenkins
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF = ROOT / "scripts" / "nginx" / "jenkins.conf"
+
+
+def adapt(conf: str, *, http: int, https: int, upstream: int, cert: Path, key: Path) -> str:
+    """Move the shipped config to loopback test ports and a throwaway certificate, changing nothing else."""
+    replacements = [
+        ("    listen 80;\n", f"    listen 127.0.0.1:{http};\n"),
+        ("    listen [::]:80;\n", ""),
+        ("    listen 443 ssl;\n", f"    listen 127.0.0.1:{https} ssl;\n"),
+        ("    listen [::]:443 ssl;\n", ""),
+        ("/etc/ssl/jenkins/jenkins.crt", str(cert)),
+        ("/etc/ssl/jenkins/jenkins.key", str(key)),
+        ("    server 127.0.0.1:30080;\n", f"    server 127.0.0.1:{upstream};\n"),
+    ]
+    for old, new in replacements:
+        assert conf.count(old) == 1, f"{CONF.name} no longer has {old.strip()!r} exactly once"
+        conf = conf.replace(old, new)
+    return conf
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 20) -> None:
+    """Wait until nginx listens (urllib would follow the redirect to port 443, so plain TCP it is)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"nginx exited {process.returncode}: {log.read_text()[-500:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nginx did not listen on 127.0.0.1:{port} within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    """nginx with jenkins.conf on loopback ports, proxying to the Jenkins double; stopped afterwards."""
+    for tool in ("nginx", "openssl"):
+        if not shutil.which(tool):
+            need("nginx", f"{tool} is not installed")
+    prefix = tmp_path_factory.mktemp("nginx")
+    cert, key = prefix / "jenkins.crt", prefix / "jenkins.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    fake = FakeJenkins().start()
+    http, https = free_port(), free_port()
+    upstream = int(fake.url.rsplit(":", 1)[1])
+    (prefix / "jenkins.conf").write_text(adapt(CONF.read_text(), http=http, https=https, upstream=upstream,
+                                               cert=cert, key=key))
+    temp = prefix / "temp"
+    temp.mkdir(mode=0o777)
+    temp.chmod(0o777)
+    (prefix / "nginx.conf").write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\nworker_processes 1;\n"
+        "events { worker_connections 64; }\n"
+        f"http {{\n  access_log {prefix}/access.log;\n"
+        + "".join(f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        + f"  include {prefix}/jenkins.conf;\n}}\n")
+    argv = ["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(prefix / "nginx.conf")]
+    checked = subprocess.run(argv + ["-t"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    process = subprocess.Popen(argv + ["-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(https, process, prefix / "error.log")
+        yield {"http": http, "https": https, "cert": cert, "fake": fake, "test_output": checked.stderr}
+    finally:
+        process.terminate()
+        process.wait(10)
+        fake.stop()
+
+
+def test_nginx_accepts_the_config(proxy):
+    assert "syntax is ok" in proxy["test_output"] and "test is successful" in proxy["test_output"]
+
+
+@pytest.mark.parametrize("path", ["/", "/job/presentation/api/json?tree=name", "/login?from=%2F"],
+                         ids=["root", "api-with-query", "login-with-escaped-query"])
+def test_http_redirects_to_https_keeping_the_path(proxy, path):
+    import requests
+
+    response = requests.get(f"http://127.0.0.1:{proxy['http']}{path}", allow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"https://127.0.0.1{path}"
+
+
+def test_jenkins_sees_the_documented_proxy_headers(proxy):
+    import requests
+
+    fake = proxy["fake"]
+    fake.clear_requests()
+    response = requests.get(f"https://127.0.0.1:{proxy['https']}/api/json", verify=str(proxy["cert"]),
+                            headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10)
+    assert response.status_code == 200 and response.json()["_class"] == "hudson.model.Hudson"
+    assert response.headers["X-Jenkins"] == "2.440.3"
+    [seen] = [r for r in fake.requests if r.path == "/api/json"]
+    expected = {"host": f"127.0.0.1:{proxy['https']}", "x-forwarded-proto": "https",
+                "x-forwarded-host": "127.0.0.1", "x-forwarded-port": str(proxy["https"]),
+                "x-real-ip": "127.0.0.1", "x-forwarded-for": "203.0.113.9, 127.0.0.1"}
+    assert {name: seen.headers.get(name) for name in expected} == expected
+    assert "upgrade" not in seen.headers
+
+
+def test_a_posted_config_streams_through_unbuffered(proxy):
+    import requests
+
+    body = b"<project><description>" + b"x" * 2_000_000 + b"</description></project>"
+    response = requests.post(f"https://127.0.0.1:{proxy['https']}/createItem?name=big", data=body,
+                             headers={"Content-Type": "application/xml"}, verify=str(proxy["cert"]), timeout=30)
+    assert response.status_code == 200
+    assert len(proxy["fake"].jobs["big"].config) == len(body)
+    log = (Path(proxy["cert"]).parent / "error.log").read_text()
+    assert "buffered to a temporary file" not in log, "nginx spooled the body to disk"
+
+
+def test_websocket_upgrade_passes_through(proxy):
+    import websocket
+
+    fake = proxy["fake"]
+    fake.clear_requests()
+    ws = websocket.create_connection(f"wss://127.0.0.1:{proxy['https']}/wsagents/", timeout=10,
+                                     sslopt={"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": str(proxy["cert"])})
+    try:
+        ws.send("agent hello")
+        assert ws.recv() == "agent hello"
+    finally:
+        ws.close()
+    [upgrade] = [r for r in fake.requests if r.path == "/wsagents/"]
+    assert upgrade.status == 101
+    assert upgrade.headers["upgrade"].lower() == "websocket"
+    assert upgrade.headers["connection"].lower() == "upgrade"
+    assert upgrade.headers["x-forwarded-proto"] == "https"

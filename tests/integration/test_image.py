@@ -1,0 +1,285 @@
+"""The image phases against the real Docker engine and the authenticated local registry.
+
+The issue's eight cases: end to end, skip on re-run, a broken step, a never-healthy app, a wrong
+password, injected registry faults (500 then 429 then success; a registry that stays down), the
+password nowhere, and a numeric non-root user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import shutil
+import subprocess
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli, config as config_module, image as phases, runner
+from pipeline.context import BuildContext, plan_for
+from pipeline.errors import AuthError, PushFailed, SmokeFailed
+from pipeline.registry import Credentials, RegistryClient
+from pipeline.state import read_state, write_state
+from tests.conftest import ROOT
+from tests.registry_proxy import FaultProxy
+
+pytestmark = pytest.mark.integration
+
+APP = ROOT / "docker" / "presentation"
+REPOSITORY = f"h8test/presentation-{secrets.token_hex(3)}"
+FAST_RETRY = phases.RetryPolicy(attempts=4, base_s=0.2, cap_s=1.0)
+
+
+def a_context(**changes) -> BuildContext:
+    base = BuildContext(commit=secrets.token_hex(20), branch="master", event="default-branch",
+                        source_url="https://git.example.invalid/pinotage.git")
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture
+def env(environ, registry, base_images, tmp_path, monkeypatch):
+    """The environment a Jenkins stage would have: the registry, the local bases, the credentials."""
+    monkeypatch.chdir(tmp_path)  # no pinotage.yaml from the checkout
+    return {**environ,
+            "PINOTAGE_REGISTRY_URL": registry.url, "PINOTAGE_REGISTRY_USER": registry.user,
+            "PINOTAGE_REGISTRY_PASSWORD": registry.password,
+            "PINOTAGE_IMAGE_REPOSITORY": REPOSITORY, "PINOTAGE_IMAGE_CONTEXT": str(APP),
+            "PINOTAGE_IMAGE_BUILD_BASE": base_images.build, "PINOTAGE_IMAGE_FINAL_BASE": base_images.runtime,
+            "PINOTAGE_DEADLINES_SMOKE_S": "30"}
+
+
+def load(env, *overrides):
+    return config_module.load(environ={k: v for k, v in env.items() if k != "PINOTAGE_REGISTRY_PASSWORD"},
+                              overrides=list(overrides))
+
+
+def remove_tags(docker_cleanup, image):
+    docker_cleanup["images"].extend(f"{image.name}:{tag}" for tag in image.tags)
+
+
+def pinotage(argv, env, capsys):
+    code = cli.main(argv, env)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def registry_digest(registry, tag, repository=REPOSITORY):
+    credentials = Credentials(registry.user, registry.password, "test")
+    return RegistryClient(registry.url, credentials).manifest_digest(repository, tag)
+
+
+def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_client, docker_cleanup,
+                                                       tmp_path, capsys):
+    """Cases 1 and 2: build → smoke → push hands the digest on; a re-run asks the registry and skips."""
+    state = tmp_path / "state.json"
+    context = a_context()
+    write_state(state, context=context)
+
+    code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
+    assert code == 0, err
+    built = read_state(state)["image"]
+    docker_cleanup["images"].extend(f"{built['name']}:{tag}" for tag in built["tags"])
+    assert built["built"] is True and built["tag"] == context.commit
+    assert "Step " in err  # build lines streamed as progress
+
+    code, out, err = pinotage(["smoke", "--state", str(state)], env, capsys)
+    assert code == 0, err
+    assert "passed" in out
+
+    code, out, err = pinotage(["push", "--state", str(state)], env, capsys)
+    assert code == 0, err
+    pushed = read_state(state)["image"]
+    assert pushed["digest"].startswith("sha256:")
+    assert pushed["digest"] in out
+    for tag in (context.commit, context.short_commit, "master"):
+        assert registry_digest(registry, tag) == pushed["digest"], tag
+
+    # The re-run: the local image is gone, so only the registry can say it is there.
+    for tag in built["tags"]:
+        docker_client.images.remove(f"{built['name']}:{tag}", force=True)
+    code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
+    assert code == 0, err
+    assert "already in the registry" in out and "Step " not in err
+    again = read_state(state)["image"]
+    assert again["built"] is False and again["digest"] == pushed["digest"]
+    assert not docker_client.images.list(name=f"{built['name']}")
+    code, out, err = pinotage(["push", "--state", str(state)], env, capsys)
+    assert code == 0 and "pushed:   no" in out
+
+
+def test_a_broken_step_is_named_with_its_last_lines(env, tmp_path, docker_cleanup, capsys):
+    """Case 3: the error names the failing step and quotes the end of its output."""
+    app = tmp_path / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("node_modules", "site"))
+    dockerfile = app / "Dockerfile"
+    text = dockerfile.read_text()
+    broken = "COPY slides ./slides\nRUN echo 'slides are about to break' && ls /no/such/folder\n"
+    dockerfile.write_text(text.replace("COPY slides ./slides\n", broken, 1))
+    state = tmp_path / "state.json"
+    write_state(state, context=a_context(event="branch", branch="feature/x"))
+
+    code, out, err = pinotage(["build", "--state", str(state)], {**env, "PINOTAGE_IMAGE_CONTEXT": str(app)}, capsys)
+    assert code == 1
+    first = next(line for line in err.splitlines() if line.startswith("pinotage: error:"))
+    assert "build failed at step" in first and "RUN echo 'slides are about to break'" in first
+    assert "returned a non-zero code: 2" in first
+    assert "slides are about to break" in err and "/no/such/folder" in err  # the step's last lines
+    assert "image" not in read_state(state)
+
+
+def test_a_never_healthy_app_fails_the_smoke_test_and_nothing_is_pushed(env, registry, docker_client,
+                                                                       docker_cleanup, tmp_path):
+    """Case 4: the smoke test fails within its bound, the push never happens, no container is left."""
+    app = tmp_path / "app"
+    shutil.copytree(APP, app, ignore=shutil.ignore_patterns("node_modules", "site"))
+    dockerfile = app / "Dockerfile"
+    # The server starts but serves an empty folder: every path, the health path too, is a 404.
+    dockerfile.write_text(dockerfile.read_text().replace('"/app/site", \\\n', '"/app/missing", \\\n', 1))
+    assert '"/app/missing"' in dockerfile.read_text()
+    config = load(env, f"image.context={app}", "deadlines.smoke_s=3")
+    context = a_context()
+    plan = plan_for(context, config.default_branch)
+    made = []
+    services = runner.Services(
+        make_client=lambda: docker_client, make_target=lambda: pytest.fail("no deploy after a failed smoke test"),
+        read_credentials=lambda: Credentials(registry.user, registry.password, "test"), report_status=None,
+        is_ancestor=lambda a, b: True,
+        # The real phases; build also notes what it made, so the test can remove it.
+        phases=types.SimpleNamespace(find_pushed=phases.find_pushed, smoke=phases.smoke, push=phases.push,
+                                     build=lambda *a, **k: made.append(phases.build(*a, **k)) or made[-1]))
+    started = time.monotonic()
+    with pytest.raises(SmokeFailed) as failed:
+        runner.run(config, context, plan, services, say=lambda line: None, progress=lambda line: None)
+    remove_tags(docker_cleanup, made[0])
+    assert "/healthz did not answer 200 within 3 s (last: HTTP 404)" in failed.value.message
+    assert time.monotonic() - started < 60
+    assert registry_digest(registry, context.commit) is None
+    assert not docker_client.containers.list(all=True, filters={"label": phases.SMOKE_LABEL})
+
+
+def test_a_wrong_password_fails_once_with_a_clear_error(env, tmp_path, docker_cleanup, capsys):
+    """Case 5: a refused login is not retried."""
+    state = tmp_path / "state.json"
+    write_state(state, context=a_context())
+    code, _, err = pinotage(["build", "--state", str(state)], env, capsys)
+    assert code == 0, err
+    image = read_state(state)["image"]
+    docker_cleanup["images"].extend(f"{image['name']}:{tag}" for tag in image["tags"])
+
+    started = time.monotonic()
+    code, out, err = pinotage(["push", "--state", str(state)], {**env, "PINOTAGE_REGISTRY_PASSWORD": "wrong"}, capsys)
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("pinotage: error:")]
+    assert len(errors) == 1 and errors[0].startswith("pinotage: error: the registry refused the push of"), err
+    assert "unauthorized" in errors[0]
+    assert err.count("The push refers to repository") == 1 and "retrying" not in err  # one attempt only
+    assert time.monotonic() - started < 30
+    assert "digest" not in read_state(state)["image"] or not read_state(state)["image"]["digest"]
+
+
+@pytest.fixture
+def built(env, docker_client, docker_cleanup):
+    """One built image, for the push cases that tag it for a proxy."""
+    config = load(env)
+    image = phases.build(docker_client, config, a_context(), progress=lambda line: None)
+    remove_tags(docker_cleanup, image)
+    return config, image
+
+
+def retag(docker_client, docker_cleanup, image, proxy):
+    name = f"{proxy.url}/{REPOSITORY}"
+    docker_client.api.tag(image.ref, name, image.tag)
+    docker_cleanup["images"].append(f"{name}:{image.tag}")
+    return dataclasses.replace(image, name=name, tags=(image.tag,))
+
+
+@pytest.mark.parametrize("faults, pushes", [((500, 429), 3), ((503,), 2)], ids=["500-then-429-then-ok", "503-then-ok"])
+def test_registry_faults_are_retried_with_bounded_backoff(built, registry, docker_client, docker_cleanup,
+                                                         faults, pushes):
+    """Case 6a: 5xx and 429 on the manifest upload are retried, then the push succeeds."""
+    config, image = built
+    slept = []
+    with FaultProxy(registry.url, faults=faults) as proxy:
+        pushed = phases.push(docker_client, config, retag(docker_client, docker_cleanup, image, proxy),
+                             Credentials(registry.user, registry.password, "test"),
+                             retry=FAST_RETRY, sleep=slept.append)
+        manifest_puts = [s.status for s in proxy.seen if s.method == "PUT" and "/manifests/" in s.path]
+    assert manifest_puts == [*faults, 201]
+    assert len(slept) == pushes - 1
+    assert all(0.5 * FAST_RETRY.base_s <= s <= FAST_RETRY.cap_s for s in slept)
+    assert pushed.digest == registry_digest(registry, image.tag)
+
+
+def test_a_registry_that_stays_down_fails_within_the_bound(built, registry, docker_client, docker_cleanup):
+    """Case 6b: connection refused on every attempt: a clear failure after the bounded retries."""
+    config, image = built
+    proxy = FaultProxy(registry.url).start()
+    target = retag(docker_client, docker_cleanup, image, proxy)
+    proxy.stop()  # the port is closed: the registry is down
+    slept = []
+    started = time.monotonic()
+    with pytest.raises(PushFailed) as failed:
+        phases.push(docker_client, config, target, Credentials(registry.user, registry.password, "test"),
+                    retry=FAST_RETRY, sleep=lambda s: (slept.append(s), time.sleep(s)))
+    assert failed.value.attempts == FAST_RETRY.attempts
+    assert f"failed after {FAST_RETRY.attempts} attempts" in failed.value.message
+    assert "connection refused" in failed.value.message
+    assert len(slept) == FAST_RETRY.attempts - 1
+    assert time.monotonic() - started < 30
+
+
+def test_the_password_appears_nowhere(env, registry, docker_client, docker_cleanup, tmp_path, capsys):
+    """Case 7: not in the output, the state file, the image history or its inspect data."""
+    state = tmp_path / "state.json"
+    write_state(state, context=a_context())
+    seen = []
+    for step in ("build", "smoke", "push"):
+        code, out, err = pinotage([step, "--state", str(state)], env, capsys)
+        assert code == 0, err
+        seen += [out, err]
+    image = read_state(state)["image"]
+    docker_cleanup["images"].extend(f"{image['name']}:{tag}" for tag in image["tags"])
+    ref = f"{image['name']}:{image['tag']}"
+    history = subprocess.run(["docker", "history", "--no-trunc", ref], capture_output=True, text=True, check=True)
+    inspect = subprocess.run(["docker", "inspect", ref], capture_output=True, text=True, check=True)
+    seen += [history.stdout, inspect.stdout, state.read_text()]
+    leftovers = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    for text in seen + leftovers:
+        assert registry.password not in text
+    assert "PASSWORD" not in inspect.stdout.upper() and "PASSWORD" not in history.stdout.upper()
+
+
+def test_the_image_user_is_numeric_and_not_root(built, docker_client):
+    """Case 8: a numeric USER, so Kubernetes' runAsNonRoot can verify it."""
+    _, image = built
+    attrs = docker_client.images.get(image.ref).attrs["Config"]
+    user, _, group = attrs["User"].partition(":")
+    assert user.isdigit() and int(user) != 0, attrs["User"]
+    assert not group or group.isdigit()
+    assert attrs["Healthcheck"]["Test"][0] == "CMD"
+    labels = attrs["Labels"]
+    assert labels["org.opencontainers.image.revision"] == image.commit
+    assert labels["org.opencontainers.image.source"] == "https://git.example.invalid/pinotage.git"
+    assert labels["org.opencontainers.image.created"].endswith("Z")
+
+
+def test_the_app_exits_cleanly_on_sigterm(built, docker_client):
+    """Node runs as PID 1: the server must handle SIGTERM itself and exit 0, promptly."""
+    _, image = built
+    container = docker_client.containers.run(image.ref, detach=True, environment={"PORT": "9090"})
+    try:
+        deadline = time.monotonic() + 20
+        while b"Available on" not in container.logs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        started = time.monotonic()
+        container.stop(timeout=10)
+        took = time.monotonic() - started
+        container.reload()
+        assert container.attrs["State"]["ExitCode"] == 0
+        assert took < 5, f"docker stop took {took:.1f} s: SIGTERM was ignored"
+        assert b"9090" in container.logs()
+    finally:
+        container.remove(force=True)

@@ -1,0 +1,116 @@
+"""Jenkins on the cluster: docker/jenkins (image, plugins, JCasC) and k8s/jenkins (manifests)."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import jobs
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s" / "jenkins"
+DOCKER = ROOT / "docker" / "jenkins"
+KUBERNETES_VERSION = "1.31.0"
+MINIMUM_LTS = (2, 426, 3)  # CVE-2024-23897: arbitrary file read through the CLI
+# Plugins the jobs or the Jenkinsfile need that come in as dependencies of those listed.
+DEPENDENCIES = {"branch-api", "cloudbees-folder", "github", "workflow-job", "credentials"}
+# Jenkinsfile steps and options -> the plugin that provides them.
+STEPS = {"milestone(": "pipeline-milestone-step", "timestamps()": "timestamper",
+         "withCredentials(": "credentials-binding", "disableConcurrentBuilds()": "workflow-job",
+         "pipeline {": "workflow-aggregator"}
+
+
+def documents() -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            out += [(f"{path.name}:{doc['kind']}", doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return out
+
+
+def one(kind: str) -> dict:
+    [doc] = [doc for _, doc in documents() if doc["kind"] == kind]
+    return doc
+
+
+def plugins() -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in (DOCKER / "plugins.txt").read_text().splitlines()]
+    return dict(line.split(":", 1) for line in lines if line)
+
+
+@pytest.mark.parametrize("doc", [d for _, d in documents()], ids=[n for n, _ in documents()])
+def test_manifest_validates(doc):
+    import kubernetes_validate
+
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest():
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def test_deployment_keeps_jenkins_home_on_the_pvc_with_its_service_account():
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = volumes[mounts["/var/jenkins_home"]]["persistentVolumeClaim"]["claimName"]
+    assert claim == one("PersistentVolumeClaim")["metadata"]["name"]
+    assert pod["serviceAccountName"] == one("ServiceAccount")["metadata"]["name"]
+    assert one("Deployment")["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_service_is_jenkins_service_and_reaches_the_pod():
+    service = one("Service")
+    assert service["metadata"]["name"] == "jenkins-service"
+    labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    nginx = (ROOT / "scripts/nginx/jenkins.conf").read_text()
+    node_port = {p["name"]: p.get("nodePort") for p in service["spec"]["ports"]}["http"]
+    assert f"server 127.0.0.1:{node_port};" in nginx
+
+
+def test_image_is_a_fixed_lts():
+    version = re.search(r"ARG JENKINS_VERSION=(\d+)\.(\d+)\.(\d+)-lts", (DOCKER / "Dockerfile").read_text())
+    assert version, "the Dockerfile must pin a Jenkins LTS version"
+    assert tuple(int(n) for n in version.groups()) >= MINIMUM_LTS
+
+
+def test_image_installs_the_tools_the_jobs_call():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    for tool in ("docker.io", "kubectl", "python3", "pip install", "pinotage --version", "jenkins-plugin-cli",
+                 "CASC_JENKINS_CONFIG"):
+        assert tool in dockerfile, tool
+
+
+def test_every_plugin_is_pinned():
+    listed = plugins()
+    assert listed and all(re.fullmatch(r"[\w.-]+", v) and v != "latest" for v in listed.values()), listed
+
+
+def test_plugins_cover_the_jobs_and_the_jenkinsfile():
+    needed = set()
+    for job in jobs.render(ROOT / "jobs"):
+        needed |= {e.get("plugin").split("@")[0] for e in ET.fromstring(job.xml).iter() if e.get("plugin")}
+        text = job.xml.decode()
+        needed |= {name for marker, name in (("timestamper", "timestamper"), ("build__timeout", "build-timeout"),
+                                             ("credentialsbinding", "credentials-binding"),
+                                             ("hudson.plugins.git", "git")) if marker in text}
+    jenkinsfile = (ROOT / "Jenkinsfile").read_text()
+    needed |= {plugin for step, plugin in STEPS.items() if step in jenkinsfile}
+    assert needed - set(plugins()) - DEPENDENCIES == set()
+
+
+def test_casc_sets_the_security_realm_and_the_url_without_secrets():
+    casc = yaml.safe_load((DOCKER / "casc.yaml").read_text())
+    assert casc["jenkins"]["securityRealm"]["local"]["allowsSignup"] is False
+    [admin] = casc["jenkins"]["securityRealm"]["local"]["users"]
+    assert re.fullmatch(r"\$\{[A-Z_]+\}", admin["password"]), "the password must come from the environment"
+    assert casc["unclassified"]["location"]["url"] == "${PINOTAGE_JENKINS_URL}"
+    assert casc["security"]["apiToken"]["creationOfLegacyTokenEnabled"] is False
+    assert "crumbIssuer" in casc["jenkins"]

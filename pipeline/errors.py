@@ -60,6 +60,10 @@ class DeployRefused(PinotageError):
     """A deploy that must not happen, such as one older than what is live."""
 
 
+class DeployLocked(PinotageError, TimeoutError):
+    """Another deploy held the deploy lock for longer than the lock deadline."""
+
+
 class RegistryError(PinotageError, ConnectionError):
     """The registry refused or failed a request."""
 

@@ -70,15 +70,18 @@ class Controller:
 
     def reconcile(self) -> None:
         """Run one pass of every controller."""
+        synced = {}  # uid -> the generation this pass acted on: only that one may be reported observed
         for deployment in self.store.find(DEPLOYMENTS):
             self._deployment(deployment)
+            synced[deployment["metadata"]["uid"]] = deployment["metadata"].get("generation", 1)
         for rs in self.store.find(REPLICA_SETS):
             self._replica_set(rs)
         for pod in self.store.find(PODS):
             self._kubelet(pod)
         self._collect_garbage()
         for deployment in self.store.find(DEPLOYMENTS):
-            self._deployment_status(deployment)
+            if synced.get(deployment["metadata"]["uid"]) == deployment["metadata"].get("generation", 1):
+                self._deployment_status(deployment)
 
     # --- Deployment controller -------------------------------------------------
 

@@ -1,0 +1,65 @@
+"""The one place that connects to a Kubernetes cluster: kubeconfig, context and namespace.
+
+Where the credentials come from, first match wins:
+
+1. ``kubeconfig`` in the configuration (``PINOTAGE_KUBECONFIG``, ``--set kubeconfig=…``);
+2. ``KUBECONFIG`` in the environment (a ``:``-separated list is merged, as kubectl does);
+3. the in-cluster ServiceAccount (a Jenkins agent running as a pod).
+
+The context is ``deploy.kube_context`` (empty: the kubeconfig's current context) and the
+namespace is always ``deploy.namespace``, never the kubeconfig's, so a deploy cannot land in
+whatever namespace a laptop happened to have selected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.errors import BadInput
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    api: Any  # kubernetes.client.ApiClient
+    namespace: str
+    source: str  # where the credentials came from, for messages (never the credentials)
+
+
+def connect(config, environ: Mapping[str, str]) -> Cluster:
+    """Build an API client from the configuration; raise BadInput naming what is wrong."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    context = config.deploy.kube_context or None
+    path = config.kubeconfig or environ.get("KUBECONFIG", "")
+    if path:
+        source = "kubeconfig" if config.kubeconfig else "KUBECONFIG"
+        files = [str(config.path(p)) if source == "kubeconfig" else p for p in path.split(os.pathsep) if p]
+        for file in files:
+            if not Path(file).is_file():
+                raise BadInput(f"{source}: {file}: no such file",
+                               hint="set PINOTAGE_KUBECONFIG (or KUBECONFIG) to the deployer's kubeconfig")
+        try:
+            api = k8s_config.new_client_from_config(config_file=os.pathsep.join(files), context=context,
+                                                    persist_config=False)
+        except k8s_config.ConfigException as e:
+            what = f"context {context!r}" if context else "the current context"
+            raise BadInput(f"{source}: {os.pathsep.join(files)}: cannot use {what}: {e}",
+                           hint="check deploy.kube_context against 'kubectl config get-contexts'") from e
+        return Cluster(api, config.deploy.namespace, f"{source} {os.pathsep.join(files)}")
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.incluster_config.InClusterConfigLoader(
+                token_filename=f"{SERVICE_ACCOUNT_DIR}/token", cert_filename=f"{SERVICE_ACCOUNT_DIR}/ca.crt",
+                environ=environ).load_and_set(configuration)
+        except k8s_config.ConfigException as e:
+            raise BadInput(f"in-cluster configuration: {e}") from e
+        return Cluster(k8s_client.ApiClient(configuration), config.deploy.namespace, "in-cluster service account")
+    raise BadInput("no Kubernetes credentials: kubeconfig, KUBECONFIG and the in-cluster service account are all "
+                   "missing", hint="set PINOTAGE_KUBECONFIG to the deployer's kubeconfig")

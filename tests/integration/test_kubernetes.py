@@ -1,0 +1,432 @@
+"""The Kubernetes target against an API server: the fake in tests/fakes/kube, or a real cluster.
+
+With PINOTAGE_TEST_KUBECONFIG set (an admin kubeconfig) the same tests run against that cluster;
+then PINOTAGE_TEST_KUBE_IMAGES names two or more images by digest that serve /healthz on 8080
+as a non-root user, and PINOTAGE_TEST_KUBE_CRASH_IMAGE (optional) one that exits at once.
+Otherwise the fake runs on loopback and decides image existence by asking the test registry.
+
+Every test gets a fresh namespace holding k8s/presentation/rbac.yaml, and deploys as the
+deployer ServiceAccount (a TokenRequest token), so the Role is what authorizes each request.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from pipeline import config as pinotage_config
+from pipeline import rollout
+from pipeline.errors import DeployFailed, DeployRefused
+from pipeline.state import Image, Release
+from tests.conftest import ROOT, need
+
+pytestmark = pytest.mark.integration
+
+RBAC = ROOT / "k8s" / "presentation" / "rbac.yaml"
+PROGRESS_DEADLINE_S = yaml.safe_load((ROOT / "k8s/presentation/deployment.yaml").read_text())["spec"][
+    "progressDeadlineSeconds"]
+COMMITS = [hashlib.sha1(f"commit {i}".encode()).hexdigest() for i in range(4)]  # oldest first
+
+
+def is_ancestor(older: str, newer: str) -> bool:
+    """Decide ancestry on the straight history COMMITS."""
+    return COMMITS.index(older) < COMMITS.index(newer)
+
+
+# --- the cluster: fake or real -----------------------------------------------------------
+
+@dataclasses.dataclass
+class Cluster:
+    admin: object  # kubernetes.client.ApiClient with full rights
+    images: Callable[[int], str]  # n -> a distinct image by digest that serves
+    missing: str  # an image by digest that no registry holds
+    crash: Callable[[], str | None]  # -> an image whose pods crash-loop, or None when unavailable
+    fake: object | None  # the FakeKube, for its request log; None on a real cluster
+    server: str
+    ca_file: str | None
+
+
+def _push_tiny_image(registry, repository: str, label: str) -> str:
+    """Put a minimal OCI image (a config blob, no layers) into the registry; return it by digest."""
+    import requests
+
+    session = requests.Session()
+    session.auth = (registry.user, registry.password)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"test": label}},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    started = session.post(f"{registry.api}/v2/{repository}/blobs/uploads/", timeout=10)
+    started.raise_for_status()
+    location = started.headers["Location"]
+    if location.startswith("/"):
+        location = registry.api + location
+    session.put(f"{location}{'&' if '?' in location else '?'}digest={config_digest}", data=config,
+                headers={"Content-Type": "application/octet-stream"}, timeout=10).raise_for_status()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": config_digest, "size": len(config)}, "layers": []}).encode()
+    put = session.put(f"{registry.api}/v2/{repository}/manifests/{label}", data=manifest,
+                      headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, timeout=10)
+    put.raise_for_status()
+    return f"{registry.url}/{repository}@{put.headers['Docker-Content-Digest']}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, request):
+    import kubernetes
+
+    kubeconfig = os.environ.get("PINOTAGE_TEST_KUBECONFIG")
+    if kubeconfig:
+        admin = kubernetes.config.new_client_from_config(config_file=kubeconfig, persist_config=False)
+        refs = [r for r in os.environ.get("PINOTAGE_TEST_KUBE_IMAGES", "").split(",") if "@sha256:" in r]
+        if len(refs) < 3:
+            need("images for the real cluster", "PINOTAGE_TEST_KUBE_IMAGES must list three images by digest")
+        crash = os.environ.get("PINOTAGE_TEST_KUBE_CRASH_IMAGE") or None
+        yield Cluster(admin, lambda n: refs[n % len(refs)], refs[0].split("@")[0] + "@sha256:" + "0" * 64,
+                      lambda: crash, None, admin.configuration.host, admin.configuration.ssl_ca_cert)
+        return
+
+    from tests.fakes.kube import FakeKube, registry_lookup
+
+    registry = request.getfixturevalue("registry")
+    token = secrets.token_urlsafe(16)
+    fake = FakeKube(image_exists=registry_lookup(registry.api, registry.user, registry.password), token=token,
+                    pod_start_s=0.2).start()
+    admin = kubernetes.config.new_client_from_config(
+        config_file=str(fake.kubeconfig(tmp_path_factory.mktemp("kube") / "admin.yaml")), persist_config=False)
+    repository = f"pinotage-test/kube-{secrets.token_hex(3)}"
+    pushed: dict[int, str] = {}
+
+    def image(n: int) -> str:
+        if n not in pushed:
+            pushed[n] = _push_tiny_image(registry, repository, f"v{n}")
+        return pushed[n]
+
+    def crash() -> str:
+        ref = image(99)
+        fake.crash_images.add(ref)
+        return ref
+
+    try:
+        yield Cluster(admin, image, f"{registry.url}/{repository}@sha256:{'0' * 64}", crash, fake, fake.url, None)
+    finally:
+        import requests
+
+        for ref in pushed.values():
+            requests.delete(f"{registry.api}/v2/{repository}/manifests/{ref.split('@')[1]}",
+                            auth=(registry.user, registry.password), timeout=10)
+        admin.close()
+        fake.stop()
+
+
+@dataclasses.dataclass
+class Env:
+    cluster: Cluster
+    namespace: str
+    kubeconfig: Path
+    deployer: str  # the ServiceAccount's user name, as RBAC sees it
+    lines: list[str]
+
+    def target(self, **overrides):
+        """Build the target as the runner does: make_target(config, environ, progress)."""
+        from pipeline.targets.kubernetes import make_target
+
+        settings = {"deploy.target": "kubernetes", "deploy.namespace": self.namespace,
+                    "kubeconfig": str(self.kubeconfig), "deadlines.rollout_s": "120", "deadlines.lock_s": "60",
+                    **overrides}
+        config = pinotage_config.load(environ={}, overrides=[f"{k}={v}" for k, v in settings.items()], cwd=str(ROOT))
+        return make_target(config, {}, self.lines.append)
+
+    def release(self, n: int, image: str | None = None) -> Release:
+        ref = image or self.cluster.images(n)
+        name, digest = ref.split("@")
+        return Release(image=Image(name=name, tag=COMMITS[n][:12], digest=digest, commit=COMMITS[n]),
+                       commit=COMMITS[n], build_url=f"http://127.0.0.1:8080/job/presentation/{n}/")
+
+    def live(self) -> dict:
+        from kubernetes import client
+
+        api = client.AppsV1Api(self.cluster.admin)
+        return json.loads(api.read_namespaced_deployment("presentation", self.namespace,
+                                                         _preload_content=False).data)
+
+    def serving_images(self) -> set[str]:
+        from kubernetes import client
+
+        pods = client.CoreV1Api(self.cluster.admin).list_namespaced_pod(
+            self.namespace, label_selector="app.kubernetes.io/name=presentation").items
+        return {c.image for p in pods if p.metadata.deletion_timestamp is None
+                and any(cond.type == "Ready" and cond.status == "True" for cond in p.status.conditions or ())
+                for c in p.spec.containers}
+
+    def deployer_requests(self):
+        return [r for r in self.cluster.fake.requests if r.user == self.deployer]
+
+
+@pytest.fixture
+def env(cluster, tmp_path):
+    """A fresh namespace with the deployer RBAC, and a kubeconfig holding the deployer's token."""
+    from kubernetes import client, utils
+
+    namespace = f"pinotage-test-{secrets.token_hex(4)}"
+    core = client.CoreV1Api(cluster.admin)
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    try:
+        for doc in yaml.safe_load_all(RBAC.read_text()):
+            doc = copy.deepcopy(doc)
+            doc["metadata"]["namespace"] = namespace
+            for subject in doc.get("subjects", ()):
+                subject["namespace"] = namespace
+            utils.create_from_dict(cluster.admin, doc, namespace=namespace)
+        token = core.create_namespaced_service_account_token(
+            "pinotage-deployer", namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                             "spec": {"expirationSeconds": 3600}}).status.token
+        cluster_entry = {"server": cluster.server}
+        if cluster.ca_file:
+            cluster_entry["certificate-authority"] = cluster.ca_file
+        kubeconfig = tmp_path / "deployer.yaml"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "deployer",
+            "clusters": [{"name": "test", "cluster": cluster_entry}],
+            "users": [{"name": "deployer", "user": {"token": token}}],
+            "contexts": [{"name": "deployer", "context": {"cluster": "test", "user": "deployer"}}]}))
+        kubeconfig.chmod(0o600)
+        yield Env(cluster, namespace, kubeconfig, f"system:serviceaccount:{namespace}:pinotage-deployer", [])
+    finally:
+        core.delete_namespace(namespace)
+        kubeconfig_file = tmp_path / "deployer.yaml"
+        if kubeconfig_file.exists():
+            kubeconfig_file.unlink()  # it holds a token
+
+
+def outcomes(target) -> list[tuple[str, str]]:
+    return [(r.outcome, r.commit) for r in target.ledger().records()]
+
+
+# --- deploys --------------------------------------------------------------------------------
+
+def test_good_deploy_applies_by_digest_with_annotations_and_records_it(env):
+    target = env.target()
+    first = target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    second = target.deploy(env.release(1), is_ancestor=is_ancestor, progress=env.lines.append)
+
+    live = env.live()
+    annotations = live["metadata"]["annotations"]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(1).image.pinned
+    assert annotations["pinotage.dev/commit"] == COMMITS[1]
+    assert annotations["pinotage.dev/build-url"] == env.release(1).build_url
+    assert annotations["kubernetes.io/change-cause"].startswith(f"pinotage deploy {COMMITS[1][:12]}")
+    assert annotations["pinotage.dev/ledger-id"] == target.ledger().records()[-1].id
+    assert any(m["manager"] == "pinotage" and m["operation"] == "Apply" for m in live["metadata"]["managedFields"])
+    assert (first.revision, second.revision) == ("1", "2")
+    assert second.previous.commit == COMMITS[0]
+    assert isinstance(rollout.verdict(live, now=rollout.parse_time("2100-01-01T00:00:00Z")), rollout.Done)
+    assert env.serving_images() == {env.release(1).image.pinned}
+    assert outcomes(target) == [("deployed", COMMITS[0]), ("deployed", COMMITS[1])]
+    assert target.deployed().commit == COMMITS[1]
+    assert any("successfully rolled out" in line for line in env.lines)
+
+
+@pytest.mark.parametrize("breakage", ["missing-image", "crash-loop"])
+def test_failed_rollout_is_caught_early_and_rolled_back(env, breakage):
+    bad_image = env.cluster.missing if breakage == "missing-image" else env.cluster.crash()
+    if bad_image is None:
+        need("a crash-looping image", "set PINOTAGE_TEST_KUBE_CRASH_IMAGE for the real cluster")
+    target = env.target()
+    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    started = time.monotonic()
+    with pytest.raises(DeployFailed) as failed:
+        target.deploy(env.release(1, bad_image), is_ancestor=is_ancestor, progress=env.lines.append)
+    elapsed = time.monotonic() - started
+
+    assert failed.value.rolled_back is True
+    expected = {"missing-image": ("ErrImagePull", "ImagePullBackOff"), "crash-loop": ("CrashLoopBackOff",)}[breakage]
+    assert any(reason in failed.value.message for reason in expected), failed.value.message
+    assert elapsed < PROGRESS_DEADLINE_S / 10, f"failure took {elapsed:.1f} s"
+    live = env.live()
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(0).image.pinned
+    assert live["metadata"]["annotations"]["pinotage.dev/commit"] == COMMITS[0]
+    assert env.serving_images() == {env.release(0).image.pinned}
+    assert outcomes(target) == [("deployed", COMMITS[0]), ("failed", COMMITS[1]), ("rolled-back", COMMITS[0])]
+    assert any("rolling back" in line for line in env.lines)
+
+
+def test_first_deploy_failing_says_there_is_nothing_to_roll_back_to(env):
+    target = env.target()
+    with pytest.raises(DeployFailed) as failed:
+        target.deploy(env.release(0, env.cluster.missing), is_ancestor=is_ancestor, progress=env.lines.append)
+    assert failed.value.rolled_back is False
+    assert "nothing to roll back to" in failed.value.message
+    assert outcomes(target) == [("failed", COMMITS[0])]
+
+
+def test_older_commit_is_refused_without_a_write(env):
+    target = env.target()
+    target.deploy(env.release(2), is_ancestor=is_ancestor, progress=env.lines.append)
+    before = env.live()["metadata"]["resourceVersion"]
+    writes_before = len([r for r in env.deployer_requests() if r.resource == "deployments" and r.verb == "patch"]) \
+        if env.cluster.fake else 0
+    with pytest.raises(DeployRefused, match="older than the deployed"):
+        target.deploy(env.release(1), is_ancestor=is_ancestor, progress=env.lines.append)
+    assert env.live()["metadata"]["resourceVersion"] == before
+    if env.cluster.fake:
+        writes = [r for r in env.deployer_requests() if r.resource == "deployments" and r.verb == "patch"]
+        assert len(writes) == writes_before
+    assert outcomes(target) == [("deployed", COMMITS[2])]
+
+
+CONFLICTS = [
+    # id, what lands between the deploy's read and its write, expected result
+    ("unrelated-edit", {"metadata": {"annotations": {"team": "slides"}}}, "deployed"),
+    ("newer-deploy", {"metadata": {"annotations": {"pinotage.dev/commit": COMMITS[3]}}}, "refused"),
+]
+
+
+@pytest.mark.parametrize("patch, expected", [c[1:] for c in CONFLICTS], ids=[c[0] for c in CONFLICTS])
+def test_conflict_is_reread_and_redecided(env, patch, expected):
+    from kubernetes import client
+
+    target = env.target()
+    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    apps = client.AppsV1Api(env.cluster.admin)
+    calls = []
+
+    def is_ancestor_with_a_race(older: str, newer: str) -> bool:
+        # the first decision is made on a Deployment that changes before the deploy writes
+        if not calls:
+            apps.patch_namespaced_deployment("presentation", env.namespace, patch, field_manager="someone-else",
+                                             _content_type="application/merge-patch+json")
+        calls.append((older, newer))
+        return is_ancestor(older, newer)
+
+    if expected == "refused":
+        with pytest.raises(DeployRefused):
+            target.deploy(env.release(1), is_ancestor=is_ancestor_with_a_race, progress=env.lines.append)
+        assert env.live()["metadata"]["annotations"]["pinotage.dev/commit"] == COMMITS[3]
+    else:
+        target.deploy(env.release(1), is_ancestor=is_ancestor_with_a_race, progress=env.lines.append)
+        assert env.live()["metadata"]["annotations"]["pinotage.dev/commit"] == COMMITS[1]
+    assert calls == [(COMMITS[1], COMMITS[0]), (COMMITS[1], COMMITS[0] if expected == "deployed" else COMMITS[3])]
+    assert any("reading it again" in line for line in env.lines)
+    if env.cluster.fake:
+        codes = [r.code for r in env.deployer_requests() if r.resource == "deployments" and r.verb == "patch"]
+        assert codes[-2:] == [409, 200] if expected == "deployed" else codes[-1] == 409
+
+
+def test_concurrent_deploys_take_turns_on_the_lease(env):
+    first, second = env.target(), env.target()
+    lines = {0: [], 1: []}
+    finished = {}
+    errors = []
+
+    def run(n, target):
+        try:
+            target.deploy(env.release(n + 1), is_ancestor=lambda a, b: False,
+                          progress=lambda line: lines[n].append((time.monotonic(), line)))
+            finished[n] = time.monotonic()
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n, t)) for n, t in ((0, first), (1, second))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)  # the first one takes the Lease
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert any("waiting for the deploy lock" in line for _, line in lines[1])
+    applied_second = min(t for t, line in lines[1] if line.startswith("applying"))
+    assert applied_second >= finished[0]
+    assert [o for o, _ in outcomes(first)] == ["deployed", "deployed"]
+
+
+def test_stale_lease_is_taken_over(env):
+    from kubernetes import client
+
+    stale = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() - 120))
+    client.CoordinationV1Api(env.cluster.admin).create_namespaced_lease(env.namespace, {
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "pinotage-deploy-presentation"},
+        "spec": {"holderIdentity": "jenkins-agent-gone-1234", "leaseDurationSeconds": 15,
+                 "acquireTime": stale, "renewTime": stale, "leaseTransitions": 3}})
+    target = env.target()
+    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    assert any("taking over the deploy lock from jenkins-agent-gone-1234" in line for line in env.lines)
+    lease = client.CoordinationV1Api(env.cluster.admin).read_namespaced_lease("pinotage-deploy-presentation",
+                                                                              env.namespace)
+    assert lease.spec.lease_transitions == 4
+    assert not lease.spec.holder_identity  # released at the end
+
+
+def test_rollback_returns_to_a_named_deploy(env):
+    target = env.target()
+    for n in (0, 1, 2):
+        target.deploy(env.release(n), is_ancestor=is_ancestor, progress=env.lines.append)
+    target.rollback(COMMITS[0][:10], progress=env.lines.append)
+    live = env.live()
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(0).image.pinned
+    assert env.serving_images() == {env.release(0).image.pinned}
+    assert outcomes(target)[-1] == ("rolled-back", COMMITS[0])
+    with pytest.raises(DeployRefused, match="already deployed"):
+        target.rollback(COMMITS[0], progress=env.lines.append)
+
+
+def test_rollback_is_refused_when_a_newer_deploy_lands_first(env):
+    if env.cluster.fake is None:
+        pytest.skip("needs the fake's request hook to land a deploy between the rollback's read and write")
+    from kubernetes import client
+
+    target = env.target()
+    for n in (0, 1):
+        target.deploy(env.release(n), is_ancestor=is_ancestor, progress=env.lines.append)
+    apps = client.AppsV1Api(env.cluster.admin)
+    env.cluster.fake.before("patch", "deployments", lambda: apps.patch_namespaced_deployment(
+        "presentation", env.namespace, {"metadata": {"annotations": {"pinotage.dev/ledger-id": "someone-newer"}}},
+        _content_type="application/merge-patch+json"))
+    with pytest.raises(DeployRefused, match="newer deploy"):
+        target.rollback(COMMITS[0], progress=env.lines.append)
+    assert env.live()["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(1).image.pinned
+
+
+def _rules() -> list[tuple[str, str, str, str]]:
+    """Expand the deployer Role into (group, resource, verb, resourceName or '') tuples."""
+    role = next(d for d in yaml.safe_load_all(RBAC.read_text()) if d["kind"] == "Role")
+    return [(g, res, verb, name) for rule in role["rules"] for g in rule["apiGroups"] for res in rule["resources"]
+            for verb in rule["verbs"] for name in rule.get("resourceNames") or [""]]
+
+
+def test_deployer_role_allows_exactly_what_deploy_gate_and_rollback_use(env):
+    if env.cluster.fake is None:
+        pytest.skip("the request log is the fake's; on a real cluster RBAC itself refuses what the Role lacks")
+    target = env.target()
+    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    target.deploy(env.release(1), is_ancestor=is_ancestor, progress=env.lines.append)
+    with pytest.raises(DeployFailed):
+        target.deploy(env.release(2, env.cluster.missing), is_ancestor=is_ancestor, progress=env.lines.append)
+    target.rollback(COMMITS[0], progress=env.lines.append)
+    target.ledger().records()
+
+    made = env.deployer_requests()
+    assert made, "the deployer made no request"
+    rules = _rules()
+
+    def allowed_by(request) -> list[tuple]:
+        return [rule for rule in rules if rule[:3] == (request.group, request.resource, request.verb)
+                and rule[3] in ("", request.name)]
+
+    refused = [r for r in made if r.code == 403 or not allowed_by(r)]
+    assert refused == []
+    assert {r.namespace for r in made} == {env.namespace}
+    used = {rule for r in made for rule in allowed_by(r)}
+    assert set(rules) - used == set(), "the Role allows more than the deployer uses"

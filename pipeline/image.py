@@ -160,8 +160,8 @@ def read_build_stream(events: Iterable[Mapping[str, Any]], *, progress: Progress
             if match:
                 step = f"step {match[1]}/{match[2]} ({match[3].strip()})"
                 tail.clear()
-            elif not line.startswith(" ---> "):
-                tail.append(line)
+            elif not line.startswith((" ---> ", "Removing intermediate container")):
+                tail.append(line)  # the step's own output, without the engine's bookkeeping
             progress(line)
         if event.get("status"):  # pulling a base image
             progress(" ".join(str(event[key]) for key in ("id", "status") if event.get(key)))

@@ -142,18 +142,21 @@ def test_a_never_healthy_app_fails_the_smoke_test_and_nothing_is_pushed(env, reg
     config = load(env, f"image.context={app}", "deadlines.smoke_s=3")
     context = a_context()
     plan = plan_for(context, config.default_branch)
-    made = []
+
+    def build_and_note(*args, **kwargs):
+        image = phases.build(*args, **kwargs)
+        remove_tags(docker_cleanup, image)
+        return image
     services = runner.Services(
         make_client=lambda: docker_client, make_target=lambda: pytest.fail("no deploy after a failed smoke test"),
         read_credentials=lambda: Credentials(registry.user, registry.password, "test"), report_status=None,
         is_ancestor=lambda a, b: True,
-        # The real phases; build also notes what it made, so the test can remove it.
-        phases=types.SimpleNamespace(find_pushed=phases.find_pushed, smoke=phases.smoke, push=phases.push,
-                                     build=lambda *a, **k: made.append(phases.build(*a, **k)) or made[-1]))
+        # The real phases; build also notes what it made, so the test removes it.
+        phases=types.SimpleNamespace(find_pushed=phases.find_pushed, build=build_and_note, smoke=phases.smoke,
+                                     push=phases.push))
     started = time.monotonic()
     with pytest.raises(SmokeFailed) as failed:
         runner.run(config, context, plan, services, say=lambda line: None, progress=lambda line: None)
-    remove_tags(docker_cleanup, made[0])
     assert "/healthz did not answer 200 within 3 s (last: HTTP 404)" in failed.value.message
     assert time.monotonic() - started < 60
     assert registry_digest(registry, context.commit) is None

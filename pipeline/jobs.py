@@ -306,6 +306,13 @@ def check_call(call: Call, parser: argparse.ArgumentParser) -> str:
         return f"{call.where}: 'pinotage {' '.join(call.argv)}': {reason}"
     if not getattr(args, "handler", None):
         return f"{call.where}: 'pinotage {' '.join(call.argv)}': names no command"
+    from pipeline import config
+
+    known = config._fields()
+    unknown = [item.partition("=")[0] for item in getattr(args, "overrides", [])
+               if item.partition("=")[0] not in known]
+    if unknown:
+        return f"{call.where}: 'pinotage {' '.join(call.argv)}': --set names no setting {unknown[0]!r}"
     return ""
 
 

@@ -274,7 +274,7 @@ def test_fake_builds_queues_and_reports_like_jenkins():
         number = server.get_queue_item(queued)["executable"]["number"]
         info = server.get_build_info("rebuild-cluster", number)
         parameters = {p["name"]: p["value"] for a in info["actions"] if "parameters" in a for p in a["parameters"]}
-        assert parameters == {"REBUILD_BOX": "false", "NODE_COUNT": "3", "KUBERNETES_VERSION": "1.30"}
+        assert parameters == {"REBUILD_BOX": "false", "NODE_COUNT": "3", "KUBERNETES_VERSION": "1.31.4"}
         assert "Finished: SUCCESS" in server.get_build_console_output("rebuild-cluster", number)
         assert server.get_job_info("rebuild-cluster")["nextBuildNumber"] == 2
         server.build_job("rebuild-box")

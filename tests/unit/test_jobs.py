@@ -64,7 +64,7 @@ def test_rebuild_cluster_parameters(rendered):
     found = {(d.tag.rsplit(".", 1)[-1], d.findtext("name"), d.findtext("defaultValue")) for d in definitions}
     assert found == {("BooleanParameterDefinition", "REBUILD_BOX", "false"),
                      ("StringParameterDefinition", "NODE_COUNT", "2"),
-                     ("StringParameterDefinition", "KUBERNETES_VERSION", "1.30")}
+                     ("StringParameterDefinition", "KUBERNETES_VERSION", "1.31.4")}
 
 
 def test_every_job_is_marked_managed(rendered):
@@ -110,6 +110,12 @@ JOB_CALLING_MISSING_COMMAND = """
     builders:
       - shell: pinotage deploy-everything --now
 """
+JOB_SETTING_MISSING_KEY = """
+- job:
+    name: bad-setting
+    builders:
+      - shell: pinotage cluster rebuild --set cluster.nodes="$NODE_COUNT"
+"""
 JOB_CALLING_MISSING_OPTION = """
 - job:
     name: bad-option
@@ -127,8 +133,10 @@ JOB_CALLING_MISSING_OPTION = """
     (JOB_CALLING_MISSING_COMMAND, "job 'bad-command': 'pinotage deploy-everything --now': argument COMMAND:"
                                   " invalid choice: 'deploy-everything'"),
     (JOB_CALLING_MISSING_OPTION, "job 'bad-option': 'pinotage push --force': unrecognized arguments: --force"),
+    (JOB_SETTING_MISSING_KEY, "job 'bad-setting': 'pinotage cluster rebuild --set cluster.nodes=$NODE_COUNT':"
+                              " --set names no setting 'cluster.nodes'"),
 ], ids=["pr-job-given-a-scan-credential", "ghprb-job-binding-a-secret", "job-calls-missing-command",
-        "job-calls-missing-option"])
+        "job-calls-missing-option", "job-sets-missing-setting"])
 def test_check_catches_in_jobs(repo, extra_yaml, expected):
     (repo / "jobs" / "extra.yaml").write_text(extra_yaml)
     problems = jobs.check(jobs.render(repo / "jobs"), repo / "Jenkinsfile", cli.build_parser())

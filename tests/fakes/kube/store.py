@@ -12,6 +12,7 @@ import dataclasses
 import json
 import re
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
@@ -101,6 +102,7 @@ class Event:
     type: str  # ADDED | MODIFIED | DELETED
     kind: Kind
     obj: Object
+    at: float = dataclasses.field(default_factory=time.monotonic)  # when it was stored (benchmarks read it)
 
 
 class Store:
@@ -228,8 +230,6 @@ class Store:
 
         Yields None now and then so the caller can notice a closed connection.
         """
-        import time
-
         position = since
         while True:
             with self.cond:

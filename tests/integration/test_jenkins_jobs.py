@@ -15,7 +15,6 @@ import re
 import secrets
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -430,3 +430,19 @@ def test_backup_folders_are_named_by_utc_time(project, environ):
                                              say=lambda line: None), environ)
     when = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc)
     assert steps.backup(ctx, now=when) == project / ".pinotage/backups/20260304T050607Z"
+
+
+@pytest.mark.parametrize("argv, code, stream, text", [
+    (["cluster", "rebuild", "--dry-run"], 0, "out", "kubeadm init --config /dev/stdin"),
+    (["cluster", "remove", "control", "--dry-run"], 2, "err", "the control plane cannot be removed"),
+    (["cluster", "up", "--dry-run", "--set", "cluster.workers=0"], 2, "err", "cluster.workers: expected a number above 0"),
+    (["cluster", "init", "--dry-run", "--set", "cluster.kubernetes_version=latest"], 2, "err",
+     "cluster.kubernetes_version: expected a version like 1.31.4, got 'latest'"),
+], ids=["dry-run-rebuild", "remove-control", "no-workers", "bad-version"])
+def test_the_cluster_command(project, environ, capsys, monkeypatch, argv, code, stream, text):
+    from pipeline import cli
+
+    monkeypatch.chdir(project)
+    assert cli.main(argv, environ) == code
+    captured = capsys.readouterr()
+    assert text in (captured.out if stream == "out" else captured.err)

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.config import ClusterConfig
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "k8s" / "presentation"
-KUBERNETES_VERSION = "1.31.0"  # the kubeadm cluster's minor version (scripts/kubeadm)
+# the kubeadm cluster's version (cluster.kubernetes_version), so the schemas move with the cluster
+KUBERNETES_VERSION = ClusterConfig().kubernetes_version
 
 
 def _documents(path: Path) -> list[dict]:
@@ -40,7 +43,8 @@ def _one(kind: str) -> dict:
 def test_manifest_validates_against_the_pinned_schema(doc):
     import kubernetes_validate
 
-    assert kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True) == "1.31"
+    major_minor = ".".join(KUBERNETES_VERSION.split(".")[:2])
+    assert kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True) == major_minor
 
 
 def test_validation_rejects_a_misspelt_field():

@@ -27,6 +27,9 @@ from tests.fakes.kube.store import KINDS, ApiError, Kind, Object, Store
 
 ADMIN = "kubernetes-admin"
 WATCH_TIMEOUT_S = 1800
+VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake", "gitCommit": "0" * 40,
+           "gitTreeState": "clean", "buildDate": "2024-08-13T07:28:49Z", "goVersion": "go1.22.5",
+           "compiler": "gc", "platform": "linux/amd64"}
 KNOWN_QUERY = {"pretty", "fieldManager", "force", "fieldValidation", "watch", "resourceVersion",
                "resourceVersionMatch", "timeoutSeconds", "labelSelector", "fieldSelector", "limit", "continue",
                "allowWatchBookmarks", "propagationPolicy", "gracePeriodSeconds", "orphanDependents"}
@@ -188,9 +191,9 @@ class _Handler(BaseHTTPRequestHandler):
         record = None
         try:
             user = self._user()
-            if url.path in ("/version", "/healthz", "/livez", "/readyz"):
-                return self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake"}
-                                  if url.path == "/version" else {"status": "ok"})
+            if url.path.rstrip("/") in ("/version", "/healthz", "/livez", "/readyz"):
+                return self._send(200, VERSION
+                                  if url.path.rstrip("/") == "/version" else {"status": "ok"})
             kind, namespace, name, sub = _route(url.path)
             unknown = set(query) - KNOWN_QUERY
             if unknown:

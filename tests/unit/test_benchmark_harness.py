@@ -66,11 +66,15 @@ def test_format_value(value, unit, shown):
     assert harness.format_value(value, unit) == shown
 
 
-def test_memory_rows_get_their_own_table():
-    rows = [GOOD, {**GOOD, "row": "peak RSS: pinotage run", "unit": "MB", "met": False}]
-    tables = harness.render_tables(rows).split("### Memory")
-    assert "CLI start" in tables[0] and "peak RSS" not in tables[0]
-    assert "peak RSS" in tables[1] and "**gap**" in tables[1]
+def test_table_has_one_line_per_row_with_verdicts():
+    rows = [GOOD, {**GOOD, "row": "peak RSS: pinotage run", "pinotage": 200.0, "peer": None, "unit": "MB",
+                   "met": False, "note": "gap: 200 MB"},
+            {**GOOD, "row": "no-op run", "pinotage": None, "peer": None, "met": None, "note": "not measured: no engine"}]
+    lines = harness.render_tables(rows).splitlines()
+    assert len(lines) == 2 + len(rows)
+    assert lines[2].startswith("| CLI start | 0.050 s | 0.250 s | 0.20 | ≤ 1/5 | met |")
+    assert "| 200.0 MB | — | — |" in lines[3] and "| **gap** | gap: 200 MB |" in lines[3]
+    assert "| not measured | not measured: no engine |" in lines[4]
 
 
 def test_a_topic_that_cannot_run_becomes_an_error_row():

@@ -1,7 +1,8 @@
 """The one way Pinotage runs an external command.
 
-Commands are argv lists (never a shell string), run with a timeout, and their
-output is kept as a bounded tail so that a failure can quote its last lines.
+Commands are argv lists (never a shell string), run with a timeout. Their output
+(standard error merged in) is kept whole up to OUTPUT_LIMIT_LINES, and a failure
+quotes its last lines.
 Code that orchestrates commands takes a ``Shell`` so tests can pass a fake that
 refuses any command it was not told about.
 """
@@ -16,6 +17,7 @@ import threading
 from typing import Callable, Protocol
 
 TAIL_LINES = 40
+OUTPUT_LIMIT_LINES = 200_000  # past this only the newest lines are kept: a runaway command cannot eat memory
 DEFAULT_TIMEOUT_S = 600
 
 
@@ -48,7 +50,7 @@ class SubprocessShell:
             input_text: str | None = None) -> Completed:
         from pipeline.errors import CommandFailed
 
-        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        lines: collections.deque[str] = collections.deque(maxlen=OUTPUT_LIMIT_LINES)
         try:
             proc = subprocess.Popen(
                 argv, cwd=self.cwd, env=self.env, text=True, errors="replace",
@@ -67,18 +69,18 @@ class SubprocessShell:
                 proc.stdin.close()
             for line in proc.stdout:
                 line = line.rstrip("\n")
-                tail.append(line)
+                lines.append(line)
                 if self.progress is not None:
                     self.progress(line)
             proc.wait()
         finally:
             timer.cancel()
+        tail = "\n".join(list(lines)[-TAIL_LINES:])
         if timed_out.is_set():
-            raise CommandFailed(list(argv), None, "\n".join(tail),
-                                hint=f"it ran longer than {timeout_s:g} s")
-        result = Completed(tuple(argv), proc.returncode, "\n".join(tail))
+            raise CommandFailed(list(argv), None, tail, hint=f"it ran longer than {timeout_s:g} s")
+        result = Completed(tuple(argv), proc.returncode, "\n".join(lines))
         if check and not result.ok:
-            raise CommandFailed(list(argv), proc.returncode, result.output)
+            raise CommandFailed(list(argv), proc.returncode, tail)
         return result
 
 

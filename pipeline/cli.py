@@ -231,9 +231,11 @@ def _deploy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     config, context, image = _release_stage(args, environ)
     services = runner.services_for(config, _plan(config, context), context, environ)
-    deployment, record, note = runner.deploy(config, context, image, services)
+    deployment, record, note, url = runner.deploy(config, context, image, services)
     if deployment is None:
         print(f"deployed: no ({note})")
+        if url:
+            print(f"url:      {url}")
         return 0
     write_state(args.state, deployment=deployment)
     print(f"deployed: {image.pinned} to {deployment.target} revision {deployment.revision}")

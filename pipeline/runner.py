@@ -71,7 +71,8 @@ class Outcome:
     deployment: Deployment | None = None
     record: ledger.Record | None = None
     phases_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    note: str = ""
+    note: str = ""  # why nothing was deployed, when nothing was
+    url: str = ""  # where the release is served (also when it was live already)
 
     def summary(self) -> list[str]:
         """Return the closing lines: what was built, pushed and deployed, and the URL."""
@@ -93,10 +94,10 @@ class Outcome:
                 lines.append(f"deployed: no ({self.note or 'nothing to do'})")
         else:
             lines.append("deployed: no (this event does not deploy)")
-        if self.deployment is not None and self.deployment.url:
-            lines.append(f"url:      {self.deployment.url}")
         if self.phases_s:
             lines.append("took:     " + ", ".join(f"{k} {v:.1f} s" for k, v in self.phases_s.items()))
+        if self.url:
+            lines.append(f"url:      {self.url}")  # last, so scripts/demo ends with it
         return lines
 
 
@@ -121,7 +122,7 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     built = pushed = False
     deployment: Deployment | None = None
     record: ledger.Record | None = None
-    note = ""
+    note = url = ""
     _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
     try:
         credentials = services.read_credentials() if "push" in plan else None
@@ -142,18 +143,23 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
                     image = phases.push(client, config, image, credentials, progress=progress)
                     pushed = True
         if "deploy" in plan:
-            deployment, record, note = _deploy(config, context, image, services, timer, progress)
+            deployment, record, note, url = _deploy(config, context, image, services, timer, progress)
     except PinotageError as e:
         _status(services, "failure", _short(e), say)
         raise
     _status(services, "success", _success_text(plan, deployment, note), say)
     return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed,
-                   deployment=deployment, record=record, phases_s=dict(timer.phases_s), note=note)
+                   deployment=deployment, record=record, phases_s=dict(timer.phases_s), note=note, url=url)
 
 
 def deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, *,
-           say: Progress = log, progress: Progress = progress_line) -> tuple[Deployment | None, ledger.Record | None, str]:
-    """Deploy an already pushed image (the Jenkins Deploy stage) and record the attempt."""
+           say: Progress = log, progress: Progress = progress_line
+           ) -> tuple[Deployment | None, ledger.Record | None, str, str]:
+    """Deploy an already pushed image (the Jenkins Deploy stage) and record the attempt.
+
+    Return the deployment and its record (both None when the image was live already), why
+    nothing was deployed, and the URL it is served at ("" when the target does not say).
+    """
     return _deploy(config, context, image, services, Timer(say), progress)
 
 
@@ -214,7 +220,8 @@ def _deploy(config, context, image, services, timer: Timer, progress: Progress):
     if live is not None and live.image.digest == image.digest:
         note = f"{image.pinned} is already live"
         progress(note)
-        return None, None, note
+        # The URL is optional in the Target protocol: the local target knows it, a cluster may not.
+        return None, None, note, target.url() if hasattr(target, "url") else ""
     release = Release(image=image, commit=context.commit, build_url=context.build_url, ledger_id=ledger.new_id())
     started = ledger.now()
 
@@ -238,7 +245,7 @@ def _deploy(config, context, image, services, timer: Timer, progress: Progress):
     except PinotageError as e:
         record("failed", e.message)
         raise
-    return deployment, record("deployed"), ""
+    return deployment, record("deployed"), "", deployment.url
 
 
 def _status(services: Services, state: str, description: str, say: Progress) -> None:

@@ -52,7 +52,7 @@ def first(loop: AppLoop):
 def test_default_branch_push_is_served_and_recorded(loop, first, github, docker_client):
     commit, done = first
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"url:      {loop.url}" in done.stdout.splitlines()
+    assert done.stdout.splitlines()[-1] == f"url:      {loop.url}"
     for phase in ("lookup", "build", "smoke", "push", "deploy"):
         assert f"==> {phase}: started" in done.stderr and f"==> {phase}: done in " in done.stderr
     assert "<section" in loop.page() and "Pinotage" in loop.page()
@@ -71,6 +71,7 @@ def test_a_rerun_finds_everything_done(loop, first):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "build: started" not in done.stderr
     assert "deployed: no (" in done.stdout and "already live" in done.stdout
+    assert done.stdout.splitlines()[-1] == f"url:      {loop.url}"
     assert len(loop.history()) == 1
 
 

@@ -81,6 +81,9 @@ class Target:
     def ledger(self):
         return self
 
+    def url(self):
+        return "http://127.0.0.1:8080/"
+
     def append(self, record):
         self.store.append(record)
 
@@ -158,7 +161,8 @@ def test_a_deploy_is_recorded_with_its_phase_durations():
     assert record.build_url == "https://ci/job/7/"
     assert list(record.phases_s) == ["lookup", "build", "smoke", "push", "deploy"]
     summary = "\n".join(outcome.summary())
-    assert f"replacing {OLD[:12]}" in summary and "url:      http://127.0.0.1:8080/" in summary
+    assert f"replacing {OLD[:12]}" in summary
+    assert outcome.summary()[-1] == "url:      http://127.0.0.1:8080/"
 
 
 @pytest.mark.parametrize("error, outcome", [
@@ -184,6 +188,7 @@ def test_the_live_digest_is_not_deployed_again():
     assert calls == ["credentials", "find_pushed", "deployed"]
     assert target.store == [] and outcome.deployment is None
     assert "already live" in "\n".join(outcome.summary())
+    assert outcome.summary()[-1] == "url:      http://127.0.0.1:8080/"
 
 
 def test_a_failed_smoke_test_stops_before_the_push():

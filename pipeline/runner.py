@@ -316,7 +316,8 @@ def make_target(config: config_module.Config, environ: Mapping[str, str], progre
         return kubernetes.make_target(config, environ, progress)
     from pipeline.targets import docker as docker_target
 
-    return docker_target.make_target(config, environ, progress, client=docker_client(environ, trusted=True))
+    return docker_target.make_target(config, environ, progress,
+                                     connect=lambda: docker_client(environ, trusted=True))
 
 
 def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]):

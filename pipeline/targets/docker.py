@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from pipeline import config as config_module
 from pipeline.errors import BadInput, DeployFailed, DeployRefused
@@ -39,20 +39,28 @@ KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
 def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress,
-                *, client) -> "DockerTarget":
-    """Build the local target on a docker SDK client (the runner connects it)."""
-    return DockerTarget(config, environ, client)
+                *, connect: Callable[[], Any]) -> "DockerTarget":
+    """Build the local target; connect() gives the docker SDK client, called on first need only."""
+    return DockerTarget(config, environ, connect)
 
 
 class DockerTarget:
     name = "docker"
 
-    def __init__(self, config: config_module.Config, environ: Mapping[str, str], client):
+    def __init__(self, config: config_module.Config, environ: Mapping[str, str], connect: Callable[[], Any]):
         self.config = config
         self.environ = environ
-        self.client = client
+        self._connect = connect
+        self._client = None
         self.app = config.app
         self.state_dir = config.path(config.state_dir)
+
+    @property
+    def client(self):
+        # Reading the ledger ('pinotage history') needs no engine; everything else connects once.
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
 
     # --- the Target verbs ---------------------------------------------------
 

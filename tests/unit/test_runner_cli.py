@@ -1,0 +1,156 @@
+"""The run issue's commands at the CLI: context, run --dry-run, deploy/gate input checks, history, status.
+
+None of these needs a Docker engine: DOCKER_HOST points nowhere, so any attempt to reach one fails.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from pipeline import cli, ledger
+from pipeline.config import SECRETS
+from tests.fakes.github import FakeGithub
+from tests.unit.test_context import commit, git
+
+NO_ENGINE = "unix:///nonexistent/docker.sock"
+TOKEN = "ghp_unit_test_token"
+
+
+class SecretTrap(Mapping):
+    """An environment that raises when a secret is read."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = values
+
+    def __getitem__(self, key):
+        if key in SECRETS.values():
+            raise AssertionError(f"{key} was read")
+        return self.values[key]
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __len__(self):
+        return len(self.values)
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    commit(repo, "README")
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def env(repo: Path, **extra: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(repo.parent), "DOCKER_HOST": NO_ENGINE,
+            "PINOTAGE_STATE_DIR": str(repo.parent / "state"), **extra}
+
+
+def files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.parts}
+
+
+@pytest.mark.parametrize("branch, event, steps", [
+    ("master", "default-branch", "build → smoke → push → deploy → gate → ledger → status"),
+    ("topic", "branch", "build → smoke"),
+], ids=["default-branch", "other-branch"])
+def test_dry_run_prints_the_plan_and_touches_nothing(repo, capsys, branch, event, steps):
+    if branch != "master":
+        git(repo, "checkout", "-q", "-b", branch)
+    before = files(repo.parent)
+    environ = SecretTrap(env(repo, PINOTAGE_REGISTRY_PASSWORD="x", PINOTAGE_GITHUB_TOKEN="y"))
+    assert cli.main(["run", "--dry-run"], environ=environ) == 0
+    out = capsys.readouterr().out
+    rows = dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+    assert rows["event"] == event and rows["plan"] == steps
+    assert out.splitlines()[-1].endswith("nothing was built, pushed or deployed")
+    assert files(repo.parent) == before
+
+
+def test_context_prints_json_and_writes_the_state(repo, capsys):
+    state = repo.parent / "s.json"
+    assert cli.main(["context", "--json", "--state", str(state)], environ=env(repo)) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["context"]["event"] == "default-branch"
+    assert printed["plan"]["reads_credentials"] is True
+    assert json.loads(state.read_text())["context"] == printed["context"]
+
+
+def test_context_in_a_jenkins_pull_request(repo, capsys):
+    head = git(repo, "rev-parse", "HEAD")
+    jenkins = env(repo, BRANCH_NAME="PR-9", CHANGE_ID="9", CHANGE_TARGET="master", CHANGE_FORK="mallory",
+                  GIT_COMMIT=head, BUILD_NUMBER="3", BUILD_URL="https://ci/3/")
+    assert cli.main(["context", "--state", str(repo.parent / "s.json")], environ=SecretTrap(jenkins)) == 0
+    out = capsys.readouterr().out
+    assert "pull request  #9 into master from fork mallory" in out
+    assert "credentials   none are read" in out
+
+
+@pytest.mark.parametrize("command, state, branch, code, message", [
+    ("deploy", None, "topic", 1, "this branch build does not deploy"),
+    ("deploy", {"version": 1}, "master", 2, "no pushed image (with a digest) in the state file"),
+    ("gate", {"version": 1, "image": {"name": "r/x", "tag": "t", "digest": ""}}, "master", 2, "no pushed image"),
+    ("deploy", {"version": 1, "image": {"name": "r/x", "tag": "t", "digest": "sha256:" + "0" * 64,
+                                         "commit": "f" * 40}}, "master", 2, "the image is of commit ffffffffffff"),
+    ("deploy", "not json", "master", 2, "not a Pinotage state file"),
+], ids=["branch-does-not-deploy", "nothing-pushed", "gate-without-digest", "state-of-another-build", "broken-state"])
+def test_deploy_and_gate_check_their_input_before_touching_anything(repo, capsys, command, state, branch, code,
+                                                                    message):
+    if branch != "master":
+        git(repo, "checkout", "-q", "-b", branch)
+    path = repo.parent / "s.json"
+    if state is not None:
+        path.write_text(state if isinstance(state, str) else json.dumps(state))
+    assert cli.main([command, "--state", str(path)], environ=env(repo)) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_history_reads_the_ledger_without_an_engine(repo, capsys):
+    store = ledger.FileLedger(repo.parent / "state" / "ledger-presentation.jsonl")
+    for n, outcome in enumerate(("deployed", "refused", "rolled-back"), 1):
+        store.append(ledger.Record(id=f"i{n}", app="presentation", commit=f"{n}" * 40, image=f"r/x@sha256:{n}",
+                                   target="docker", build_url="", started_at=f"2024-01-0{n}T00:00:00+00:00",
+                                   finished_at="", outcome=outcome, phases_s={"deploy": float(n)}))
+    assert cli.main(["history", "--limit", "2"], environ=env(repo)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["refused", "rolled-back"]
+    assert cli.main(["history", "--json"], environ=env(repo)) == 0
+    assert [r["outcome"] for r in json.loads(capsys.readouterr().out)] == ["deployed", "refused", "rolled-back"]
+    assert cli.main(["history", "--limit", "0"], environ=env(repo)) == 2
+    assert "--limit: expected a number above 0, got 0" in capsys.readouterr().err
+
+
+def test_history_when_empty(repo, capsys):
+    assert cli.main(["history"], environ=env(repo)) == 0
+    assert capsys.readouterr().out == "no deploys recorded yet\n"
+
+
+def test_status_reports_to_github(repo, capsys):
+    head = git(repo, "rev-parse", "HEAD")
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        settings = env(repo, PINOTAGE_GITHUB_API_URL=hub.url, PINOTAGE_GITHUB_REPO="acme/slides")
+        assert cli.main(["status", "success", "--description", "deployed"],
+                        environ={**settings, "PINOTAGE_GITHUB_TOKEN": TOKEN}) == 0
+        assert hub.states("acme/slides", head) == ["success"]
+        assert cli.main(["status", "failure"], environ={**settings, "PINOTAGE_GITHUB_TOKEN": "wrong"}) == 1
+        assert cli.main(["status", "failure"], environ=settings) == 2
+    err = capsys.readouterr().err
+    assert "401 Bad credentials" in err and "PINOTAGE_GITHUB_TOKEN is not set" in err
+    assert "wrong" not in err
+
+
+def test_run_help_lists_every_run_command():
+    done = subprocess.run([sys.executable, "-m", "pipeline", "--help"], capture_output=True, text=True, check=True)
+    for command in ("context", "run", "deploy", "gate", "rollback", "history", "status"):
+        line = next(line for line in done.stdout.splitlines() if line.strip().startswith(command + " "))
+        assert "not available yet" not in line

@@ -228,8 +228,10 @@ class Bench:
         sample = measure.run_timed([*measure.pinotage_argv(), "run"], env=self.environ(env), cwd=self.repo,
                                    timeout_s=RUN_TIMEOUT_S, check=False)
         if sample.returncode != 0:
-            last = [line.strip() for line in sample.stderr_tail.splitlines() if line.strip()][-2:]
-            raise RuntimeError(f"pinotage run exited {sample.returncode}: {' / '.join(last)}")
+            lines = [line.strip() for line in sample.stderr_tail.splitlines() if line.strip()]
+            # The one-line error (and hint) of the CLI boundary, else a traceback's last line.
+            said = [line for line in lines if line.startswith(("pinotage: error:", "hint:"))] or lines[-1:]
+            raise RuntimeError(f"pinotage run exited {sample.returncode}: {' '.join(said)[:400]}")
         out = sample.stdout
         if expect == "noop":
             if "built:    no" not in out or "already live" not in out:

@@ -170,11 +170,17 @@ def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_com
     timer = Timer(say)
     before = target.deployed()
     started = ledger.now()
+    known = {r.id for r in target.ledger().records()}
+
+    def recorded_by_target() -> list[ledger.Record]:
+        # As for a deploy: a target that records its own rollback is not recorded twice.
+        return [r for r in target.ledger().records() if r.id not in known]
+
     try:
         with timer.phase("rollback"):
             deployment = target.rollback(to_commit, progress=progress)
     except (DeployFailed, DeployRefused) as e:
-        if isinstance(e, DeployFailed) and before is not None:
+        if isinstance(e, DeployFailed) and before is not None and not recorded_by_target():
             target.ledger().append(ledger.Record(
                 id=ledger.new_id(), app=config.app, commit=before.commit, image=_pinned(before.image),
                 target=target.name, build_url="", started_at=started, finished_at=ledger.now(),
@@ -182,6 +188,9 @@ def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_com
                 message=f"rollback failed: {e.message}"))
         raise
     live = target.deployed()
+    own = recorded_by_target()
+    if own:
+        return deployment, own[-1]
     came_from = f"rollback from {before.commit[:12]}" if before is not None else "rollback"
     record = ledger.Record(id=ledger.new_id(), app=config.app, commit=live.commit if live else "",
                            image=_pinned(live.image) if live else "", target=target.name,
@@ -226,11 +235,17 @@ def _deploy(config, context, image, services, timer: Timer, progress: Progress):
     started = ledger.now()
 
     def record(outcome: str, message: str = "") -> ledger.Record:
+        store = target.ledger()
+        # A target may write the record of its own attempt (the Kubernetes one does, next to the
+        # Deployment); the attempt is then recorded already and is not written twice.
+        mine = [r for r in store.records() if r.id == release.ledger_id]
+        if mine:
+            return mine[-1]
         entry = ledger.Record(id=release.ledger_id, app=config.app, commit=context.commit, image=image.pinned,
                               target=target.name, build_url=context.build_url, started_at=started,
                               finished_at=ledger.now(), outcome=outcome, phases_s=dict(timer.phases_s),
                               message=message)
-        target.ledger().append(entry)
+        store.append(entry)
         return entry
 
     try:

@@ -211,3 +211,37 @@ def _registry_tags(registry, repository: str) -> list[str]:
                           timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()["tags"]
+
+
+def test_the_kubernetes_target_plugs_into_the_same_run(loop, first, registry, tmp_path):
+    """`--set deploy.target=kubernetes` swaps the target and nothing else (the Kubernetes API is the test double)."""
+    import kubernetes
+
+    from tests.conftest import ROOT
+    from tests.fakes.kube import FakeKube, registry_lookup
+
+    fake = FakeKube(image_exists=registry_lookup(registry.api, registry.user, registry.password),
+                    token=secrets.token_urlsafe(16), pod_start_s=0.2).start()
+    kubeconfig = fake.kubeconfig(tmp_path / "admin.yaml")
+    admin = kubernetes.config.new_client_from_config(config_file=str(kubeconfig), persist_config=False)
+    namespace = f"r3t-{secrets.token_hex(3)}"
+    try:
+        kubernetes.client.CoreV1Api(admin).create_namespace(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        settings = {"PINOTAGE_KUBECONFIG": str(kubeconfig), "PINOTAGE_DEPLOY_NAMESPACE": namespace,
+                    "PINOTAGE_DEPLOY_MANIFEST": str(ROOT / "k8s/presentation/deployment.yaml")}
+        done = loop.pinotage("run", "--set", "deploy.target=kubernetes", env=settings)
+        assert done.returncode == 0, done.stderr[-3000:]
+        head = git(loop.repo, "rev-parse", "HEAD")
+        assert "deployed: kubernetes revision" in done.stdout
+        history = loop.pinotage("history", "--json", "--set", "deploy.target=kubernetes", env=settings)
+        assert history.returncode == 0, history.stderr
+        [record] = json.loads(history.stdout)
+        assert (record["commit"], record["outcome"], record["target"]) == (head, "deployed", "kubernetes")
+        assert record["phases_s"], "the record carries the durations of the phases"
+        live = kubernetes.client.AppsV1Api(admin).read_namespaced_deployment("presentation", namespace)
+        assert live.spec.template.spec.containers[0].image == record["image"]
+    finally:
+        admin.close()
+        fake.stop()
+        kubeconfig.unlink(missing_ok=True)

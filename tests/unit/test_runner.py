@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import config as config_module
 from pipeline import context as ctx
-from pipeline import runner
+from pipeline import ledger, runner
 from pipeline.errors import DeployFailed, DeployRefused, PinotageError
 from pipeline.state import Deployment, Image, Release
 
@@ -86,6 +86,9 @@ class Target:
 
     def append(self, record):
         self.store.append(record)
+
+    def records(self):
+        return list(self.store)
 
 
 def refuse(what):
@@ -260,3 +263,25 @@ def test_a_rollback_lands_in_the_ledger(monkeypatch):
     assert target.store == [record]
     assert (record.commit, record.outcome, record.message) == (OLD, "deployed", f"rollback from {COMMIT[:12]}")
     assert deployment.previous.commit == COMMIT
+
+
+class SelfRecordingTarget(Target):
+    """A target that writes its own record of the attempt, as the Kubernetes target does."""
+
+    def deploy(self, release, *, is_ancestor, progress):
+        deployment = super().deploy(release, is_ancestor=is_ancestor, progress=progress)
+        self.store.append(dataclasses.replace(OWN_RECORD, id=release.ledger_id))
+        return deployment
+
+
+OWN_RECORD = ledger.Record(id="", app="presentation", commit=COMMIT, image=PUSHED.pinned, target="kubernetes",
+                           build_url="", started_at="t0", finished_at="t1", outcome="deployed",
+                           phases_s={"gate": 1.0})
+
+
+def test_an_attempt_the_target_recorded_itself_is_not_recorded_twice():
+    calls = []
+    target = SelfRecordingTarget(calls)
+    outcome = go("default-branch", calls, target=target)
+    [record] = target.store
+    assert record.phases_s == {"gate": 1.0} and outcome.record == record

@@ -95,7 +95,6 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
         from jenkins_jobs.loader import load_files
         from jenkins_jobs.registry import ModuleRegistry
         from jenkins_jobs.roots import Roots
-        from jenkins_jobs.xml_config import XmlJobGenerator
 
         # No config file: a user's ~/.config/jenkins_jobs must not change what renders.
         jjb_config = JJBConfig(config_filename="/dev/null")
@@ -108,7 +107,7 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
             registry.set_macros(roots.macros)
             job_data = roots.generate_jobs()
             registry.amend_job_dicts(job_data)
-            xml_jobs = XmlJobGenerator(registry).generateXML(job_data)
+            xml_jobs = _generate(registry, job_data)
         except JenkinsJobsException as e:
             raise BadInput(_jjb_problem(e, jobs_dir),
                            hint="see the Jenkins Job Builder docs for this job or module") from e
@@ -120,9 +119,9 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
                            or f"{jobs_dir}: a job did not render: {type(e).__name__}: {e}") from e
     sources = {data.name: _source_of(data) for data in job_data}
     rendered = []
-    for job in sorted(xml_jobs, key=lambda j: j.name):
-        _mark_managed(job.xml)
-        rendered.append(RenderedJob(job.name, job.output(), sources.get(job.name, "")))
+    for name, root in sorted(xml_jobs, key=lambda pair: pair[0]):
+        _mark_managed(root)
+        rendered.append(RenderedJob(name, _serialise(root), sources.get(name, "")))
     return rendered
 
 
@@ -374,6 +373,46 @@ def is_managed(xml: str | bytes) -> bool:
 
 
 # --- internals --------------------------------------------------------------
+
+def _generate(registry, job_data) -> list[tuple[str, ET.Element]]:
+    """Generate each job's XML with JJB's project and component modules.
+
+    This is what JJB's XmlJobGenerator does, less its cost: it looks the
+    project class up through pkg_resources for every job, resolving the whole
+    dependency tree each time, which is most of a large render.
+    """
+    from importlib.metadata import entry_points
+
+    from jenkins_jobs.errors import JenkinsJobsException
+
+    projects = {ep.name: ep for ep in entry_points(group="jenkins_jobs.projects")}
+    classes: dict[str, type] = {}
+    generators = [module for module in registry.modules if hasattr(module, "gen_xml")]
+    out = []
+    for job in job_data:
+        data = job.data
+        kind = data.get("project-type", "freestyle")
+        try:
+            if kind not in classes:
+                if kind not in projects:
+                    raise JenkinsJobsException(f"Unrecognized project-type: {kind}"
+                                               f" (supported types are: {', '.join(sorted(projects))})")
+                classes[kind] = projects[kind].load()
+            root = classes[kind](registry).root_xml(data)
+            for module in generators:
+                module.gen_xml(root, data)
+        except JenkinsJobsException as e:
+            raise e.with_ctx_list(job.context) from e
+        out.append((data["name"], root))
+    return out
+
+
+def _serialise(root: ET.Element) -> bytes:
+    """Write a job's XML as jenkins-jobs does (declaration, two-space indent), without minidom's cost."""
+    ET.indent(root, space="  ")
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8",
+                                                                    xml_declaration=False) + b"\n"
+
 
 def _mark_managed(root: ET.Element) -> None:
     """Append the managed mark to a freshly generated job's description."""

@@ -282,3 +282,16 @@ def test_help_does_not_import_jenkins_libraries():
             " print(sorted(m for m in ('jenkins', 'jenkins_jobs') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_render_matches_jenkins_jobs_test_but_for_the_managed_mark(rendered, tmp_path):
+    import subprocess
+    import sys
+
+    jjb = Path(sys.executable).parent / "jenkins-jobs"
+    subprocess.run([str(jjb), "--conf", "/dev/null", "test", "-o", str(tmp_path), str(ROOT / "jobs")],
+                   check=True, capture_output=True)
+    for name, job in rendered.items():
+        ours = [line.replace("\n" + jobs.MANAGED_MARK.replace("<", "&lt;").replace(">", "&gt;"), "")
+                for line in jobs.normalise(job.xml)]
+        assert ours == jobs.normalise((tmp_path / name).read_bytes()), name

@@ -27,7 +27,7 @@ def adapt(conf: str, *, http: int, https: int, upstream: int, cert: Path, key: P
         ("    listen [::]:443 ssl;\n", ""),
         ("/etc/ssl/jenkins/jenkins.crt", str(cert)),
         ("/etc/ssl/jenkins/jenkins.key", str(key)),
-        ("    server 127.0.0.1:30080;\n", f"    server 127.0.0.1:{upstream};\n"),
+        ("    server 127.0.0.1:30880;\n", f"    server 127.0.0.1:{upstream};\n"),
     ]
     for old, new in replacements:
         assert conf.count(old) == 1, f"{CONF.name} no longer has {old.strip()!r} exactly once"

@@ -86,7 +86,7 @@ class _Bench:
         decided = []
 
         def progress(line: str) -> None:
-            # the gate prints its verdict the moment it returns it; the ledger write comes after
+            # the gate prints its verdict the moment it returns it; the revision read comes after
             if "successfully rolled out" in line:
                 decided.append(time.monotonic())
 

@@ -104,11 +104,21 @@ class PushFailed(RegistryError):
 
 
 class DeployFailed(PinotageError):
-    """A deploy failed its gate; ``rolled_back`` says whether the previous release serves again."""
+    """A deploy (or a rollback) failed its gate, with what the runner records of it.
 
-    def __init__(self, message: str, *, rolled_back: bool, hint: str = ""):
+    ``rolled_back`` says whether the previous release serves again; ``returned_to`` is that
+    release (a ``pipeline.state.Release``) and ``revision`` the target's revision it runs as.
+    ``attempted`` is the release the failed attempt tried to put live, when the target chose it
+    (a rollback); a deploy's is the one the runner asked for.
+    """
+
+    def __init__(self, message: str, *, rolled_back: bool, hint: str = "", returned_to=None,
+                 revision: str = "", attempted=None):
         super().__init__(message, hint=hint)
         self.rolled_back = rolled_back
+        self.returned_to = returned_to
+        self.revision = revision
+        self.attempted = attempted
 
 
 class GithubError(PinotageError, ConnectionError):

@@ -1,7 +1,13 @@
-"""The deploy ledger: one record per deploy attempt, kept by the target.
+"""The deploy ledger: one record per deploy attempt, written by the runner, stored by the target.
 
-The local target keeps it in a JSON-lines file under the state directory (``FileLedger``);
-the Kubernetes target keeps the same records in the cluster. ``pinotage history`` prints it.
+Only ``pipeline/runner.py`` appends records (deploys and rollbacks alike); a target provides the
+storage through its ``ledger()``: the local target a JSON-lines file under the state directory
+(``FileLedger``), the Kubernetes target a ConfigMap in the cluster. ``pinotage history`` prints it.
+
+Outcomes: ``deployed`` (the record's release went live: a deploy, or a rollback to it),
+``rolled-back`` (the release failed and the previous one serves again; the message names it),
+``failed`` (it failed and nothing was returned to) and ``refused`` (never attempted: older than
+the live release).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Record:
     outcome: str  # one of OUTCOMES
     phases_s: dict[str, float] = dataclasses.field(default_factory=dict)  # phase -> duration
     message: str = ""
+    revision: str = ""  # the target's revision of what serves after the attempt ("" when unknown)
 
 
 class Ledger(Protocol):

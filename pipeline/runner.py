@@ -4,7 +4,8 @@ Timing and logging wrap the phases (``Timer.phase``); the phases themselves only
 job. The plan (``context.plan_for``) says which phases run: a branch or pull request builds and
 smoke-tests with no credential read at all; the default branch also pushes, deploys through the
 target (whose deploy includes the rollout gate), records the attempt in the target's ledger and
-reports the commit status.
+reports the commit status. The runner is the ledger's only writer: one record per deploy or
+rollback attempt (``_attempt``), with every phase's duration; a target only stores records.
 """
 
 from __future__ import annotations
@@ -165,39 +166,19 @@ def deploy(config: config_module.Config, context: BuildContext, image: Image, se
 
 def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_commit: str | None,
              say: Progress = log, progress: Progress = progress_line) -> tuple[Deployment, ledger.Record]:
-    """Return to the previous (or the named) successful deploy and record it in the ledger."""
-    target = make_target(config, environ, progress)
-    timer = Timer(say)
+    """Return to the previous (or the named) successful deploy and record the attempt in the ledger."""
+    return rollback_on(config, make_target(config, environ, progress), to_commit=to_commit, say=say,
+                       progress=progress)
+
+
+def rollback_on(config: config_module.Config, target, *, to_commit: str | None, say: Progress = log,
+                progress: Progress = progress_line) -> tuple[Deployment, ledger.Record]:
+    """Roll the given target back (see ``rollback``) and record the attempt in its ledger."""
     before = target.deployed()
-    started = ledger.now()
-    known = {r.id for r in target.ledger().records()}
-
-    def recorded_by_target() -> list[ledger.Record]:
-        # As for a deploy: a target that records its own rollback is not recorded twice.
-        return [r for r in target.ledger().records() if r.id not in known]
-
-    try:
-        with timer.phase("rollback"):
-            deployment = target.rollback(to_commit, progress=progress)
-    except (DeployFailed, DeployRefused) as e:
-        if isinstance(e, DeployFailed) and before is not None and not recorded_by_target():
-            target.ledger().append(ledger.Record(
-                id=ledger.new_id(), app=config.app, commit=before.commit, image=_pinned(before.image),
-                target=target.name, build_url="", started_at=started, finished_at=ledger.now(),
-                outcome="rolled-back" if e.rolled_back else "failed", phases_s=dict(timer.phases_s),
-                message=f"rollback failed: {e.message}"))
-        raise
-    live = target.deployed()
-    own = recorded_by_target()
-    if own:
-        return deployment, own[-1]
     came_from = f"rollback from {before.commit[:12]}" if before is not None else "rollback"
-    record = ledger.Record(id=ledger.new_id(), app=config.app, commit=live.commit if live else "",
-                           image=_pinned(live.image) if live else "", target=target.name,
-                           build_url=live.build_url if live else "", started_at=started, finished_at=ledger.now(),
-                           outcome="deployed", phases_s=dict(timer.phases_s), message=came_from)
-    target.ledger().append(record)
-    return deployment, record
+    return _attempt(config, target, Timer(say), "rollback",
+                    lambda: target.rollback(to_commit, progress=progress),
+                    release=None, fallback=before, note=came_from)
 
 
 def dry_run(config: config_module.Config, context: BuildContext, plan: Plan) -> list[tuple[str, str]]:
@@ -232,35 +213,58 @@ def _deploy(config, context, image, services, timer: Timer, progress: Progress):
         # The URL is optional in the Target protocol: the local target knows it, a cluster may not.
         return None, None, note, target.url() if hasattr(target, "url") else ""
     release = Release(image=image, commit=context.commit, build_url=context.build_url, ledger_id=ledger.new_id())
+    deployment, record = _attempt(
+        config, target, timer, "deploy",
+        lambda: target.deploy(release, is_ancestor=services.is_ancestor, progress=progress),
+        release=release, fallback=release)
+    return deployment, record, "", deployment.url
+
+
+def _attempt(config, target, timer: Timer, phase: str, act: Callable[[], Deployment], *,
+             release: Release | None, fallback: Release | None, note: str = ""
+             ) -> tuple[Deployment, ledger.Record]:
+    """Run one deploy or rollback as a timed phase, then write its one ledger record; re-raise a failure.
+
+    This is the only place a ledger record is written. ``release`` is what a deploy asks for (its
+    ledger id is the record's); a rollback's release is chosen by the target, and reported back
+    in the Deployment or in ``DeployFailed.attempted``. ``fallback`` is recorded when the target
+    could not say (a rollback that failed before it chose). A refused rollback tried nothing and
+    is not recorded; a refused deploy is.
+    """
     started = ledger.now()
 
-    def record(outcome: str, message: str = "") -> ledger.Record:
-        store = target.ledger()
-        # A target may write the record of its own attempt (the Kubernetes one does, next to the
-        # Deployment); the attempt is then recorded already and is not written twice.
-        mine = [r for r in store.records() if r.id == release.ledger_id]
-        if mine:
-            return mine[-1]
-        entry = ledger.Record(id=release.ledger_id, app=config.app, commit=context.commit, image=image.pinned,
-                              target=target.name, build_url=context.build_url, started_at=started,
-                              finished_at=ledger.now(), outcome=outcome, phases_s=dict(timer.phases_s),
-                              message=message)
-        store.append(entry)
+    def write(outcome: str, tried: Release | None, message: str, revision: str = "") -> ledger.Record:
+        tried = tried or fallback
+        entry = ledger.Record(
+            id=release.ledger_id if release is not None and release.ledger_id else ledger.new_id(),
+            app=config.app, commit=tried.commit if tried else "", image=_pinned(tried.image) if tried else "",
+            target=target.name, build_url=tried.build_url if tried else "", started_at=started,
+            finished_at=ledger.now(), outcome=outcome, phases_s=dict(timer.phases_s),
+            message="; ".join(part for part in (note, message) if part), revision=revision)
+        target.ledger().append(entry)
         return entry
 
     try:
-        with timer.phase("deploy"):
-            deployment = target.deploy(release, is_ancestor=services.is_ancestor, progress=progress)
+        with timer.phase(phase):
+            deployment = act()
     except DeployRefused as e:
-        record("refused", e.message)
+        if release is not None:
+            write("refused", release, e.message)
         raise
     except DeployFailed as e:
-        record("rolled-back" if e.rolled_back else "failed", e.message)
+        back = e.returned_to
+        if e.rolled_back and back is not None:
+            message = f"rolled back to {back.commit[:12]} ({_pinned(back.image)}): {e.message}"
+        else:
+            message = e.message
+        write("rolled-back" if e.rolled_back else "failed", e.attempted or release, message, e.revision)
         raise
     except PinotageError as e:
-        record("failed", e.message)
+        write("failed", release, e.message)
         raise
-    return deployment, record("deployed"), "", deployment.url
+    # A target that does not say what it returned to is read back: the record names what went live.
+    serving = deployment.release or release or target.deployed()
+    return deployment, write("deployed", serving, "", deployment.revision)
 
 
 def _status(services: Services, state: str, description: str, say: Progress) -> None:

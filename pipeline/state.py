@@ -54,12 +54,13 @@ class Release:
 
 @dataclasses.dataclass(frozen=True)
 class Deployment:
-    """What a target reports after a deploy: where it is served and what it replaced."""
+    """What a target reports after a deploy or rollback: what serves now, where, and what it replaced."""
 
     target: str
     revision: str
     url: str = ""
     previous: Release | None = None
+    release: Release | None = None  # what serves now: the release deployed, or the one rolled back to
 
 
 def to_json(value: Any) -> dict[str, Any]:

@@ -6,10 +6,15 @@ Every target offers the same verbs, so ``runner.py`` never asks which one it has
 - ``deploy(release, *, is_ancestor, progress) -> Deployment``: put the release live and gate it.
   Before writing, refuse (``DeployRefused``) a commit for which ``is_ancestor(release.commit,
   live.commit)`` is true, deciding on the state just read (a Kubernetes 409 re-reads and re-decides).
-  On a failed gate, return to the previous release by itself, then raise ``DeployFailed``;
+  On a failed gate, return to the previous release by itself, then raise ``DeployFailed`` with
+  ``rolled_back``, ``returned_to`` (the release serving again) and ``revision``;
 - ``rollback(to_commit=None, *, progress) -> Deployment``: return to the previous successful
-  deploy, or the named one; refuse when a newer deploy has landed since;
-- ``ledger() -> Ledger``: the deploy records, kept by the target (a file, or the cluster).
+  deploy, or the named one; refuse when a newer deploy has landed since. The Deployment's
+  ``release`` is the release returned to; a failure names it in ``DeployFailed.attempted``;
+- ``ledger() -> Ledger``: the storage of the deploy records (a file, or the cluster).
+
+A target never writes a ledger record: ``runner.py`` writes one per deploy or rollback attempt,
+from what the target returned or raised, with every phase's duration.
 """
 
 from __future__ import annotations

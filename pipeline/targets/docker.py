@@ -9,7 +9,7 @@ candidate never gets healthy the previous container is never touched; if the cut
 previous container is started again. Either way ``DeployFailed`` says whether it serves again.
 
 What is live is read from the engine itself (containers carry the release in labels); the
-ledger is a file under the state directory. A file lock serialises deploys and rollbacks of one
+ledger's storage is a file under the state directory, written by the runner only. A file lock serialises deploys and rollbacks of one
 app, so the order check is made on the state just read.
 """
 
@@ -79,8 +79,8 @@ class DockerTarget:
                     hint="deploy a newer commit, or go back on purpose with 'pinotage rollback --to COMMIT'")
             self._pull(release.image, progress)
             self._start_checked(release, live_container, live, progress)
-            return Deployment(target=self.name, revision=release.ledger_id or release.image.digest,
-                              url=self.url(), previous=live)
+            return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
+                              release=release)
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
         with self._locked():
@@ -97,7 +97,8 @@ class DockerTarget:
                 self._pull(image, progress)
             progress(f"rolling back to {record.commit[:12]} ({record.image}), deployed {record.started_at}")
             self._start_checked(release, live_container, live, progress, kept=kept)
-            return Deployment(target=self.name, revision=record.id, url=self.url(), previous=live)
+            return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
+                              release=release)
 
     def ledger(self) -> FileLedger:
         return FileLedger(self.state_dir / f"ledger-{self.app}.jsonl")
@@ -121,7 +122,7 @@ class DockerTarget:
                 self._wait_healthy(candidate, port, progress)
             except DeployFailed as e:
                 still = "the previous release still serves" if live is not None else "nothing was live"
-                raise DeployFailed(f"{e.message}; {still}", rolled_back=live is not None, hint=e.hint) from e
+                raise DeployFailed(f"{e.message}; {still}", hint=e.hint, **_failed(release, live)) from e
             finally:
                 _remove(candidate)
         if live_container is not None:
@@ -145,7 +146,8 @@ class DockerTarget:
                 live_container.start()
                 self._wait_healthy(live_container, self.config.deploy.host_port, progress)
             again = "the previous release serves again" if live_container is not None else "nothing was live"
-            raise DeployFailed(f"{reason}; {again}", rolled_back=live_container is not None) from e
+            raise DeployFailed(f"{reason}; {again}", **_failed(release, live if live_container is not None else None)
+                               ) from e
         progress(f"serving {release.image.pinned} at {self.url()}")
         self._prune(keep=serving)
 
@@ -278,6 +280,17 @@ def _release_of(container) -> Release:
                   digest=labels.get(f"{LABEL}.image-digest", ""), commit=labels.get(f"{LABEL}.commit", ""))
     return Release(image=image, commit=image.commit, build_url=labels.get(f"{LABEL}.build-url", ""),
                    ledger_id=labels.get(f"{LABEL}.ledger-id", ""))
+
+
+def _revision(release: Release) -> str:
+    # containers have no revision counter: the id of the ledger record that made them stands in
+    return release.ledger_id or release.image.digest
+
+
+def _failed(attempted: Release, serving: Release | None) -> dict[str, Any]:
+    """Say, for DeployFailed, what the attempt tried and which release (if any) serves again."""
+    return {"rolled_back": serving is not None, "returned_to": serving, "attempted": attempted,
+            "revision": _revision(serving) if serving is not None else ""}
 
 
 def _image_of_record(record: Record) -> Image:

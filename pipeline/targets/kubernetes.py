@@ -13,10 +13,12 @@ One deploy, in order:
    ``pipeline.rollout`` until done, failed, or ``deadlines.rollout_s``;
 5. on failure, apply again the pod template that was serving before (only if that is still this
    deploy's Deployment: a newer deploy that landed meanwhile is never undone), gate that too,
-   record both in the ledger and raise ``DeployFailed``.
+   and raise ``DeployFailed`` saying which release serves again and at which revision.
 
-The ledger is a ConfigMap, ``pinotage-ledger-<app>``, holding the newest records as JSON. A
-refused deploy writes nothing to the cluster; recording the refusal is the runner's choice.
+The target writes no ledger record: the runner writes one per attempt, into the storage this
+target provides (``ledger()``), a ConfigMap ``pinotage-ledger-<app>`` holding the newest records
+as JSON. The Deployment's ledger-id annotation names the record of the deploy whose template it
+runs, so after a rollback it names that earlier deploy's record.
 """
 
 from __future__ import annotations
@@ -110,7 +112,6 @@ class KubernetesTarget:
 
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
         """Apply the release, gate it, and roll back by itself when the gate fails."""
-        started = _now()
         ledger_id = release.ledger_id or _new_id()
         with Lease(self.coordination, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
                    duration_s=self.lease_duration_s, wait_s=self.lock_s, progress=progress):
@@ -134,26 +135,24 @@ class KubernetesTarget:
             else:
                 raise ClusterError(f"deployment/{self.deployment_name} kept changing under the deploy "
                                    f"({CONFLICT_ATTEMPTS} conflicts in a row)")
-            gate_started = time.monotonic()
             verdict = self._gate(applied, progress)
-            phases = {"gate": round(time.monotonic() - gate_started, 3)}
             if isinstance(verdict, rollout.Done):
-                self._record(ledger_id, release, started, "deployed", phases, verdict.message)
-                return Deployment(target=self.name, revision=str(self._revision()), previous=current)
-            self._record(ledger_id, release, started, "failed", phases, f"{verdict.reason}: {verdict.message}")
+                return Deployment(target=self.name, revision=str(self._revision()), previous=current,
+                                  release=dataclasses.replace(release, ledger_id=ledger_id))
             if fallback is None or current is None:
                 raise DeployFailed(f"the rollout of {release.commit[:12]} failed ({verdict.reason}: "
                                    f"{verdict.message}); nothing to roll back to (no earlier successful deploy)",
                                    rolled_back=False, hint="fix the release and deploy again")
             progress(f"rollout failed ({verdict.reason}); rolling back to {current.commit[:12]}")
             try:
-                self._return_to(current, fallback, expected_ledger_id=ledger_id, progress=progress,
-                                why=f"{release.commit[:12]} failed: {verdict.reason}")
-            except DeployRefused as e:
+                back = self._return_to(current, fallback, expected_ledger_id=ledger_id, progress=progress,
+                                       why=f"{release.commit[:12]} failed: {verdict.reason}")
+            except (DeployRefused, DeployFailed) as e:
                 raise DeployFailed(f"the rollout of {release.commit[:12]} failed ({verdict.reason}); {e.message}",
-                                   rolled_back=False) from e
+                                   rolled_back=False, hint=e.hint) from e
             raise DeployFailed(f"the rollout of {release.commit[:12]} failed ({verdict.reason}: {verdict.message}); "
-                               f"rolled back to {current.commit[:12]}, which serves again", rolled_back=True)
+                               f"rolled back to {current.commit[:12]}, which serves again", rolled_back=True,
+                               returned_to=current, revision=back.revision)
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
         """Return to the previous successful deploy, or the named one, unless a newer deploy lands first."""
@@ -163,7 +162,8 @@ class KubernetesTarget:
             if live is None:
                 raise DeployRefused(f"deployment/{self.deployment_name} does not exist: nothing to roll back")
             current = _release_of(live)
-            good = [r for r in self._ledger.records() if r.outcome in ("deployed", "rolled-back")]
+            # only "deployed" records put their own release live ("rolled-back" ones failed)
+            good = [r for r in self._ledger.records() if r.outcome == "deployed" and "@" in r.image]
             if to_commit:
                 matches = [r for r in good if r.commit.startswith(to_commit)]
             else:
@@ -175,26 +175,26 @@ class KubernetesTarget:
             if target.commit == current.commit:
                 raise DeployRefused(f"{target.commit[:12]} is already deployed")
             name, _, digest = target.image.partition("@")
+            # the Deployment will name the record of the deploy whose template it runs again
             release = Release(image=Image(name=name, tag="", digest=digest, commit=target.commit),
-                              commit=target.commit, build_url=target.build_url)
+                              commit=target.commit, build_url=target.build_url, ledger_id=target.id)
             template = self._template_of(live, target) or self._render(release, "", "", live=None)["spec"]["template"]
-            return self._return_to(release, template, expected_ledger_id=current.ledger_id, progress=progress,
-                                   why=f"rollback requested from {current.commit[:12]}", raise_on_failure=True)
+            deployment = self._return_to(release, template, expected_ledger_id=current.ledger_id, progress=progress,
+                                         why=f"rollback requested from {current.commit[:12]}")
+            return dataclasses.replace(deployment, previous=current)
 
     # --- steps -------------------------------------------------------------------
 
     def _return_to(self, release: Release, template: dict, *, expected_ledger_id: str, progress: Progress,
-                   why: str, raise_on_failure: bool = False) -> Deployment:
-        """Apply an earlier template and gate it; refuse when someone else's deploy is live now."""
-        started = _now()
-        ledger_id = _new_id()
+                   why: str) -> Deployment:
+        """Apply an earlier release's template and gate it; refuse when someone else's deploy is live now."""
         for _ in range(CONFLICT_ATTEMPTS):
             live = self._read()
             live_id = ((live or {}).get("metadata", {}).get("annotations") or {}).get(LEDGER_ID, "")
             if live is None or live_id != expected_ledger_id:
                 raise DeployRefused(f"not rolling back to {release.commit[:12]}: a newer deploy "
                                     f"({live_id or 'unknown'}) has landed since")
-            body = self._render(release, ledger_id, _change_cause("rollback", release, why), live=live)
+            body = self._render(release, release.ledger_id, _change_cause("rollback", release, why), live=live)
             body["spec"]["template"] = _clean_template(template)
             try:
                 applied = self._apply(body)
@@ -204,15 +204,12 @@ class KubernetesTarget:
             break
         else:
             raise ClusterError(f"deployment/{self.deployment_name} kept changing under the rollback")
-        gate_started = time.monotonic()
         verdict = self._gate(applied, progress)
-        phases = {"gate": round(time.monotonic() - gate_started, 3)}
         if isinstance(verdict, rollout.Done):
-            self._record(ledger_id, release, started, "rolled-back", phases, why)
-            return Deployment(target=self.name, revision=str(self._revision()))
-        self._record(ledger_id, release, started, "failed", phases, f"rollback: {verdict.reason}: {verdict.message}")
+            return Deployment(target=self.name, revision=str(self._revision()), release=release)
         raise DeployFailed(f"the rollback to {release.commit[:12]} failed too ({verdict.reason}: {verdict.message})",
-                           rolled_back=False, hint="the cluster needs a person: kubectl rollout status shows why")
+                           rolled_back=False, attempted=release,
+                           hint="the cluster needs a person: kubectl rollout status shows why")
 
     def _read(self) -> dict | None:
         from kubernetes.client import ApiException
@@ -276,12 +273,6 @@ class KubernetesTarget:
                 template["metadata"].get("labels", {}).pop("pod-template-hash", None)
                 return template
         return None
-
-    def _record(self, ledger_id: str, release: Release, started: str, outcome: str, phases: dict, message: str):
-        image = release.image.pinned if release.image.digest else release.image.ref
-        self._ledger.append(Record(id=ledger_id, app=self.app, commit=release.commit, image=image, target=self.name,
-                                   build_url=release.build_url, started_at=started, finished_at=_now(),
-                                   outcome=outcome, phases_s=phases, message=message))
 
     def _list(self, resource: str, selector: str) -> list[dict]:
         from kubernetes.client import ApiException
@@ -519,7 +510,7 @@ class Lease:
 
 
 class ClusterLedger:
-    """Keep the deploy records in a ConfigMap: newest last, at most LEDGER_KEEP of them."""
+    """Store the deploy records (the runner writes them) in a ConfigMap: newest last, at most LEDGER_KEEP."""
 
     def __init__(self, core, namespace: str, name: str):
         self.core, self.namespace, self.name = core, namespace, name
@@ -632,10 +623,6 @@ def _cluster_error(action: str, what: str, e) -> PinotageError:
 
 def _new_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _micro_now() -> str:

@@ -7,6 +7,8 @@ Otherwise the fake runs on loopback and decides image existence by asking the te
 
 Every test gets a fresh namespace holding k8s/presentation/rbac.yaml, and deploys as the
 deployer ServiceAccount (a TokenRequest token), so the Role is what authorizes each request.
+Deploys and rollbacks go through the runner (``runner.deploy``, ``runner.rollback_on``), the
+ledger's only writer, so the records checked here are the ones a real run writes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import pytest
 import yaml
 
 from pipeline import config as pinotage_config
-from pipeline import rollout
+from pipeline import context as pinotage_context
+from pipeline import rollout, runner
 from pipeline.errors import DeployFailed, DeployRefused
 from pipeline.state import Image, Release
 from tests.conftest import ROOT, need
@@ -138,15 +141,35 @@ class Env:
     deployer: str  # the ServiceAccount's user name, as RBAC sees it
     lines: list[str]
 
+    def config(self, **overrides):
+        settings = {"deploy.target": "kubernetes", "deploy.namespace": self.namespace,
+                    "kubeconfig": str(self.kubeconfig), "deadlines.rollout_s": "120", "deadlines.lock_s": "60",
+                    **overrides}
+        return pinotage_config.load(environ={}, overrides=[f"{k}={v}" for k, v in settings.items()], cwd=str(ROOT))
+
     def target(self, **overrides):
         """Build the target as the runner does: make_target(config, environ, progress)."""
         from pipeline.targets.kubernetes import make_target
 
-        settings = {"deploy.target": "kubernetes", "deploy.namespace": self.namespace,
-                    "kubeconfig": str(self.kubeconfig), "deadlines.rollout_s": "120", "deadlines.lock_s": "60",
-                    **overrides}
-        config = pinotage_config.load(environ={}, overrides=[f"{k}={v}" for k, v in settings.items()], cwd=str(ROOT))
-        return make_target(config, {}, self.lines.append)
+        return make_target(self.config(**overrides), {}, self.lines.append)
+
+    def deploy(self, target, n: int, image: str | None = None, *, is_ancestor=is_ancestor, progress=None):
+        """Deploy release n through the runner (the Jenkins deploy stage); return (deployment, record)."""
+        release = self.release(n, image)
+        context = pinotage_context.BuildContext(commit=release.commit, branch="master", event="default-branch",
+                                                build_url=release.build_url)
+        services = runner.Services(make_client=_refused("an engine"), make_target=lambda: target,
+                                   read_credentials=_refused("registry credentials"), report_status=None,
+                                   is_ancestor=is_ancestor, phases=None)
+        deployment, record, note, _ = runner.deploy(self.config(), context, release.image, services,
+                                                    say=self.lines.append, progress=progress or self.lines.append)
+        assert deployment is not None, note
+        return deployment, record
+
+    def rollback(self, target, to_commit: str | None):
+        """Roll back through the runner, as 'pinotage rollback' does; return (deployment, record)."""
+        return runner.rollback_on(self.config(), target, to_commit=to_commit, say=self.lines.append,
+                                  progress=self.lines.append)
 
     def release(self, n: int, image: str | None = None) -> Release:
         ref = image or self.cluster.images(n)
@@ -210,6 +233,12 @@ def env(cluster, tmp_path):
             kubeconfig_file.unlink()  # it holds a token
 
 
+def _refused(what: str):
+    def call(*args, **kwargs):
+        raise AssertionError(f"a deploy must not use {what}")
+    return call
+
+
 def outcomes(target) -> list[tuple[str, str]]:
     return [(r.outcome, r.commit) for r in target.ledger().records()]
 
@@ -218,8 +247,8 @@ def outcomes(target) -> list[tuple[str, str]]:
 
 def test_good_deploy_applies_by_digest_with_annotations_and_records_it(env):
     target = env.target()
-    first = target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
-    second = target.deploy(env.release(1), is_ancestor=is_ancestor, progress=env.lines.append)
+    first, _ = env.deploy(target, 0)
+    second, record = env.deploy(target, 1)
 
     live = env.live()
     annotations = live["metadata"]["annotations"]
@@ -227,13 +256,16 @@ def test_good_deploy_applies_by_digest_with_annotations_and_records_it(env):
     assert annotations["pinotage.dev/commit"] == COMMITS[1]
     assert annotations["pinotage.dev/build-url"] == env.release(1).build_url
     assert annotations["kubernetes.io/change-cause"].startswith(f"pinotage deploy {COMMITS[1][:12]}")
-    assert annotations["pinotage.dev/ledger-id"] == target.ledger().records()[-1].id
+    assert annotations["pinotage.dev/ledger-id"] == record.id == target.ledger().records()[-1].id
     assert any(m["manager"] == "pinotage" and m["operation"] == "Apply" for m in live["metadata"]["managedFields"])
     assert (first.revision, second.revision) == ("1", "2")
     assert second.previous.commit == COMMITS[0]
     assert isinstance(rollout.verdict(live, now=rollout.parse_time("2100-01-01T00:00:00Z")), rollout.Done)
     assert env.serving_images() == {env.release(1).image.pinned}
     assert outcomes(target) == [("deployed", COMMITS[0]), ("deployed", COMMITS[1])]
+    assert target.ledger().records()[-1] == record
+    assert (record.image, record.target, record.revision) == (env.release(1).image.pinned, "kubernetes", "2")
+    assert list(record.phases_s) == ["deploy"] and record.phases_s["deploy"] > 0
     assert target.deployed().commit == COMMITS[1]
     assert any("successfully rolled out" in line for line in env.lines)
 
@@ -244,10 +276,10 @@ def test_failed_rollout_is_caught_early_and_rolled_back(env, breakage):
     if bad_image is None:
         need("a crash-looping image", "set PINOTAGE_TEST_KUBE_CRASH_IMAGE for the real cluster")
     target = env.target()
-    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    _, good = env.deploy(target, 0)
     started = time.monotonic()
     with pytest.raises(DeployFailed) as failed:
-        target.deploy(env.release(1, bad_image), is_ancestor=is_ancestor, progress=env.lines.append)
+        env.deploy(target, 1, bad_image)
     elapsed = time.monotonic() - started
 
     assert failed.value.rolled_back is True
@@ -258,32 +290,43 @@ def test_failed_rollout_is_caught_early_and_rolled_back(env, breakage):
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(0).image.pinned
     assert live["metadata"]["annotations"]["pinotage.dev/commit"] == COMMITS[0]
     assert env.serving_images() == {env.release(0).image.pinned}
-    assert outcomes(target) == [("deployed", COMMITS[0]), ("failed", COMMITS[1]), ("rolled-back", COMMITS[0])]
+    # one record for the attempt: it names what serves again and the revision it runs as
+    assert outcomes(target) == [("deployed", COMMITS[0]), ("rolled-back", COMMITS[1])]
+    record = target.ledger().records()[-1]
+    assert record.image == bad_image
+    assert record.message.startswith(f"rolled back to {COMMITS[0][:12]} ({env.release(0).image.pinned}): ")
+    assert record.revision == str(rollout.revision(live)) == failed.value.revision
+    assert list(record.phases_s) == ["deploy"] and record.phases_s["deploy"] > 0
+    assert live["metadata"]["annotations"]["pinotage.dev/ledger-id"] == good.id, "live names the restored deploy"
     assert any("rolling back" in line for line in env.lines)
 
 
 def test_first_deploy_failing_says_there_is_nothing_to_roll_back_to(env):
     target = env.target()
     with pytest.raises(DeployFailed) as failed:
-        target.deploy(env.release(0, env.cluster.missing), is_ancestor=is_ancestor, progress=env.lines.append)
+        env.deploy(target, 0, env.cluster.missing)
     assert failed.value.rolled_back is False
     assert "nothing to roll back to" in failed.value.message
     assert outcomes(target) == [("failed", COMMITS[0])]
+    [record] = target.ledger().records()
+    assert record.message == failed.value.message and list(record.phases_s) == ["deploy"]
 
 
 def test_older_commit_is_refused_without_a_write(env):
     target = env.target()
-    target.deploy(env.release(2), is_ancestor=is_ancestor, progress=env.lines.append)
+    env.deploy(target, 2)
     before = env.live()["metadata"]["resourceVersion"]
     writes_before = len([r for r in env.deployer_requests() if r.resource == "deployments" and r.verb == "patch"]) \
         if env.cluster.fake else 0
     with pytest.raises(DeployRefused, match="older than the deployed"):
-        target.deploy(env.release(1), is_ancestor=is_ancestor, progress=env.lines.append)
+        env.deploy(target, 1)
     assert env.live()["metadata"]["resourceVersion"] == before
     if env.cluster.fake:
         writes = [r for r in env.deployer_requests() if r.resource == "deployments" and r.verb == "patch"]
         assert len(writes) == writes_before
-    assert outcomes(target) == [("deployed", COMMITS[2])]
+    # the runner records the refusal (in the ledger only: the Deployment was not written)
+    assert outcomes(target) == [("deployed", COMMITS[2]), ("refused", COMMITS[1])]
+    assert "older than the deployed" in target.ledger().records()[-1].message
 
 
 CONFLICTS = [
@@ -298,7 +341,7 @@ def test_conflict_is_reread_and_redecided(env, patch, expected):
     from kubernetes import client
 
     target = env.target()
-    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    env.deploy(target, 0)
     apps = client.AppsV1Api(env.cluster.admin)
     calls = []
 
@@ -312,11 +355,12 @@ def test_conflict_is_reread_and_redecided(env, patch, expected):
 
     if expected == "refused":
         with pytest.raises(DeployRefused):
-            target.deploy(env.release(1), is_ancestor=is_ancestor_with_a_race, progress=env.lines.append)
+            env.deploy(target, 1, is_ancestor=is_ancestor_with_a_race)
         assert env.live()["metadata"]["annotations"]["pinotage.dev/commit"] == COMMITS[3]
     else:
-        target.deploy(env.release(1), is_ancestor=is_ancestor_with_a_race, progress=env.lines.append)
+        env.deploy(target, 1, is_ancestor=is_ancestor_with_a_race)
         assert env.live()["metadata"]["annotations"]["pinotage.dev/commit"] == COMMITS[1]
+    assert outcomes(target) == [("deployed", COMMITS[0]), (expected, COMMITS[1])]
     assert calls == [(COMMITS[1], COMMITS[0]), (COMMITS[1], COMMITS[0] if expected == "deployed" else COMMITS[3])]
     assert any("reading it again" in line for line in env.lines)
     if env.cluster.fake:
@@ -332,8 +376,8 @@ def test_concurrent_deploys_take_turns_on_the_lease(env):
 
     def run(n, target):
         try:
-            target.deploy(env.release(n + 1), is_ancestor=lambda a, b: False,
-                          progress=lambda line: lines[n].append((time.monotonic(), line)))
+            env.deploy(target, n + 1, is_ancestor=lambda a, b: False,
+                       progress=lambda line: lines[n].append((time.monotonic(), line)))
             finished[n] = time.monotonic()
         except Exception as e:  # reported below
             errors.append(e)
@@ -348,7 +392,7 @@ def test_concurrent_deploys_take_turns_on_the_lease(env):
     assert any("waiting for the deploy lock" in line for _, line in lines[1])
     applied_second = min(t for t, line in lines[1] if line.startswith("applying"))
     assert applied_second >= finished[0]
-    assert [o for o, _ in outcomes(first)] == ["deployed", "deployed"]
+    assert sorted(outcomes(first)) == sorted([("deployed", COMMITS[1]), ("deployed", COMMITS[2])])
 
 
 def test_stale_lease_is_taken_over(env):
@@ -361,7 +405,7 @@ def test_stale_lease_is_taken_over(env):
         "spec": {"holderIdentity": "jenkins-agent-gone-1234", "leaseDurationSeconds": 15,
                  "acquireTime": stale, "renewTime": stale, "leaseTransitions": 3}})
     target = env.target()
-    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
+    env.deploy(target, 0)
     assert any("taking over the deploy lock from jenkins-agent-gone-1234" in line for line in env.lines)
     lease = client.CoordinationV1Api(env.cluster.admin).read_namespaced_lease("pinotage-deploy-presentation",
                                                                               env.namespace)
@@ -371,15 +415,23 @@ def test_stale_lease_is_taken_over(env):
 
 def test_rollback_returns_to_a_named_deploy(env):
     target = env.target()
-    for n in (0, 1, 2):
-        target.deploy(env.release(n), is_ancestor=is_ancestor, progress=env.lines.append)
-    target.rollback(COMMITS[0][:10], progress=env.lines.append)
+    first = [env.deploy(target, n)[1] for n in (0, 1, 2)][0]
+    deployment, record = env.rollback(target, COMMITS[0][:10])
     live = env.live()
     assert live["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(0).image.pinned
     assert env.serving_images() == {env.release(0).image.pinned}
-    assert outcomes(target)[-1] == ("rolled-back", COMMITS[0])
+    # one record for the rollback, written by the runner: the release it returned to went live
+    assert outcomes(target) == [("deployed", COMMITS[0]), ("deployed", COMMITS[1]), ("deployed", COMMITS[2]),
+                                ("deployed", COMMITS[0])]
+    assert target.ledger().records()[-1] == record
+    assert (record.image, record.message) == (env.release(0).image.pinned, f"rollback from {COMMITS[2][:12]}")
+    assert record.revision == deployment.revision == str(rollout.revision(live))
+    assert list(record.phases_s) == ["rollback"] and record.phases_s["rollback"] > 0
+    assert deployment.previous.commit == COMMITS[2]
+    assert live["metadata"]["annotations"]["pinotage.dev/ledger-id"] == first.id, "live names the restored deploy"
     with pytest.raises(DeployRefused, match="already deployed"):
-        target.rollback(COMMITS[0], progress=env.lines.append)
+        env.rollback(target, COMMITS[0])
+    assert len(target.ledger().records()) == 4, "a refused rollback tried nothing and is not recorded"
 
 
 def test_rollback_is_refused_when_a_newer_deploy_lands_first(env):
@@ -389,14 +441,15 @@ def test_rollback_is_refused_when_a_newer_deploy_lands_first(env):
 
     target = env.target()
     for n in (0, 1):
-        target.deploy(env.release(n), is_ancestor=is_ancestor, progress=env.lines.append)
+        env.deploy(target, n)
     apps = client.AppsV1Api(env.cluster.admin)
     env.cluster.fake.before("patch", "deployments", lambda: apps.patch_namespaced_deployment(
         "presentation", env.namespace, {"metadata": {"annotations": {"pinotage.dev/ledger-id": "someone-newer"}}},
         _content_type="application/merge-patch+json"))
     with pytest.raises(DeployRefused, match="newer deploy"):
-        target.rollback(COMMITS[0], progress=env.lines.append)
+        env.rollback(target, COMMITS[0])
     assert env.live()["spec"]["template"]["spec"]["containers"][0]["image"] == env.release(1).image.pinned
+    assert outcomes(target) == [("deployed", COMMITS[0]), ("deployed", COMMITS[1])]
 
 
 def _rules() -> list[tuple[str, str, str, str]]:
@@ -410,12 +463,12 @@ def test_deployer_role_allows_exactly_what_deploy_gate_and_rollback_use(env):
     if env.cluster.fake is None:
         pytest.skip("the request log is the fake's; on a real cluster RBAC itself refuses what the Role lacks")
     target = env.target()
-    target.deploy(env.release(0), is_ancestor=is_ancestor, progress=env.lines.append)
-    target.deploy(env.release(1), is_ancestor=is_ancestor, progress=env.lines.append)
+    env.deploy(target, 0)  # the first record creates the ledger ConfigMap; the next ones update it
+    env.deploy(target, 1)
     with pytest.raises(DeployFailed):
-        target.deploy(env.release(2, env.cluster.missing), is_ancestor=is_ancestor, progress=env.lines.append)
-    target.rollback(COMMITS[0], progress=env.lines.append)
-    target.ledger().records()
+        env.deploy(target, 2, env.cluster.missing)
+    env.rollback(target, COMMITS[0])
+    assert [o for o, _ in outcomes(target)] == ["deployed", "deployed", "rolled-back", "deployed"]
 
     made = env.deployer_requests()
     assert made, "the deployer made no request"

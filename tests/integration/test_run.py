@@ -93,9 +93,11 @@ def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_cli
     forward = loop.pinotage("rollback", "--to", newer[:10])
     assert forward.returncode == 0, forward.stderr[-3000:]
     assert loop.live_commit(docker_client) == newer
-    outcomes = [(r["commit"], r["outcome"], r["message"][:13]) for r in loop.history()]
+    outcomes = [(r["commit"], r["outcome"], r["message"]) for r in loop.history()]
     assert outcomes == [(older, "deployed", ""), (newer, "deployed", ""),
-                        (older, "deployed", "rollback from"), (newer, "deployed", "rollback from")]
+                        (older, "deployed", f"rollback from {newer[:12]}"),
+                        (newer, "deployed", f"rollback from {older[:12]}")]
+    assert [set(r["phases_s"]) for r in loop.history()[2:]] == [{"rollback"}, {"rollback"}]
 
 
 def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_client):
@@ -144,8 +146,13 @@ def test_a_release_that_never_gets_healthy_leaves_the_previous_one_serving(
     assert "<section" in loop.page()
     names = [c.name for c in docker_client.containers.list(all=True, filters={"label": f"org.pinotage.app={loop.app}"})]
     assert not [n for n in names if n.endswith("-candidate")], names
-    last = loop.history()[-1]
+    records_after = loop.history()
+    last = records_after[-1]
     assert (last["commit"], last["outcome"]) == (broken, "rolled-back")
+    assert last["image"] == f"{name}@{digest}"
+    assert last["message"].startswith(f"rolled back to {serving[:12]} ("), last["message"]
+    assert set(last["phases_s"]) == {"deploy"}
+    assert [r["id"] for r in records_after].count(last["id"]) == 1, "one record for the attempt"
     gate = loop.pinotage("gate", "--state", str(state))
     assert gate.returncode == 1 and f"{name}@{digest} is not live" in gate.stderr
 
@@ -236,9 +243,12 @@ def test_the_kubernetes_target_plugs_into_the_same_run(loop, first, registry, tm
         assert "deployed: kubernetes revision" in done.stdout
         history = loop.pinotage("history", "--json", "--set", "deploy.target=kubernetes", env=settings)
         assert history.returncode == 0, history.stderr
-        [record] = json.loads(history.stdout)
+        [record] = json.loads(history.stdout)  # one record for the attempt, in the cluster
         assert (record["commit"], record["outcome"], record["target"]) == (head, "deployed", "kubernetes")
-        assert record["phases_s"], "the record carries the durations of the phases"
+        ran = {phase for phase in ("lookup", "build", "smoke", "push", "deploy") if f"==> {phase}: done in " in done.stderr}
+        assert {"lookup", "deploy"} <= ran
+        assert set(record["phases_s"]) == ran, "the record carries every phase's duration"
+        assert record["revision"] == "1"
         live = kubernetes.client.AppsV1Api(admin).read_namespaced_deployment("presentation", namespace)
         assert live.spec.template.spec.containers[0].image == record["image"]
     finally:

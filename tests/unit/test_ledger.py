@@ -21,11 +21,19 @@ def record(n: int, outcome: str = "deployed", **extra) -> ledger.Record:
 def test_records_come_back_oldest_first(tmp_path):
     store = ledger.FileLedger(tmp_path / "state" / "ledger.jsonl")
     assert store.records() == []
-    written = [record(1), record(2, "refused", message="older than the live one"), record(3, "rolled-back")]
+    written = [record(1, revision="1"), record(2, "refused", message="older than the live one"),
+               record(3, "rolled-back", message="rolled back to 1: never healthy", revision="1")]
     for r in written:
         store.append(r)
     assert store.records() == written
     assert ledger.last_deployed(store.records()) == written[0]
+
+
+def test_a_record_written_before_revisions_were_kept_reads_back(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    older = {k: v for k, v in ledger.record_to_json(record(1)).items() if k != "revision"}
+    path.write_text(json.dumps(older) + "\n")
+    assert ledger.FileLedger(path).records() == [record(1)]
 
 
 def _append_many(path, start):

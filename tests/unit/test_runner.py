@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import config as config_module
 from pipeline import context as ctx
-from pipeline import ledger, runner
+from pipeline import runner
 from pipeline.errors import DeployFailed, DeployRefused, PinotageError
 from pipeline.state import Deployment, Image, Release
 
@@ -75,8 +75,8 @@ class Target:
         assert release.image == PUSHED and release.commit == COMMIT and release.ledger_id
         if self.error:
             raise self.error
-        return Deployment(target="docker", revision=release.ledger_id, url="http://127.0.0.1:8080/",
-                          previous=self.live)
+        return Deployment(target="docker", revision="7", url="http://127.0.0.1:8080/",
+                          previous=self.live, release=release)
 
     def ledger(self):
         return self
@@ -85,6 +85,8 @@ class Target:
         return "http://127.0.0.1:8080/"
 
     def append(self, record):
+        # the storage a target provides; only the runner may call it
+        self.calls.append("append")
         self.store.append(record)
 
     def records(self):
@@ -132,7 +134,7 @@ def go(event, calls, lines=None, **kwargs):
     ("pull-request", ["build", "smoke"]),
     ("branch", ["build", "smoke"]),
     ("tag", ["credentials", "find_pushed", "build", "smoke", "push"]),
-    ("default-branch", ["credentials", "find_pushed", "build", "smoke", "push", "deployed", "deploy"]),
+    ("default-branch", ["credentials", "find_pushed", "build", "smoke", "push", "deployed", "deploy", "append"]),
 ], ids=["pull-request", "branch", "tag", "default-branch"])
 def test_each_event_runs_its_phases_in_order(event, expected):
     calls = []
@@ -149,7 +151,7 @@ def test_each_event_runs_its_phases_in_order(event, expected):
 def test_a_commit_in_the_registry_skips_build_smoke_and_push():
     calls = []
     outcome = go("default-branch", calls, phases=Phases(calls, in_registry=PUSHED), target=Target(calls))
-    assert calls == ["credentials", "find_pushed", "deployed", "deploy"]
+    assert calls == ["credentials", "find_pushed", "deployed", "deploy", "append"]
     assert (outcome.built, outcome.pushed, outcome.image) == (False, False, PUSHED)
     assert "already in the registry" in "\n".join(outcome.summary())
 
@@ -163,23 +165,33 @@ def test_a_deploy_is_recorded_with_its_phase_durations():
     assert (record.outcome, record.commit, record.image, record.target) == ("deployed", COMMIT, PUSHED.pinned, "docker")
     assert record.build_url == "https://ci/job/7/"
     assert list(record.phases_s) == ["lookup", "build", "smoke", "push", "deploy"]
+    assert all(took >= 0 for took in record.phases_s.values())
+    assert (record.revision, record.message) == ("7", "")
+    assert record.id == outcome.deployment.release.ledger_id, "the record's id is the one the release carried"
     summary = "\n".join(outcome.summary())
     assert f"replacing {OLD[:12]}" in summary
     assert outcome.summary()[-1] == "url:      http://127.0.0.1:8080/"
 
 
-@pytest.mark.parametrize("error, outcome", [
-    (DeployRefused("older than the live one"), "refused"),
-    (DeployFailed("never healthy; the previous release still serves", rolled_back=True), "rolled-back"),
-    (DeployFailed("never healthy; nothing was live", rolled_back=False), "failed"),
-], ids=["refused", "rolled-back", "failed"])
-def test_a_deploy_that_does_not_go_live_is_recorded_and_fails_the_run(error, outcome):
+@pytest.mark.parametrize("error, outcome, message, revision", [
+    (DeployRefused("older than the live one"), "refused", "older than the live one", ""),
+    (DeployFailed("never healthy; the previous release still serves", rolled_back=True, returned_to=LIVE,
+                  revision="4"),
+     "rolled-back", f"rolled back to {OLD[:12]} ({LIVE.image.pinned}): never healthy; the previous release still serves",
+     "4"),
+    (DeployFailed("never healthy; nothing was live", rolled_back=False), "failed", "never healthy; nothing was live", ""),
+    (PinotageError("cannot apply deployment/presentation: 500"), "failed", "cannot apply deployment/presentation: 500", ""),
+], ids=["refused", "rolled-back", "failed", "cluster-error"])
+def test_a_deploy_that_does_not_go_live_is_recorded_once_and_fails_the_run(error, outcome, message, revision):
     calls, statuses = [], []
     target = Target(calls, live=LIVE, error=error)
     with pytest.raises(type(error)):
         go("default-branch", calls, target=target, statuses=statuses)
     [record] = target.store
-    assert (record.outcome, record.message) == (outcome, error.message)
+    assert (record.outcome, record.message, record.revision) == (outcome, message, revision)
+    assert (record.commit, record.image) == (COMMIT, PUSHED.pinned), "the record names the attempted release"
+    assert list(record.phases_s) == ["lookup", "build", "smoke", "push", "deploy"]
+    assert calls[-2:] == ["deploy", "append"]
     assert statuses == ["pending", "failure"]
 
 
@@ -247,41 +259,58 @@ def test_dry_run_describes_only_the_planned_steps(event, present, absent):
     assert all(label in labels for label in present) and not any(label in labels for label in absent)
 
 
-def test_a_rollback_lands_in_the_ledger(monkeypatch):
+class RollbackTarget(Target):
+    """A target whose rollback returns to LIVE, or fails or refuses as told."""
+
+    def __init__(self, calls, *, reports_release=True, **kwargs):
+        super().__init__(calls, live=Release(image=PUSHED, commit=COMMIT, ledger_id="r-new"), **kwargs)
+        self.reports_release = reports_release
+
+    def rollback(self, to_commit=None, *, progress):
+        self.calls.append(("rollback", to_commit))
+        if self.error:
+            raise self.error
+        before, self.live = self.live, LIVE
+        return Deployment(target="docker", revision="3", url="http://127.0.0.1:8080/", previous=before,
+                          release=LIVE if self.reports_release else None)
+
+
+@pytest.mark.parametrize("reports_release", [True, False], ids=["target-says-what-serves", "read-back"])
+def test_a_rollback_lands_in_the_ledger(monkeypatch, reports_release):
     calls = []
-
-    class RollbackTarget(Target):
-        def rollback(self, to_commit=None, *, progress):
-            calls.append(("rollback", to_commit))
-            before, self.live = self.live, LIVE
-            return Deployment(target="docker", revision="r", url="http://127.0.0.1:8080/", previous=before)
-
-    target = RollbackTarget(calls, live=Release(image=PUSHED, commit=COMMIT))
+    target = RollbackTarget(calls, reports_release=reports_release)
     monkeypatch.setattr(runner, "make_target", lambda config, environ, progress: target)
     deployment, record = runner.rollback(config_module.Config(), {}, to_commit=OLD[:8], say=lambda _: None)
-    assert ("rollback", OLD[:8]) in calls
+    assert ("rollback", OLD[:8]) in calls and calls.count("append") == 1
     assert target.store == [record]
-    assert (record.commit, record.outcome, record.message) == (OLD, "deployed", f"rollback from {COMMIT[:12]}")
+    assert (record.commit, record.image, record.outcome, record.message) == (
+        OLD, LIVE.image.pinned, "deployed", f"rollback from {COMMIT[:12]}")
+    assert (list(record.phases_s), record.revision) == (["rollback"], "3")
     assert deployment.previous.commit == COMMIT
 
 
-class SelfRecordingTarget(Target):
-    """A target that writes its own record of the attempt, as the Kubernetes target does."""
-
-    def deploy(self, release, *, is_ancestor, progress):
-        deployment = super().deploy(release, is_ancestor=is_ancestor, progress=progress)
-        self.store.append(dataclasses.replace(OWN_RECORD, id=release.ledger_id))
-        return deployment
-
-
-OWN_RECORD = ledger.Record(id="", app="presentation", commit=COMMIT, image=PUSHED.pinned, target="kubernetes",
-                           build_url="", started_at="t0", finished_at="t1", outcome="deployed",
-                           phases_s={"gate": 1.0})
+ROLLBACK_FAILURES = [
+    # id, what the target raises, the record expected: (outcome, commit, message start) or None
+    ("rolled-back", DeployFailed("the new one crashed", rolled_back=True, returned_to=Release(image=PUSHED, commit=COMMIT),
+                                 attempted=LIVE, revision="5"),
+     ("rolled-back", OLD, f"rollback from {COMMIT[:12]}; rolled back to {COMMIT[:12]}")),
+    ("failed-before-choosing", DeployFailed("cannot pull", rolled_back=False),
+     ("failed", COMMIT, f"rollback from {COMMIT[:12]}; cannot pull")),
+    ("refused", DeployRefused("there is no earlier successful deploy to roll back to"), None),
+]
 
 
-def test_an_attempt_the_target_recorded_itself_is_not_recorded_twice():
+@pytest.mark.parametrize("error, expected", [f[1:] for f in ROLLBACK_FAILURES], ids=[f[0] for f in ROLLBACK_FAILURES])
+def test_a_failed_rollback_is_recorded_once_and_a_refused_one_not_at_all(monkeypatch, error, expected):
     calls = []
-    target = SelfRecordingTarget(calls)
-    outcome = go("default-branch", calls, target=target)
+    target = RollbackTarget(calls, error=error)
+    monkeypatch.setattr(runner, "make_target", lambda config, environ, progress: target)
+    with pytest.raises(type(error)):
+        runner.rollback(config_module.Config(), {}, to_commit=None, say=lambda _: None)
+    if expected is None:
+        assert target.store == [] and "append" not in calls
+        return
     [record] = target.store
-    assert record.phases_s == {"gate": 1.0} and outcome.record == record
+    assert (record.outcome, record.commit) == expected[:2]
+    assert record.message.startswith(expected[2]), record.message
+    assert list(record.phases_s) == ["rollback"]

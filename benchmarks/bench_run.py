@@ -40,6 +40,7 @@ OVERHEAD_GOAL_PCT = 5.0
 RSS_GOAL_MB = 150.0
 PHASES = ("lookup", "build", "smoke", "push", "deploy")
 RUN_TIMEOUT_S = 1800
+PAIRS = 5  # no-op and cold runs, alternately, after one warm-up pair
 
 NOOP_ROW = "no-op run: `pinotage run`, commit already built, pushed and deployed"
 NOOP_GOAL = "≤ 1/10 of the peer, and < 3 s"
@@ -83,15 +84,16 @@ def measure_runs(bench: "Bench", quick: bool) -> list[dict]:
         return result[0]
 
     if quick:
-        noop()
+        noop()  # quick: the set-up run above is the one cold sample
     else:
-        measure.alternate(noop, cold, runs=1, warmup=0)  # the warm-up pair, discarded below
+        noop()  # the warm-up pair, discarded
+        cold()
         noop_runs.clear()
         cold_runs.clear()
-        for i in range(5):
+        for i in range(PAIRS):
             noop()
             cold()
-            say(f"pair {i + 1}/5: no-op {noop_runs[-1].wall_s:.2f} s, cold {cold_runs[-1][0].wall_s:.1f} s")
+            say(f"pair {i + 1}/{PAIRS}: no-op {noop_runs[-1].wall_s:.2f} s, cold {cold_runs[-1][0].wall_s:.1f} s")
     return [noop_row(noop_runs, [s for s, _ in cold_runs]), overhead_row(cold_runs, noop_runs),
             rss_row([s for s, _ in cold_runs], noop_runs)]
 

@@ -1,8 +1,9 @@
 """Headless Debian Chromium loads the deployed presentation, shows the first slide, moves to the next.
 
 Chromium is driven over the DevTools protocol (websocket-client). It resolves no host name but
-127.0.0.1, so the page can reach nothing beyond loopback; every request it makes is checked.
-Screenshots are kept under test-artifacts/.
+127.0.0.1, so the page can reach nothing beyond loopback; every request it makes is recorded and
+must go to the server that serves the deck: the exported site is self-contained. Screenshots are
+kept under test-artifacts/.
 """
 
 from __future__ import annotations
@@ -113,6 +114,25 @@ class Chromium:
             time.sleep(0.1)
         raise TimeoutError(f"{what}: not within {STEP_TIMEOUT_S} s")
 
+    def settled_requests(self) -> list[str]:
+        """Wait until every request the page sent has finished or failed; return every URL asked, in order.
+
+        A redirect keeps its request id and sends again: each hop's URL is in the list.
+        """
+        deadline = time.monotonic() + STEP_TIMEOUT_S
+        while True:
+            asked = [e["params"] for e in self.events if e.get("method") == "Network.requestWillBeSent"]
+            sent = {params["requestId"]: params["request"]["url"] for params in asked}
+            ended = {e["params"]["requestId"] for e in self.events
+                     if e.get("method") in ("Network.loadingFinished", "Network.loadingFailed")}
+            if set(sent) <= ended:
+                return [params["request"]["url"] for params in asked]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"requests still open after {STEP_TIMEOUT_S} s: "
+                                   f"{sorted(sent[rid] for rid in set(sent) - ended)}")
+            self.evaluate("1")  # collects the events that have arrived meanwhile
+            time.sleep(0.1)
+
     def screenshot(self, path: Path) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +171,7 @@ PRESENT = "document.querySelector('.reveal .slides > section.present')"
 def test_the_deployed_presentation_renders_and_moves_to_the_next_slide(deployed, chromium):
     chromium.call("Page.enable")
     chromium.call("Network.enable")
+    chromium.call("Runtime.enable")
     chromium.call("Page.navigate", url=deployed.url)
     chromium.wait_for("Page.loadEventFired")
     chromium.until("typeof Reveal !== 'undefined' && Reveal.isReady()", "reveal.js ready")
@@ -167,20 +188,21 @@ def test_the_deployed_presentation_renders_and_moves_to_the_next_slide(deployed,
     assert second and second != first
     chromium.screenshot(ARTIFACTS / "browser-second-slide.png")
 
-    # The page may ask for something beyond loopback (reveal.js' math plugin names a CDN), but
-    # the resolver rules must have stopped every such request before it left the machine.
-    deadline = time.monotonic() + STEP_TIMEOUT_S
-    while True:
-        asked = {e["params"]["requestId"]: e["params"]["request"]["url"] for e in chromium.events
-                 if e.get("method") == "Network.requestWillBeSent"}
-        failed = {e["params"]["requestId"] for e in chromium.events if e.get("method") == "Network.loadingFailed"}
-        beyond = {rid: url for rid, url in asked.items()
-                  if not url.startswith("data:") and urllib.parse.urlsplit(url).hostname != "127.0.0.1"}
-        if set(beyond) <= failed or time.monotonic() > deadline:
-            break
-        chromium.evaluate("1")  # collects the events that have arrived meanwhile
-        time.sleep(0.1)
-    assert any(urllib.parse.urlsplit(url).hostname == "127.0.0.1" for url in asked.values())
-    assert set(beyond) <= failed, f"requests beyond loopback got through: {sorted(beyond.values())}"
+    # Every request the page made (scripts, styles, fonts, the favicon) went to the deck's own server.
+    requests = chromium.settled_requests()
+    origin = urllib.parse.urlsplit(deployed.url)
+    assert deployed.url in requests and len(requests) > 5, requests
+    elsewhere = sorted({url for url in requests
+                        if urllib.parse.urlsplit(url)[:2] != origin[:2] and not url.startswith("data:")})
+    assert elsewhere == [], f"the deck asked hosts other than {origin.netloc}: {elsewhere}"
+    # ...and each was answered: nothing the page names is missing from the export
+    failed = [e["params"] for e in chromium.events if e.get("method") == "Network.loadingFailed"]
+    answered = {e["params"]["response"]["url"]: e["params"]["response"]["status"]
+                for e in chromium.events if e.get("method") == "Network.responseReceived"}
+    assert failed == [], failed
+    assert {url: status for url, status in answered.items() if status >= 400} == {}
+    thrown = [e["params"]["exceptionDetails"].get("text") for e in chromium.events
+              if e.get("method") == "Runtime.exceptionThrown"]
+    assert thrown == [], f"the page threw: {thrown}"
     for name in ("browser-first-slide.png", "browser-second-slide.png"):
         assert (ARTIFACTS / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

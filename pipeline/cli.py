@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Mapping
 
 from pipeline import __version__
-from pipeline.errors import EXIT_BAD_INPUT, NotAvailableYet, PinotageError
+from pipeline.errors import EXIT_BAD_INPUT, BadInput, PinotageError
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
 
@@ -79,9 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override one setting, e.g. --set deploy.target=kubernetes (repeatable)")
     subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
 
-    def add(name: str, handler: Handler, help_text: str, *, pending: str = "") -> _Parser:
-        if pending:
-            help_text = f"{help_text} [not available yet: {pending}]"
+    def add(name: str, handler: Handler, help_text: str) -> _Parser:
         sub = subs.add_parser(name, parents=[common], help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
         return sub
@@ -119,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--description", default="", help="a short text shown beside the status")
 
     jobs = add("jobs", _missing_subcommand, "render, check, diff and update the Jenkins jobs in jobs/")
+    jobs.set_defaults(command_name="jobs")
     jobs_subs = jobs.add_subparsers(title="jobs commands", metavar="ACTION", parser_class=_Parser)
     for name, help_text in (("render", "write the job XML to a folder, offline"),
                             ("check", "check the jobs and the Jenkinsfile against the CLI and the credential rules"),
@@ -134,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="also delete Pinotage-managed jobs that have left jobs/")
 
     cluster = add("cluster", _missing_subcommand, "rebuild the kubeadm cluster, or run one step of it")
+    cluster.set_defaults(command_name="cluster")
     cluster_subs = cluster.add_subparsers(title="cluster steps", metavar="STEP", parser_class=_Parser)
     for name in ("rebuild",) + CLUSTER_STEPS + CLUSTER_NODE_STEPS:
         help_text = CLUSTER_HELP[name]
@@ -178,15 +178,8 @@ def _cluster(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                        node=getattr(args, "node", None), dry_run=args.dry_run)
 
 
-def _pending(issue: str) -> Handler:
-    def handler(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-        raise NotAvailableYet(f"this command is not available yet ({issue} fills it in)",
-                              hint="see 'pinotage --help' for what works today")
-    return handler
-
-
 def _missing_subcommand(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    raise NotAvailableYet("choose an action; see --help")
+    raise BadInput(f"'pinotage {args.command_name}' needs an action", hint=f"see 'pinotage {args.command_name} --help'")
 
 
 # --- the run issue: context, run, deploy, gate, rollback, history, status ---------

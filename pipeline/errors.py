@@ -40,10 +40,6 @@ class ConfigError(BadInput):
         return list(self.problems)
 
 
-class NotAvailableYet(PinotageError, NotImplementedError):
-    """A subcommand whose issue has not landed yet."""
-
-
 class CommandFailed(PinotageError, RuntimeError):
     """An external command exited non-zero or timed out."""
 

@@ -71,7 +71,7 @@ start_registry() {
   install -d -m 0700 "$dir"
   if [ ! -s "$dir/password" ]; then
     (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$dir/password")
-    htpasswd -Bbc "$dir/htpasswd" pinotage "$(cat "$dir/password")" 2>/dev/null
+    htpasswd -iBc "$dir/htpasswd" pinotage < "$dir/password" 2>/dev/null
   fi
   cat > "$dir/config.yml" <<YAML
 version: 0.1

@@ -212,7 +212,8 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
     the ``sh`` steps inside it must be single-quoted so that Groovy never
     interpolates a secret into a command line.
     """
-    code = _blank_strings(_without_groovy_comments(text))
+    uncommented = _without_groovy_comments(text)
+    code = _blank_strings(uncommented)
     stages = []  # (start, end) of each stage's block
     for match in re.finditer(r"\bstage\s*\(", code):
         brace = code.find("{", match.end())
@@ -220,7 +221,7 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
             stages.append((match.start(), _matching_brace(code, brace)))
     guards: dict[tuple[int, int], str] = {}
     problems = []
-    for match in re.finditer(r"\bwhen\s*\{\s*branch\s*\(?\s*(['\"])(.*?)\1\s*\)?\s*\}", text):
+    for match in re.finditer(r"\bwhen\s*\{\s*branch\s*\(?\s*(['\"])(.*?)\1\s*\)?\s*\}", uncommented):
         enclosing = _innermost(stages, match.start())
         if enclosing is not None:
             guards[enclosing] = match.group(2)

@@ -158,8 +158,12 @@ def test_check_catches_in_jobs(repo, extra_yaml, expected):
     ("sh 'pinotage push --state pinotage-state.json'", 'sh "pinotage push --state pinotage-state.json"',
      "a double-quoted sh inside withCredentials lets Groovy interpolate secrets"),
     ("when { branch 'master' }", "when { branch 'main' }", "when { branch 'main' } but the default branch is 'master'"),
+    ("when { branch 'master' }", "// when { branch 'master' }",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("when { branch 'master' }", "/* when { branch 'master' } */",
+     "withCredentials outside a stage that runs only on 'master'"),
 ], ids=["missing-command", "missing-option", "bad-choice", "credential-on-every-branch",
-        "double-quoted-sh-with-secret", "wrong-default-branch"])
+        "double-quoted-sh-with-secret", "wrong-default-branch", "line-commented-when", "block-commented-when"])
 def test_check_catches_in_jenkinsfile(repo, old, new, expected):
     jenkinsfile = repo / "Jenkinsfile"
     text = jenkinsfile.read_text()

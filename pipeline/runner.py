@@ -317,9 +317,39 @@ def docker_client(environ: Mapping[str, str], *, trusted: bool):
     except docker.errors.DockerException as e:
         raise PinotageError(f"no Docker engine answers ({e})", hint="start dockerd, or set DOCKER_HOST") from e
     if not trusted:
-        # No public switch exists; the logins are loaded into this attribute when the client is made.
-        client.api._auth_configs = docker.auth.AuthConfig({})
+        _forget_logins(client.api)
     return client
+
+
+def _forget_logins(api) -> None:
+    """Make an APIClient send no registry login with any build, pull or push.
+
+    docker-py has no public switch. It keeps the docker config file's logins in ``_auth_configs``
+    and reloads the file whenever that store is empty (``_set_auth_headers`` for builds,
+    ``auth.get_config_header`` for pulls and pushes), so emptying it is not enough: the store
+    is replaced by one that is never empty yet resolves no login, and builds send no auth header.
+    """
+    import docker
+
+    class NoLogins(docker.auth.AuthConfig):
+        def __bool__(self) -> bool:
+            return True  # an empty store makes docker-py read the config file again
+
+        @property
+        def is_empty(self) -> bool:
+            return False
+
+        def resolve_authconfig(self, registry=None):
+            return None
+
+        def get_all_credentials(self):
+            return {}
+
+        def add_auth(self, reg, data):
+            pass  # a login made through this client is not kept either
+
+    api._auth_configs = NoLogins({})
+    api._set_auth_headers = lambda headers: None
 
 
 def docker_environ(environ: Mapping[str, str]) -> dict[str, str]:

@@ -193,7 +193,8 @@ def _context(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = load_config(args, environ)
     context = ctx.read(environ, default_branch=config.default_branch)
     plan = ctx.plan_for(context, config.default_branch)
-    write_state(args.state, context=context)
+    # Replaced, not merged: Jenkins reuses workspaces, and an earlier build's image must not carry over.
+    write_state(args.state, replace=True, context=context)
     if args.json:
         print(json.dumps({"context": ctx.to_json(context), "plan": {"steps": list(plan.steps),
                           "reason": plan.reason, "reads_credentials": plan.reads_credentials}}, indent=2))

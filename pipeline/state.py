@@ -91,10 +91,14 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def write_state(path: str | os.PathLike, **updates: Any) -> None:
-    """Merge values into the hand-off file, atomically (a crash leaves the old file whole)."""
+def write_state(path: str | os.PathLike, *, replace: bool = False, **updates: Any) -> None:
+    """Merge values into the hand-off file, atomically (a crash leaves the old file whole).
+
+    ``replace=True`` starts the file afresh: the first stage of a build uses it, because Jenkins
+    reuses workspaces and an earlier build's image must not reach this build's later stages.
+    """
     path = Path(path)
-    data = read_state(path) or {"version": STATE_VERSION}
+    data = {"version": STATE_VERSION} if replace else read_state(path) or {"version": STATE_VERSION}
     data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
                  for key, value in updates.items()})
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,21 @@ def test_context_prints_json_and_writes_the_state(repo, capsys):
     assert json.loads(state.read_text())["context"] == printed["context"]
 
 
+EARLIER_BUILD = {"version": 1, "context": {"commit": "e" * 40, "branch": "master"},
+                 "image": {"name": "r/app", "tag": "e" * 40, "digest": "sha256:" + "e" * 64, "built": False},
+                 "deployment": {"target": "docker", "revision": "7"}}
+
+
+@pytest.mark.parametrize("stale", [json.dumps(EARLIER_BUILD), "{not json", json.dumps({"version": 99})],
+                         ids=["earlier-build-with-image-and-deployment", "corrupt-file", "other-version"])
+def test_context_replaces_a_state_file_left_in_a_reused_workspace(repo, capsys, stale):
+    state = repo.parent / "s.json"
+    state.write_text(stale)
+    assert cli.main(["context", "--json", "--state", str(state)], environ=env(repo)) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(state.read_text()) == {"version": 1, "context": printed["context"]}
+
+
 def test_context_in_a_jenkins_pull_request(repo, capsys):
     head = git(repo, "rev-parse", "HEAD")
     jenkins = env(repo, BRANCH_NAME="PR-9", CHANGE_ID="9", CHANGE_TARGET="master", CHANGE_FORK="mallory",

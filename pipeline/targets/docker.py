@@ -19,13 +19,11 @@ import contextlib
 import datetime
 import fcntl
 import secrets
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from pipeline import config as config_module
+from pipeline import probe
 from pipeline.errors import BadInput, DeployFailed, DeployRefused
 from pipeline.ledger import FileLedger, Record
 from pipeline.state import Deployment, Image, Release
@@ -33,7 +31,6 @@ from pipeline.targets import IsAncestor, Progress
 
 LABEL = "org.pinotage"  # label prefix on every container this target makes
 POLL_S = 0.25
-PROBE_TIMEOUT_S = 2
 STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
@@ -185,30 +182,18 @@ class DockerTarget:
         """Wait until the container answers its health path; fail fast when it exits or is unhealthy."""
         url = f"http://{self._probe_host()}:{host_port}{self.config.image.health_path}"
         deadline_s = self.config.deadlines.rollout_s
-        started = time.monotonic()
-        last = "no answer yet"
-        while time.monotonic() - started < deadline_s:
-            container.reload()
-            status = container.attrs["State"]
-            if status.get("Status") in ("exited", "dead"):
-                raise DeployFailed(f"{container.name} exited with {status.get('ExitCode')}: {_log_tail(container)}",
-                                   rolled_back=False)
-            if (status.get("Health") or {}).get("Status") == "unhealthy":
-                raise DeployFailed(f"{container.name} is unhealthy by its HEALTHCHECK: {_log_tail(container)}",
-                                   rolled_back=False)
-            try:
-                with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
-                    if response.status == 200:
-                        progress(f"{container.name} healthy after {time.monotonic() - started:.1f} s")
-                        return
-                    last = f"HTTP {response.status}"
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}"
-            except OSError as e:
-                last = type(e).__name__
-            time.sleep(POLL_S)
+        seen = probe.wait_healthy(container, url, deadline_s, poll_s=POLL_S)
+        if seen.healthy:
+            progress(f"{container.name} healthy after {seen.waited_s:.1f} s")
+            return
+        if seen.exit_code is not None:
+            raise DeployFailed(f"{container.name} exited with {seen.exit_code}: {_log_tail(container)}",
+                               rolled_back=False)
+        if seen.unhealthy:
+            raise DeployFailed(f"{container.name} is unhealthy by its HEALTHCHECK: {_log_tail(container)}",
+                               rolled_back=False)
         raise DeployFailed(f"{container.name} did not answer {self.config.image.health_path} with 200 within "
-                           f"{deadline_s} s (last: {last})", rolled_back=False,
+                           f"{deadline_s} s (last: {seen.last})", rolled_back=False,
                            hint="see its output with 'docker logs'; raise deadlines.rollout_s if it is just slow")
 
     def _prune(self, *, keep) -> None:
@@ -304,18 +289,17 @@ def _reloaded(container):
 
 
 def _published_port(container, port: int) -> int:
-    bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
-    if not bindings:
-        raise DeployFailed(f"{container.name} publishes no port for {port}/tcp", rolled_back=False)
-    return int(bindings[0]["HostPort"])
+    host_port = probe.published_port(container, port)
+    if host_port is None:
+        container.reload()
+        code = probe.exit_code(container)
+        why = f"it exited with {code}: {_log_tail(container)}" if code is not None else "it publishes none"
+        raise DeployFailed(f"{container.name} has no host port for {port}/tcp: {why}", rolled_back=False)
+    return host_port
 
 
 def _log_tail(container, lines: int = 5) -> str:
-    try:
-        text = container.logs(tail=lines).decode(errors="replace").strip()
-    except Exception:  # the logs are a courtesy in an error message; the error itself matters more
-        return "(no logs)"
-    return " | ".join(text.splitlines()) or "(no output)"
+    return " | ".join(probe.log_tail(container, lines)) or "(no output)"
 
 
 def _remove(container) -> None:

@@ -24,10 +24,9 @@ import random
 import re
 import secrets
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Callable, Iterable, Mapping
 
+from pipeline import probe
 from pipeline.errors import AuthError, BadInput, BuildFailed, PushFailed, SmokeFailed
 from pipeline.state import Image
 
@@ -35,7 +34,7 @@ Progress = Callable[[str], None]
 
 BUILD_TAIL_LINES = 15
 SMOKE_POLL_S = 0.25
-SMOKE_REQUEST_TIMEOUT_S = 2
+STOP_NOTICE_S = 1.0  # how long a dropped connection waits to see whether the container exited
 SMOKE_LABEL = "pinotage.smoke"
 HEALTH_DEFAULT_PATH = "/healthz"  # the Dockerfile's HEALTHCHECK probes this one too
 _TAG_BAD_CHARS_RE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -202,14 +201,23 @@ def smoke(client: Any, config: Any, image: Image, *, progress: Progress = _quiet
         except docker.errors.APIError as e:
             raise SmokeFailed(f"the engine could not start {image.ref}: {e.explanation or e}") from e
         container.reload()
-        host_port = container.attrs["NetworkSettings"]["Ports"][f"{port}/tcp"][0]["HostPort"]
+        host_port = probe.published_port(container, port)
+        if host_port is None:
+            _raise_stopped(container, f"{port}/tcp was published")
         base = f"http://127.0.0.1:{host_port}"
         progress(f"started {name} from {image.ref}; waiting up to {deadline_s} s for {config.image.health_path}")
         _wait_healthy(container, base + config.image.health_path, deadline_s)
         progress(f"{config.image.health_path} answers 200")
-        status, body = _get(base + "/")
+        try:
+            status, body = probe.get(base + "/")
+        except OSError as e:
+            if _stopped_within(container, STOP_NOTICE_S):
+                _raise_stopped(container, "/ answered")
+            raise SmokeFailed(f"{image.ref}: / did not answer ({type(e).__name__}: {e})",
+                              log_tail=probe.log_tail(container)) from e
         if status != 200:
-            raise SmokeFailed(f"{image.ref}: / answered HTTP {status}, not the deck", log_tail=_log_tail(container))
+            raise SmokeFailed(f"{image.ref}: / answered HTTP {status}, not the deck",
+                              log_tail=probe.log_tail(container))
         first = first_slide(body)
         if config.image.first_slide_text not in first:
             shown = " ".join(first.split())[:80]
@@ -240,44 +248,36 @@ def first_slide(html: str) -> str:
 
 
 def _wait_healthy(container: Any, url: str, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        container.reload()
-        if container.status in ("exited", "dead"):
-            code = container.attrs["State"].get("ExitCode")
-            raise SmokeFailed(f"the container exited with code {code} before {url.split('/', 3)[-1]!r}"
-                              " answered", log_tail=_log_tail(container))
-        try:
-            status, _ = _get(url)
-        except OSError as e:
-            last = type(e).__name__
-        else:
-            if status == 200:
-                return
-            last = f"HTTP {status}"
-        time.sleep(SMOKE_POLL_S)
     path = "/" + url.split("/", 3)[-1]
-    raise SmokeFailed(f"{path} did not answer 200 within {deadline_s:g} s (last: {last})",
-                      log_tail=_log_tail(container), hint="the container's last log lines are above")
+    seen = probe.wait_healthy(container, url, deadline_s, poll_s=SMOKE_POLL_S)
+    if seen.healthy:
+        return
+    if seen.exit_code is not None:
+        _raise_stopped(container, f"{path!r} answered")
+    if seen.unhealthy:
+        raise SmokeFailed(f"the container is unhealthy by its HEALTHCHECK before {path!r} answered",
+                          log_tail=probe.log_tail(container))
+    raise SmokeFailed(f"{path} did not answer 200 within {deadline_s:g} s (last: {seen.last})",
+                      log_tail=probe.log_tail(container), hint="the container's last log lines are above")
 
 
-def _get(url: str) -> tuple[int, str]:
-    # No proxy from the environment: the container is on loopback.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=SMOKE_REQUEST_TIMEOUT_S) as response:
-            return response.status, response.read(2_000_000).decode("utf-8", "replace")
-    except urllib.error.HTTPError as e:
-        return e.code, ""
+def _stopped_within(container: Any, wait_s: float) -> bool:
+    # The engine notes an exit a moment after the connection drops: look again for a little while.
+    deadline = time.monotonic() + wait_s
+    while True:
+        container.reload()
+        if probe.exit_code(container) is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(SMOKE_POLL_S)
 
 
-def _log_tail(container: Any, lines: int = 10) -> tuple[str, ...]:
-    try:
-        text = container.logs(tail=lines).decode("utf-8", "replace")
-    except Exception:  # the log is a courtesy; failing to read it must not hide the real failure
-        return ()
-    return tuple(line for line in text.splitlines() if line.strip())
+def _raise_stopped(container: Any, before: str) -> None:
+    container.reload()
+    code = (container.attrs.get("State") or {}).get("ExitCode")
+    raise SmokeFailed(f"the container exited with code {code} before {before}", log_tail=probe.log_tail(container),
+                      hint="the container's last log lines are above")
 
 
 # --- push ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pipeline import cli, config as config_module, image as phases, runner
 from pipeline.context import BuildContext, plan_for
 from pipeline.errors import AuthError, PushFailed, SmokeFailed
 from pipeline.registry import Credentials, RegistryClient
-from pipeline.state import read_state, write_state
+from pipeline.state import Image, read_state, write_state
 from tests.conftest import ROOT
 from tests.registry_proxy import FaultProxy
 
@@ -161,6 +161,33 @@ def test_a_never_healthy_app_fails_the_smoke_test_and_nothing_is_pushed(env, reg
     assert time.monotonic() - started < 60
     assert registry_digest(registry, context.commit) is None
     assert not docker_client.containers.list(all=True, filters={"label": phases.SMOKE_LABEL})
+
+
+# A server that answers its health path once and then leaves: the next request, for /, finds nobody.
+_ANSWER_ONCE = ("require('http').createServer((q, s) => { s.end('ok'); if (q.url === '/healthz') "
+                "{ console.log('answered once, leaving'); s.on('finish', () => process.exit(4)); } })"
+                ".listen(process.env.PORT)")
+
+
+@pytest.mark.parametrize("entrypoint, code, log_line", [
+    (["sh", "-c", "echo no slides here >&2; exit 3"], 3, "no slides here"),
+    (["node", "-e", _ANSWER_ONCE], 4, "answered once, leaving"),
+], ids=["exits-at-once", "exits-after-the-health-check"])
+def test_a_container_that_exits_is_reported_with_its_code_and_log(entrypoint, code, log_line, env, base_images,
+                                                                  docker_client, docker_cleanup):
+    """A stopped container publishes no port and answers nothing: the smoke test says it exited, no traceback."""
+    import io
+
+    ref = f"h8test/exits-{secrets.token_hex(3)}:1"
+    dockerfile = f"FROM {base_images.runtime}\nENTRYPOINT {json.dumps(entrypoint)}\n".encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=ref, rm=True, forcerm=True)
+    docker_cleanup["images"].append(ref)
+    name, tag = ref.split(":")
+    with pytest.raises(SmokeFailed) as failed:
+        phases.smoke(docker_client, load(env, "deadlines.smoke_s=20"), Image(name=name, tag=tag, commit="c0ffee"))
+    assert f"the container exited with code {code}" in failed.value.message
+    assert log_line in failed.value.log_tail
+    assert not docker_client.containers.list(all=True, filters={"label": f"{phases.SMOKE_LABEL}=c0ffee"})
 
 
 def test_a_wrong_password_fails_once_with_a_clear_error(env, tmp_path, docker_cleanup, capsys):

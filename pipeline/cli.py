@@ -241,9 +241,10 @@ def _deploy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _gate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import runner
     from pipeline.errors import DeployFailed
+    from pipeline.shell import print_progress
 
     config, context, image = _release_stage(args, environ)
-    live = runner.make_target(config, environ, runner.progress_line).deployed()
+    live = runner.make_target(config, environ, print_progress).deployed()
     if live is None or live.image.digest != image.digest:
         now = f"{live.image.pinned} ({live.commit[:12]})" if live is not None else "nothing"
         raise DeployFailed(f"gate: {image.pinned} is not live; {now} is", rolled_back=False,
@@ -268,11 +269,12 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     from pipeline import ledger, runner
     from pipeline.errors import BadInput
+    from pipeline.shell import print_progress
 
     if args.limit < 1:
         raise BadInput(f"--limit: expected a number above 0, got {args.limit}")
     config = load_config(args, environ)
-    records = runner.make_target(config, environ, runner.progress_line).ledger().records()[-args.limit:]
+    records = runner.make_target(config, environ, print_progress).ledger().records()[-args.limit:]
     if args.json:
         print(json.dumps([ledger.record_to_json(r) for r in records], indent=2))
     elif not records:
@@ -284,22 +286,12 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import config as config_module
     from pipeline import context as ctx
-    from pipeline import github
-    from pipeline.errors import BadInput
+    from pipeline import runner
 
     config = load_config(args, environ)
     context = ctx.read(environ, default_branch=config.default_branch)
-    token = config_module.secret("github.token", environ)
-    if not token:
-        raise BadInput("PINOTAGE_GITHUB_TOKEN is not set", hint="a token with commit status write access")
-    slug = github.repo_slug(config.github.repo, context.source_url)
-    if not slug:
-        raise BadInput("github.repo: not set, and the origin URL is not on github.com",
-                       hint="--set github.repo=OWNER/NAME")
-    github.report(config.github.api_url, slug, context.commit, args.state_name, token=token,
-                  description=args.description, target_url=context.build_url)
+    slug = runner.report_status(config, context, environ, args.state_name, args.description, required=True)
     print(f"status: {args.state_name} reported to {slug} for {context.short_commit}")
     return 0
 
@@ -311,6 +303,7 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import image as phases
     from pipeline import runner
     from pipeline.state import read_state, write_state
+    from pipeline.shell import print_progress
 
     config = load_config(args, environ)
     context = ctx.for_stage(read_state(args.state), environ, default_branch=config.default_branch)
@@ -318,13 +311,13 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if "push" in plan:
         # Only a build that will push reads credentials, and only it may skip on the registry's word.
         credentials = runner.read_registry_credentials(config, environ)
-        found = phases.find_pushed(config, context, credentials, progress=runner.progress_line)
+        found = phases.find_pushed(config, context, credentials, progress=print_progress)
         if found is not None:
             write_state(args.state, context=context, image=found)
             print(f"built:    no ({found.pinned} is already in the registry: build and push are skipped)")
             return 0
     client = runner.docker_client(environ, trusted=plan.reads_credentials)
-    image = phases.build(client, config, context, progress=runner.progress_line)
+    image = phases.build(client, config, context, progress=print_progress)
     write_state(args.state, context=context, image=image)
     print(f"built:    {image.ref}" + (f" (also {', '.join(image.tags[1:])})" if len(image.tags) > 1 else ""))
     return 0
@@ -333,13 +326,14 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _smoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import image as phases
     from pipeline import runner
+    from pipeline.shell import print_progress
 
     config, image = _built_image(args, environ)
     if not image.built:
         print(f"smoke:    skipped ({image.pinned} was already in the registry, smoke-tested when it was built)")
         return 0
     client = runner.docker_client(environ, trusted=False)
-    phases.smoke(client, config, image, progress=runner.progress_line)
+    phases.smoke(client, config, image, progress=print_progress)
     print(f"smoke:    {image.ref} passed")
     return 0
 
@@ -350,6 +344,7 @@ def _push(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import runner
     from pipeline.errors import DeployRefused
     from pipeline.state import read_state, write_state
+    from pipeline.shell import print_progress
 
     config, image = _built_image(args, environ)
     context = ctx.for_stage(read_state(args.state), environ, default_branch=config.default_branch)
@@ -361,7 +356,7 @@ def _push(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 0
     credentials = runner.read_registry_credentials(config, environ)
     client = runner.docker_client(environ, trusted=True)
-    pushed = phases.push(client, config, image, credentials, progress=runner.progress_line)
+    pushed = phases.push(client, config, image, credentials, progress=print_progress)
     write_state(args.state, image=pushed)
     print(f"pushed:   {pushed.pinned}")
     return 0

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, Mapping
 from pipeline import config as config_module
 from pipeline import ledger
 from pipeline.context import BuildContext, Plan
-from pipeline.errors import DeployFailed, DeployRefused, PinotageError
+from pipeline.errors import BadInput, DeployFailed, DeployRefused, PinotageError
+from pipeline.shell import print_progress
 from pipeline.state import Deployment, Image, Release
 
 Progress = Callable[[str], None]
@@ -29,11 +30,6 @@ IsAncestor = Callable[[str, str], bool]
 def log(line: str) -> None:
     """Print a phase's start, end or summary line on stderr."""
     print(f"==> {line}", file=sys.stderr, flush=True)
-
-
-def progress_line(line: str) -> None:
-    """Print one progress line of a phase, indented under it, on stderr."""
-    print(f"    {line}", file=sys.stderr, flush=True)
 
 
 class Timer:
@@ -115,7 +111,7 @@ class Services:
 
 
 def run(config: config_module.Config, context: BuildContext, plan: Plan, services: Services, *,
-        say: Progress = log, progress: Progress = progress_line) -> Outcome:
+        say: Progress = log, progress: Progress = print_progress) -> Outcome:
     """Run the plan's phases in order; raise the first failure after reporting it."""
     timer = Timer(say)
     phases = services.phases
@@ -154,7 +150,7 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
 
 
 def deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, *,
-           say: Progress = log, progress: Progress = progress_line
+           say: Progress = log, progress: Progress = print_progress
            ) -> tuple[Deployment | None, ledger.Record | None, str, str]:
     """Deploy an already pushed image (the Jenkins Deploy stage) and record the attempt.
 
@@ -165,14 +161,14 @@ def deploy(config: config_module.Config, context: BuildContext, image: Image, se
 
 
 def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_commit: str | None,
-             say: Progress = log, progress: Progress = progress_line) -> tuple[Deployment, ledger.Record]:
+             say: Progress = log, progress: Progress = print_progress) -> tuple[Deployment, ledger.Record]:
     """Return to the previous (or the named) successful deploy and record the attempt in the ledger."""
     return rollback_on(config, make_target(config, environ, progress), to_commit=to_commit, say=say,
                        progress=progress)
 
 
 def rollback_on(config: config_module.Config, target, *, to_commit: str | None, say: Progress = log,
-                progress: Progress = progress_line) -> tuple[Deployment, ledger.Record]:
+                progress: Progress = print_progress) -> tuple[Deployment, ledger.Record]:
     """Roll the given target back (see ``rollback``) and record the attempt in its ledger."""
     before = target.deployed()
     came_from = f"rollback from {before.commit[:12]}" if before is not None else "rollback"
@@ -295,7 +291,7 @@ def services_for(config: config_module.Config, plan: Plan, context: BuildContext
     """Wire the real services: the Docker engine, the configured target, the registry, GitHub, git."""
     return Services(
         make_client=lambda: docker_client(environ, trusted=plan.reads_credentials),
-        make_target=lambda: make_target(config, environ, progress_line),
+        make_target=lambda: make_target(config, environ, print_progress),
         read_credentials=lambda: read_registry_credentials(config, environ),
         report_status=_github_reporter(config, context, environ, say) if "status" in plan else None,
         is_ancestor=_git_ancestry(cwd),
@@ -393,16 +389,30 @@ def _git_ancestry(cwd: str) -> IsAncestor:
 def _github_reporter(config: config_module.Config, context: BuildContext, environ: Mapping[str, str],
                      say: Progress) -> Callable[[str, str], None]:
     def report(state: str, description: str) -> None:
-        from pipeline import github
-
-        token = config_module.secret("github.token", environ)
-        if not token:
-            return
-        slug = github.repo_slug(config.github.repo, context.source_url)
-        if not slug:
-            raise PinotageError("no GitHub repository to report to",
-                                hint="set github.repo (owner/name) or clone from github.com")
-        github.report(config.github.api_url, slug, context.commit, state, token=token,
-                      description=description, target_url=context.build_url)
-        say(f"status: {state} reported to {slug} for {context.short_commit}")
+        slug = report_status(config, context, environ, state, description, required=False)
+        if slug:
+            say(f"status: {state} reported to {slug} for {context.short_commit}")
     return report
+
+
+def report_status(config: config_module.Config, context: BuildContext, environ: Mapping[str, str], state: str,
+                  description: str, *, required: bool) -> str:
+    """Report a commit status to GitHub; return the repository it went to.
+
+    With no token, a required status (``pinotage status``) is bad input; an optional one (the
+    runner's) is not sent and "" is returned.
+    """
+    from pipeline import github
+
+    token = config_module.secret("github.token", environ)
+    if not token:
+        if not required:
+            return ""
+        raise BadInput("PINOTAGE_GITHUB_TOKEN is not set", hint="a token with commit status write access")
+    slug = github.repo_slug(config.github.repo, context.source_url)
+    if not slug:
+        raise BadInput("github.repo: not set, and the origin URL is not on github.com",
+                       hint="--set github.repo=OWNER/NAME")
+    github.report(config.github.api_url, slug, context.commit, state, token=token,
+                  description=description, target_url=context.build_url)
+    return slug

@@ -169,3 +169,34 @@ def test_run_help_lists_every_run_command():
     for command in ("context", "run", "deploy", "gate", "rollback", "history", "status"):
         line = next(line for line in done.stdout.splitlines() if line.strip().startswith(command + " "))
         assert "not available yet" not in line
+
+
+@pytest.mark.parametrize("token, repo_slug, required, expect", [
+    (TOKEN, "acme/slides", True, "acme/slides"),
+    (TOKEN, "acme/slides", False, "acme/slides"),
+    ("", "acme/slides", False, ""),
+    ("", "acme/slides", True, "PINOTAGE_GITHUB_TOKEN is not set"),
+    (TOKEN, "", False, "github.repo: not set"),
+], ids=["status-command-reports", "run-reports", "run-without-token-sends-nothing",
+        "status-command-without-token-is-bad-input", "no-repository-is-bad-input-for-both"])
+def test_one_status_reporter_serves_the_status_command_and_the_runner(repo, token, repo_slug, required, expect):
+    from pipeline import config as config_module
+    from pipeline import context as ctx
+    from pipeline import runner
+    from pipeline.errors import BadInput
+
+    head = git(repo, "rev-parse", "HEAD")
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        settings = env(repo, PINOTAGE_GITHUB_API_URL=hub.url, PINOTAGE_GITHUB_REPO=repo_slug,
+                       **({"PINOTAGE_GITHUB_TOKEN": token} if token else {}))
+        config = config_module.load(environ=settings, config_path=None, overrides=[])
+        context = ctx.read(settings, default_branch=config.default_branch)
+        if "/" in expect:
+            assert runner.report_status(config, context, settings, "pending", "d", required=required) == expect
+            assert hub.states("acme/slides", head) == ["pending"]
+        elif expect:
+            with pytest.raises(BadInput, match=expect):
+                runner.report_status(config, context, settings, "pending", "d", required=required)
+        else:
+            assert runner.report_status(config, context, settings, "pending", "d", required=required) == ""
+            assert hub.states("acme/slides", head) == []

@@ -424,11 +424,18 @@ class Lease:
         self.renewer.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, traceback) -> None:
         self.stopping.set()
         if self.renewer:
             self.renewer.join(5)
-        self.release()
+        if exc_type is None:
+            self.release()
+            return
+        try:
+            self.release()
+        except Exception as e:  # the error already unwinding is the one the user must see
+            self.progress(f"{getattr(e, 'message', e)}; the deploy lock is freed when it expires"
+                          f" ({self.duration_s:g} s)")
 
     def acquire(self) -> None:
         """Take the Lease: create it, take it when free or stale, else wait for it up to wait_s."""

@@ -452,6 +452,35 @@ def test_rollback_is_refused_when_a_newer_deploy_lands_first(env):
     assert outcomes(target) == [("deployed", COMMITS[0]), ("deployed", COMMITS[1])]
 
 
+@pytest.mark.parametrize("breakage, raised, reported", [
+    ("missing-image", DeployFailed, True),
+    (None, "ClusterError", False),
+], ids=["release-refused-while-a-rollback-unwinds-keeps-the-deploy-error",
+        "release-refused-after-a-good-deploy-is-the-error"])
+def test_lease_release_refused(env, breakage, raised, reported):
+    if env.cluster.fake is None:
+        pytest.skip("needs the fake's request hook to make the API server refuse one Lease update")
+    from pipeline.targets.kubernetes import ClusterError
+    from tests.fakes.kube.store import ApiError
+
+    def refuse():
+        raise ApiError(500, "InternalError", "Internal error occurred: etcdserver: request timed out")
+
+    target = env.target()
+    target.lease_duration_s = 600  # no renewal during the test: the next Lease update is the release
+    env.deploy(target, 0)
+    # deploy 1 took the Lease before it applies; so the first Lease update after the apply is the release
+    env.cluster.fake.before("patch", "deployments", lambda: env.cluster.fake.before("update", "leases", refuse))
+    with pytest.raises(ClusterError if raised == "ClusterError" else raised) as failed:
+        env.deploy(target, 1, env.cluster.missing if breakage else None)
+
+    assert ("etcdserver" in failed.value.message) is not reported, failed.value.message
+    if reported:
+        assert failed.value.rolled_back is True
+        assert any("cannot release lease/" in line and "etcdserver" in line for line in env.lines), env.lines
+    assert ("update", "leases", 500) in [(r.verb, r.resource, r.code) for r in env.deployer_requests()]
+
+
 def _rules() -> list[tuple[str, str, str, str]]:
     """Expand the deployer Role into (group, resource, verb, resourceName or '') tuples."""
     role = next(d for d in yaml.safe_load_all(RBAC.read_text()) if d["kind"] == "Role")

@@ -159,8 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.raw_body
         kind = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
         if not raw:
             raise st.bad_request("the request body is empty")
@@ -189,6 +188,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         record = None
+        # read the body before anything can refuse the request, or it stays in the connection
+        # and garbles the client's next request on it
+        length = int(self.headers.get("Content-Length") or 0)
+        self.raw_body = self.rfile.read(length) if length else b""
         try:
             user = self._user()
             if url.path.rstrip("/") in ("/version", "/healthz", "/livez", "/readyz"):

@@ -68,6 +68,12 @@ class Executor:
         runner = self.quiet if quiet else self.shell
         return runner.run(argv, timeout_s=timeout_s, check=check, input_text=input_text)
 
+    def remove(self, path: str) -> None:
+        """Remove a local file a step makes again; in a dry run, only say so."""
+        self.say(f"    remove {path}")
+        if not self.dry_run:
+            Path(path).unlink(missing_ok=True)
+
     def write(self, path: str, text: str) -> None:
         """Write a local file the next command reads; in a dry run, only say so."""
         self.say(f"    write  {path}")

@@ -25,7 +25,8 @@ NODE_STEPS: dict[str, Callable[[steps.StepContext, str], None]] = {"drain": step
 
 
 def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | None = None, dry_run: bool = False,
-        shell: Shell | None = None, quiet: Shell | None = None, say: Callable[[str], None] | None = None) -> int:
+        force: bool = False, shell: Shell | None = None, quiet: Shell | None = None,
+        say: Callable[[str], None] | None = None) -> int:
     """Run one step (or the whole rebuild) and return the exit code; shells default to real ones."""
     topo = topology(config)  # validates the cluster settings before anything runs
     if shell is None or quiet is None:
@@ -40,7 +41,7 @@ def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | No
         stream = sys.stdout if dry_run else sys.stderr
         say = lambda line: print(line, file=stream, flush=True)  # noqa: E731
     executor = Executor(shell=shell, quiet=quiet, dry_run=dry_run, say=say)
-    ctx = steps.StepContext(config=config, topo=topo, run=executor, environ=environ)
+    ctx = steps.StepContext(config=config, topo=topo, run=executor, environ=environ, force=force)
     if dry_run:
         say("dry run: nothing runs, not even the checks; each check is shown and assumed to find a fresh machine")
 

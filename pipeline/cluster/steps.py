@@ -58,6 +58,7 @@ class StepContext:
     topo: Topology
     run: Executor
     environ: Mapping[str, str]
+    force: bool = False  # box: build again even when that name and version are installed
 
 
 def ssh(node: str, script: str) -> list[str]:
@@ -92,15 +93,23 @@ def encode(text: str) -> str:
 # --- box -------------------------------------------------------------------
 
 def box(ctx: StepContext) -> None:
-    """Build the node box with Packer and add it to Vagrant, unless that name and version are there."""
+    """Build the node box with Packer and add it to Vagrant, unless that name and version are there.
+
+    With ``ctx.force`` it builds the box again from scratch and replaces the installed one.
+    """
     cluster, run = ctx.config.cluster, ctx.run
-    installed = facts.installed_boxes(run.check(["vagrant", "box", "list", "--machine-readable"], assume="").output)
-    if (cluster.box_name, cluster.box_version) in installed:
-        run.note(f"box {cluster.box_name} {cluster.box_version} is installed")
-        return
     out_dir = ctx.config.path(BOX_DIR) / box_file_stem(ctx.config)
     package = out_dir / "package.box"
-    if package.is_file():
+    if ctx.force:
+        run.note(f"--force: building box {cluster.box_name} {cluster.box_version} again")
+        run.remove(str(package))
+    else:
+        installed = facts.installed_boxes(run.check(["vagrant", "box", "list", "--machine-readable"],
+                                                    assume="").output)
+        if (cluster.box_name, cluster.box_version) in installed:
+            run.note(f"box {cluster.box_name} {cluster.box_version} is installed (--force builds it again)")
+            return
+    if package.is_file() and not ctx.force:
         run.note(f"reusing {package} (delete it to build it again)")
     else:
         run.act(["packer", "build", "-force",

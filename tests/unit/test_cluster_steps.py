@@ -186,12 +186,12 @@ def load(project, environ, *overrides):
     return config_module.load(environ=environ, cwd=str(project), overrides=list(overrides))
 
 
-def execute(step, project, environ, script, *, node=None, dry_run=False, overrides=()):
+def execute(step, project, environ, script, *, node=None, dry_run=False, force=False, overrides=()):
     shell = ScriptedShell(script)
     said: list[str] = []
     config = load(project, environ, *overrides)
     try:
-        rebuild.run(step, config=config, environ=environ, node=node, dry_run=dry_run,
+        rebuild.run(step, config=config, environ=environ, node=node, dry_run=dry_run, force=force,
                     shell=shell.channel("loud"), quiet=shell.channel("quiet"), say=said.append)
     finally:
         shell.said = said
@@ -237,6 +237,44 @@ def test_fresh_rebuild_runs_every_command_in_order(project, environ):
     metadata = json.loads((project / "build/box/pinotage-kubeadm-1.31.4/metadata.json").read_text())
     assert (metadata["name"], metadata["versions"][0]["version"]) == ("pinotage/kubeadm", "1.31.4")
     assert metadata["versions"][0]["providers"][0]["checksum"] == hashlib.sha256(b"box").hexdigest()
+
+
+def box_commands(project, *, listed: str | None, packer: bool, added: bool, new_box: bytes = b"new box"):
+    """Script the box step: the installed-box probe (unless forced), packer, vagrant box add."""
+    box_dir = project / "build/box/pinotage-kubeadm-1.31.4"
+
+    def build():
+        # packer -force starts from an empty output folder: the old package must be gone by now
+        assert not (box_dir / "package.box").exists(), "the old package.box was not removed first"
+        box_dir.mkdir(parents=True, exist_ok=True)
+        (box_dir / "package.box").write_bytes(new_box)
+
+    return [
+        *([(["vagrant", "box", "list", "--machine-readable"], listed)] if listed is not None else []),
+        *([(["packer", "build", "-force", "-var", "base_box=debian/bookworm64", "-var", "kubernetes_version=1.31.4",
+             "-var", f"output_dir={box_dir}", str(project / "scripts/packer/box.json")], "Build 'vagrant' finished",
+            0, build)] if packer else []),
+        *([(["vagrant", "box", "add", "--force", str(box_dir / "metadata.json")], "Successfully added box")]
+          if added else []),
+    ]
+
+
+@pytest.mark.parametrize("force, old_package, listed, packer, added, checksum_of", [
+    (False, True, OUR_BOX, False, False, None),
+    (False, True, NO_BOXES, False, True, b"old box"),
+    (True, True, None, True, True, b"new box"),
+    (True, False, None, True, True, b"new box"),
+], ids=["installed-box-is-kept", "old-package-is-reused", "force-rebuilds-an-installed-box-and-its-package",
+        "force-with-no-old-package"])
+def test_the_box_step(project, environ, force, old_package, listed, packer, added, checksum_of):
+    box_dir = project / "build/box/pinotage-kubeadm-1.31.4"
+    if old_package:
+        box_dir.mkdir(parents=True)
+        (box_dir / "package.box").write_bytes(b"old box")
+    execute("box", project, environ, box_commands(project, listed=listed, packer=packer, added=added), force=force)
+    if checksum_of is not None:
+        metadata = json.loads((box_dir / "metadata.json").read_text())
+        assert metadata["versions"][0]["providers"][0]["checksum"] == hashlib.sha256(checksum_of).hexdigest()
 
 
 def test_a_resumed_rebuild_skips_what_is_done(project, environ):
@@ -434,15 +472,16 @@ def test_backup_folders_are_named_by_utc_time(project, environ):
 
 @pytest.mark.parametrize("argv, code, stream, text", [
     (["cluster", "rebuild", "--dry-run"], 0, "out", "kubeadm init --config /dev/stdin"),
+    (["cluster", "box", "--force", "--dry-run"], 0, "out", "remove {project}/build/box/pinotage-kubeadm-1.31.4/package.box"),
     (["cluster", "remove", "control", "--dry-run"], 2, "err", "the control plane cannot be removed"),
     (["cluster", "up", "--dry-run", "--set", "cluster.workers=0"], 2, "err", "cluster.workers: expected a number above 0"),
     (["cluster", "init", "--dry-run", "--set", "cluster.kubernetes_version=latest"], 2, "err",
      "cluster.kubernetes_version: expected a version like 1.31.4, got 'latest'"),
-], ids=["dry-run-rebuild", "remove-control", "no-workers", "bad-version"])
+], ids=["dry-run-rebuild", "forced-box-dry-run", "remove-control", "no-workers", "bad-version"])
 def test_the_cluster_command(project, environ, capsys, monkeypatch, argv, code, stream, text):
     from pipeline import cli
 
     monkeypatch.chdir(project)
     assert cli.main(argv, environ) == code
     captured = capsys.readouterr()
-    assert text in (captured.out if stream == "out" else captured.err)
+    assert text.format(project=project) in (captured.out if stream == "out" else captured.err)

@@ -110,43 +110,67 @@ class DockerTarget:
         """Gate a candidate (unless restarting a kept container), then cut over; undo on any failure."""
         import docker
 
+        host_port = self.config.deploy.host_port
         if kept is None:
-            candidate = self._create(release, role="candidate", host_port=None)
+            candidate = None
             try:
+                candidate = self._create(release, role="candidate", host_port=None)
                 candidate.start()
                 port = _published_port(_reloaded(candidate), self.config.image.port)
                 progress(f"candidate {candidate.name} started on {self._probe_host()}:{port}")
                 self._wait_healthy(candidate, port, progress)
-            except DeployFailed as e:
+            except (DeployFailed, docker.errors.APIError) as e:
                 still = "the previous release still serves" if live is not None else "nothing was live"
-                raise DeployFailed(f"{e.message}; {still}", hint=e.hint, **_failed(release, live)) from e
+                raise DeployFailed(f"{_reason(e, self.config.deploy)}; {still}", hint=getattr(e, "hint", ""),
+                                   **_failed(release, live)) from e
             finally:
                 _remove(candidate)
         if live_container is not None:
             progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
-            live_container.stop(timeout=STOP_TIMEOUT_S)
+            try:
+                live_container.stop(timeout=STOP_TIMEOUT_S)
+            except docker.errors.APIError as e:
+                raise DeployFailed(f"cannot stop {live_container.name}: {_reason(e, self.config.deploy)}; "
+                                   "the previous release still serves", **_failed(release, live)) from e
         serving = kept
         try:
             if serving is None:
-                serving = self._create(release, role="serving", host_port=self.config.deploy.host_port)
+                serving = self._create(release, role="serving", host_port=host_port)
             serving.start()
-            progress(f"{serving.name} now holds port {self.config.deploy.host_port}")
-            self._wait_healthy(serving, self.config.deploy.host_port, progress)
+            progress(f"{serving.name} now holds port {host_port}")
+            self._wait_healthy(serving, host_port, progress)
         except (DeployFailed, docker.errors.APIError) as e:
-            reason = e.message if isinstance(e, DeployFailed) else _explain(e, self.config.deploy.host_port)
+            reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
             if kept is None:
                 _remove(serving)
             else:
                 _stop(kept)
-            if live_container is not None:
-                progress(f"cut-over failed; starting {live_container.name} again")
-                live_container.start()
-                self._wait_healthy(live_container, self.config.deploy.host_port, progress)
-            again = "the previous release serves again" if live_container is not None else "nothing was live"
-            raise DeployFailed(f"{reason}; {again}", **_failed(release, live if live_container is not None else None)
-                               ) from e
+            if live_container is None:
+                raise DeployFailed(f"{reason}; nothing was live", **_failed(release, None)) from e
+            progress(f"cut-over failed ({reason}); starting {live_container.name} again")
+            restart_failed = self._restart(live_container, progress)
+            if restart_failed:
+                raise DeployFailed(f"{reason}; starting the previous release again failed too ({restart_failed})",
+                                   **_failed(release, None),
+                                   hint=f"nothing serves on port {host_port}; see 'docker ps -a'") from e
+            raise DeployFailed(f"{reason}; the previous release serves again", **_failed(release, live)) from e
         progress(f"serving {release.image.pinned} at {self.url()}")
         self._prune(keep=serving)
+
+    def _restart(self, container, progress: Progress) -> str:
+        """Start a stopped previous container again and wait for its health; return why not, or ""."""
+        import docker
+
+        try:
+            container.start()
+            # Its own published port: the configured one may be what just failed.
+            port = _serving_port(_reloaded(container))
+            if port is None:
+                return f"{container.name} publishes no port"
+            self._wait_healthy(container, port, progress)
+        except (DeployFailed, docker.errors.APIError) as e:
+            return _reason(e, self.config.deploy)
+        return ""
 
     def _pull(self, image: Image, progress: Progress) -> None:
         import docker
@@ -318,8 +342,22 @@ def _stop(container) -> None:
         container.stop(timeout=STOP_TIMEOUT_S)
 
 
-def _explain(error, host_port: int) -> str:
-    text = str(getattr(error, "explanation", "") or error)
+def _serving_port(container) -> int | None:
+    for bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+        for binding in bindings or []:
+            return int(binding["HostPort"])
+    return None
+
+
+def _reason(error: Exception, deploy) -> str:
+    """Say in one line why a step failed: our own message, or the engine's explained."""
+    if isinstance(error, DeployFailed):
+        return " ".join(error.message.split())
+    text = " ".join(str(getattr(error, "explanation", "") or error).split())
+    text = text.rsplit("Error starting userland proxy: ", 1)[-1]  # the rest names the engine's endpoint ids
     if "port is already allocated" in text or "address already in use" in text:
-        return f"port {host_port} is taken by something else (set deploy.host_port to a free port)"
-    return text
+        return (f"port {deploy.host_port} is taken by something else (set deploy.host_port to a free port);"
+                f" the engine said: {text}")
+    if "cannot assign requested address" in text:
+        return f"deploy.host_ip {deploy.host_ip} is not an address of this host; the engine said: {text}"
+    return f"the engine refused: {text}"

@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import secrets
+import socket
 from collections.abc import Mapping
 
 import pytest
@@ -155,6 +156,50 @@ def test_a_release_that_never_gets_healthy_leaves_the_previous_one_serving(
     assert [r["id"] for r in records_after].count(last["id"]) == 1, "one record for the attempt"
     gate = loop.pinotage("gate", "--state", str(state))
     assert gate.returncode == 1 and f"{name}@{digest} is not live" in gate.stderr
+
+
+def test_an_engine_error_at_the_cut_over_is_one_line_and_the_previous_release_serves_again(
+        loop, first, registry, base_images, docker_client, docker_cleanup, tmp_path):
+    serving = loop.live_commit(docker_client)
+    before = len(loop.history())
+    # A release that serves as well as the live one (same files, another digest), for a port someone holds.
+    live_image = _live_image(loop, docker_client)
+    name = f"{registry.url}/{loop.repository}"
+    tag = f"relabelled-{secrets.token_hex(3)}"
+    dockerfile = f'FROM {live_image}\nLABEL org.example.relabelled="{tag}"\n'.encode()
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=f"{name}:{tag}", rm=True, forcerm=True)
+    docker_cleanup["images"].append(f"{name}:{tag}")
+    events = list(docker_client.api.push(name, tag, stream=True, decode=True,
+                                         auth_config={"username": registry.user, "password": registry.password}))
+    [digest] = [e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})]
+    newer = loop.commit("a release for a port that is taken")
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "image": {"name": name, "tag": tag, "tags": [tag], "digest": digest,
+                                                         "commit": newer, "built": True}}))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()  # accepts connections and never answers: a probe of it would only time out
+        taken = holder.getsockname()[1]
+        done = loop.pinotage("deploy", "--state", str(state),
+                             env={"PINOTAGE_DEPLOY_HOST_PORT": str(taken), "PINOTAGE_DEADLINES_ROLLOUT_S": "8"})
+    assert done.returncode == 1, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("pinotage: error:")]
+    assert f"port {taken} is taken by something else" in error, done.stderr[-3000:]
+    assert "the previous release serves again" in error, error
+    assert loop.live_commit(docker_client) == serving
+    assert "<section" in loop.page()
+    records = loop.history()
+    assert len(records) == before + 1, "one record for the attempt"
+    last = records[-1]
+    assert (last["commit"], last["outcome"], last["image"]) == (newer, "rolled-back", f"{name}@{digest}")
+    assert f"port {taken} is taken" in last["message"], last["message"]
+
+
+def _live_image(loop, docker_client) -> str:
+    [container] = docker_client.containers.list(filters={"label": [f"org.pinotage.app={loop.app}",
+                                                                   "org.pinotage.role=serving"]})
+    return container.image.id
 
 
 class SecretTrap(Mapping):

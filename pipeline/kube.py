@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from pipeline.errors import BadInput
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+UNREADABLE_HINT = "check it with 'kubectl config view', which hides the secrets"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Cluster:
 
 def connect(config, environ: Mapping[str, str]) -> Cluster:
     """Build an API client from the configuration; raise BadInput naming what is wrong."""
+    import yaml
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
 
@@ -44,6 +46,7 @@ def connect(config, environ: Mapping[str, str]) -> Cluster:
             if not Path(file).is_file():
                 raise BadInput(f"{source}: {file}: no such file",
                                hint="set PINOTAGE_KUBECONFIG (or KUBECONFIG) to the deployer's kubeconfig")
+            _check_readable(source, file)
         try:
             api = k8s_config.new_client_from_config(config_file=os.pathsep.join(files), context=context,
                                                     persist_config=False)
@@ -51,6 +54,10 @@ def connect(config, environ: Mapping[str, str]) -> Cluster:
             what = f"context {context!r}" if context else "the current context"
             raise BadInput(f"{source}: {os.pathsep.join(files)}: cannot use {what}: {e}",
                            hint="check deploy.kube_context against 'kubectl config get-contexts'") from e
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
+            # from None: the loader's message may quote the file, which holds credentials
+            raise BadInput(f"{source}: {os.pathsep.join(files)}: not a readable kubeconfig ({type(e).__name__})",
+                           hint=UNREADABLE_HINT) from None
         return Cluster(api, config.deploy.namespace, f"{source} {os.pathsep.join(files)}")
     if environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = k8s_client.Configuration()
@@ -63,3 +70,29 @@ def connect(config, environ: Mapping[str, str]) -> Cluster:
         return Cluster(k8s_client.ApiClient(configuration), config.deploy.namespace, "in-cluster service account")
     raise BadInput("no Kubernetes credentials: kubeconfig, KUBECONFIG and the in-cluster service account are all "
                    "missing", hint="set PINOTAGE_KUBECONFIG to the deployer's kubeconfig")
+
+
+def _check_readable(source: str, file: str) -> None:
+    """Parse one kubeconfig file; raise BadInput naming the file and line, quoting nothing from it.
+
+    The parser's own messages quote the text around a problem, and the file holds credentials,
+    so they are never shown, nor chained (``from None``).
+    """
+    import yaml
+
+    where = file
+    try:
+        document = yaml.safe_load(Path(file).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        problem = f"not UTF-8 text (a bad byte at offset {e.start})"
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        problem = "not valid YAML"
+        if mark is not None:
+            where = f"{file}:{mark.line + 1}"
+            problem += f" (line {mark.line + 1}, column {mark.column + 1})"
+    else:
+        if document is None or isinstance(document, dict):
+            return  # the loader says what an empty or incomplete kubeconfig lacks
+        problem = "not a kubeconfig (its top level is not a mapping)"
+    raise BadInput(f"{source}: {where}: {problem}", hint=UNREADABLE_HINT) from None

@@ -73,10 +73,14 @@ def registry_digest(registry, tag, repository=REPOSITORY):
 
 def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_client, docker_cleanup,
                                                        tmp_path, capsys):
-    """Cases 1 and 2: build → smoke → push hands the digest on; a re-run asks the registry and skips."""
+    """Cases 1 and 2: lookup → build → smoke → push hands the digest on; a re-run's lookup finds it and the rest skip."""
     state = tmp_path / "state.json"
     context = a_context()
     write_state(state, context=context)
+
+    code, out, err = pinotage(["lookup", "--state", str(state)], env, capsys)
+    assert code == 0, err
+    assert "holds no image of" in out and "image" not in read_state(state)
 
     code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
     assert code == 0, err
@@ -100,11 +104,17 @@ def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_cl
     # The re-run: the local image is gone, so only the registry can say it is there.
     for tag in built["tags"]:
         docker_client.images.remove(f"{built['name']}:{tag}", force=True)
-    code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
+    write_state(state, replace=True, context=context)  # what the Context stage does in the next build
+    code, out, err = pinotage(["lookup", "--state", str(state)], env, capsys)
     assert code == 0, err
-    assert "already in the registry" in out and "Step " not in err
+    assert "already in the registry" in out
     again = read_state(state)["image"]
     assert again["built"] is False and again["digest"] == pushed["digest"]
+    code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
+    assert code == 0 and "already in the registry" in out and "Step " not in err
+    assert read_state(state)["image"] == again
+    code, out, err = pinotage(["smoke", "--state", str(state)], env, capsys)
+    assert code == 0 and "smoke:    skipped" in out
     assert not docker_client.images.list(name=f"{built['name']}")
     code, out, err = pinotage(["push", "--state", str(state)], env, capsys)
     assert code == 0 and "pushed:   no" in out
@@ -313,3 +323,31 @@ def test_the_app_exits_cleanly_on_sigterm(built, docker_client):
         assert b"9090" in container.logs()
     finally:
         container.remove(force=True)
+
+
+# The image's own HEALTHCHECK command, run often so the test is quick (the engine keeps the image's test).
+_FAST_HEALTHCHECK = {"interval": 300_000_000, "timeout": 3_000_000_000, "retries": 3, "start_period": 1_000_000}
+
+
+@pytest.mark.parametrize("health_path, environment, expected", [
+    ("/healthz", {}, "healthy"),
+    ("/healthz", {"PORT": "9090"}, "healthy"),
+    ("/status/ready", {"PORT": "9090"}, "healthy"),
+    ("/healthz", {"PORT": "9090", "HEALTH_PATH": "/not-there"}, "unhealthy"),
+], ids=["default-port", "port-9090", "another-health-path-on-9090", "a-path-that-404s-is-unhealthy"])
+def test_the_image_healthcheck_follows_port_and_health_path(health_path, environment, expected, env,
+                                                           docker_client, docker_cleanup):
+    """Docker's HEALTHCHECK asks the port the server listens on ($PORT) for the built health path."""
+    config = load(env, f"image.health_path={health_path}")
+    image = phases.build(docker_client, config, a_context(), progress=lambda line: None)
+    remove_tags(docker_cleanup, image)
+    container = docker_client.containers.run(image.ref, detach=True, environment=environment,
+                                             healthcheck=_FAST_HEALTHCHECK)
+    docker_cleanup["containers"].append(container.id)
+    deadline = time.monotonic() + 30
+    status = "starting"
+    while status == "starting" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        container.reload()
+        status = container.attrs["State"]["Health"]["Status"]
+    assert status == expected, container.attrs["State"]["Health"]["Log"][-1:]

@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--dry-run", action="store_true", help="print the plan and touch nothing")
 
     for name, handler, help_text in (
-            ("build", _build, "build the image (skipped when the registry has this commit)"),
+            ("lookup", _lookup, "ask the registry for this commit's image (default branch; needs the registry login)"),
+            ("build", _build, "build the image (skipped when the lookup found this commit in the registry)"),
             ("smoke", _smoke, "run the built image and check its health path and first slide"),
             ("push", _push, "push the image to the registry and record its digest")):
         with_state(add(name, handler, help_text))
@@ -243,15 +244,10 @@ def _deploy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _gate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import runner
-    from pipeline.errors import DeployFailed
-    from pipeline.shell import print_progress
 
     config, context, image = _release_stage(args, environ)
-    live = runner.make_target(config, environ, print_progress).deployed()
-    if live is None or live.image.digest != image.digest:
-        now = f"{live.image.pinned} ({live.commit[:12]})" if live is not None else "nothing"
-        raise DeployFailed(f"gate: {image.pinned} is not live; {now} is", rolled_back=False,
-                           hint="the deploy stage failed or a newer release replaced it; see 'pinotage history'")
+    services = runner.services_for(config, _plan(config, context), context, environ)
+    runner.gate_stage(image, services)
     print(f"gate: {image.pinned} ({context.short_commit}) is live on {config.deploy.target}")
     return 0
 
@@ -301,80 +297,83 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 # --- the image issue: build, smoke, push --------------------------------------
 
-def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import context as ctx
-    from pipeline import image as phases
+def _lookup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import runner
-    from pipeline.state import read_state, write_state
-    from pipeline.shell import print_progress
+    from pipeline.state import write_state
 
-    config = load_config(args, environ)
-    context = ctx.for_stage(read_state(args.state), environ, default_branch=config.default_branch)
-    plan = _plan(config, context)
-    if "push" in plan:
-        # Only a build that will push reads credentials, and only it may skip on the registry's word.
-        credentials = runner.read_registry_credentials(config, environ)
-        found = phases.find_pushed(config, context, credentials, progress=print_progress)
-        if found is not None:
-            write_state(args.state, context=context, image=found)
-            print(f"built:    no ({found.pinned} is already in the registry: build and push are skipped)")
-            return 0
-    client = runner.docker_client(environ, trusted=plan.reads_credentials)
-    image = phases.build(client, config, context, progress=print_progress)
+    config, context, state = _stage_input(args, environ)
+    services = runner.services_for(config, _plan(config, context), context, environ)
+    found = runner.lookup_stage(config, context, _plan(config, context), services)
+    if found is None:
+        print(f"lookup:   {config.image_name()} holds no image of {context.short_commit}: the build stage builds it")
+        return 0
+    write_state(args.state, context=context, image=found)
+    print(f"lookup:   {found.pinned} is already in the registry: build, smoke test and push are skipped")
+    return 0
+
+
+def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import runner
+    from pipeline.state import image_from_json, write_state
+
+    config, context, state = _stage_input(args, environ)
+    found = image_from_json(state["image"]) if isinstance(state.get("image"), dict) else None
+    services = runner.services_for(config, _plan(config, context), context, environ)
+    image = runner.build_stage(config, context, services, found=found)
     write_state(args.state, context=context, image=image)
-    print(f"built:    {image.ref}" + (f" (also {', '.join(image.tags[1:])})" if len(image.tags) > 1 else ""))
+    if not image.built:
+        print(f"built:    no ({image.pinned} is already in the registry: build and push are skipped)")
+    else:
+        print(f"built:    {image.ref}" + (f" (also {', '.join(image.tags[1:])})" if len(image.tags) > 1 else ""))
     return 0
 
 
 def _smoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import image as phases
     from pipeline import runner
-    from pipeline.shell import print_progress
 
-    config, image = _built_image(args, environ)
-    if not image.built:
+    config, context, image = _built_image(args, environ)
+    services = runner.services_for(config, _plan(config, context), context, environ)
+    if runner.smoke_stage(config, image, services):
+        print(f"smoke:    {image.ref} passed")
+    else:
         print(f"smoke:    skipped ({image.pinned} was already in the registry, smoke-tested when it was built)")
-        return 0
-    client = runner.docker_client(environ, trusted=False)
-    phases.smoke(client, config, image, progress=print_progress)
-    print(f"smoke:    {image.ref} passed")
     return 0
 
 
 def _push(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import context as ctx
-    from pipeline import image as phases
     from pipeline import runner
-    from pipeline.errors import DeployRefused
-    from pipeline.state import read_state, write_state
-    from pipeline.shell import print_progress
+    from pipeline.state import write_state
 
-    config, image = _built_image(args, environ)
-    context = ctx.for_stage(read_state(args.state), environ, default_branch=config.default_branch)
+    config, context, image = _built_image(args, environ)
     plan = _plan(config, context)
-    if "push" not in plan:
-        raise DeployRefused(f"this {context.event} build does not push: {plan.reason}")
-    if not image.built and image.digest:
+    image, pushed = runner.push_stage(config, context, plan, image, runner.services_for(config, plan, context, environ))
+    if not pushed:
         print(f"pushed:   no ({image.pinned} is already in the registry)")
         return 0
-    credentials = runner.read_registry_credentials(config, environ)
-    client = runner.docker_client(environ, trusted=True)
-    pushed = phases.push(client, config, image, credentials, progress=print_progress)
-    write_state(args.state, image=pushed)
-    print(f"pushed:   {pushed.pinned}")
+    write_state(args.state, image=image)
+    print(f"pushed:   {image.pinned}")
     return 0
 
 
-def _built_image(args: argparse.Namespace, environ: Mapping[str, str]):
-    """Read the configuration and the image the build stage wrote to the state file."""
-    from pipeline.errors import BadInput
-    from pipeline.state import image_from_json, read_state
+def _stage_input(args: argparse.Namespace, environ: Mapping[str, str]):
+    """Read the configuration, the state file and the build context it hands on."""
+    from pipeline import context as ctx
+    from pipeline.state import read_state
 
     config = load_config(args, environ)
     state = read_state(args.state)
+    return config, ctx.for_stage(state, environ, default_branch=config.default_branch), state
+
+
+def _built_image(args: argparse.Namespace, environ: Mapping[str, str]):
+    """Read the configuration, the build context and the image the build stage wrote to the state file."""
+    from pipeline.errors import BadInput
+    from pipeline.state import image_from_json
+
+    config, context, state = _stage_input(args, environ)
     if not isinstance(state.get("image"), dict) or not state["image"].get("name"):
         raise BadInput(f"{args.state}: no built image in the state file", hint="run 'pinotage build --state FILE' first")
-    return config, image_from_json(state["image"])
+    return config, context, image_from_json(state["image"])
 
 
 def _plan(config, context):

@@ -108,13 +108,29 @@ class Services:
     report_status: Callable[[str, str], None] | None  # (state, description); None: no status
     is_ancestor: IsAncestor
     phases: Any  # the image phases: pipeline.image, or a double in tests
+    _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    def client(self) -> Any:
+        """Return the engine client, made on first use and shared by the phases after it."""
+        if "client" not in self._made:
+            self._made["client"] = self.make_client()
+        return self._made["client"]
+
+    def credentials(self) -> Any:
+        """Return the registry login, read on first use (None: the registry takes anonymous calls)."""
+        if "credentials" not in self._made:
+            self._made["credentials"] = self.read_credentials()
+        return self._made["credentials"]
 
 
 def run(config: config_module.Config, context: BuildContext, plan: Plan, services: Services, *,
         say: Progress = log, progress: Progress = print_progress) -> Outcome:
-    """Run the plan's phases in order; raise the first failure after reporting it."""
+    """Run the plan's phases in order; raise the first failure after reporting it.
+
+    The steps are the Jenkins stages' own functions (``lookup_stage`` … ``push_stage``), so a
+    laptop's ``pinotage run`` and a Jenkins build decide the same way.
+    """
     timer = Timer(say)
-    phases = services.phases
     image: Image | None = None
     built = pushed = False
     deployment: Deployment | None = None
@@ -122,23 +138,18 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     note = url = ""
     _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
     try:
-        credentials = services.read_credentials() if "push" in plan else None
         if "push" in plan:
             with timer.phase("lookup"):
-                image = phases.find_pushed(config, context, credentials)
-                if image is not None:
-                    progress(f"the registry already holds {image.pinned}: build, smoke test and push are skipped")
+                image = lookup_stage(config, context, plan, services, progress=progress)
         if image is None:
-            client = services.make_client()
             with timer.phase("build"):
-                image = phases.build(client, config, context, progress=progress)
+                image = build_stage(config, context, services, progress=progress)
                 built = True
             with timer.phase("smoke"):
-                phases.smoke(client, config, image, progress=progress)
+                smoke_stage(config, image, services, progress=progress)
             if "push" in plan:
                 with timer.phase("push"):
-                    image = phases.push(client, config, image, credentials, progress=progress)
-                    pushed = True
+                    image, pushed = push_stage(config, context, plan, image, services, progress=progress)
         if "deploy" in plan:
             deployment, record, note, url = _deploy(config, context, image, services, timer, progress)
     except PinotageError as e:
@@ -147,6 +158,62 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     _status(services, "success", _success_text(plan, deployment, note), say)
     return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed,
                    deployment=deployment, record=record, phases_s=dict(timer.phases_s), note=note, url=url)
+
+
+# --- one function per Jenkins stage; ``run`` calls the same ones ----------------
+
+def in_registry(image: Image | None) -> bool:
+    """Tell whether the image was found in the registry (not built here): build, smoke and push skip it."""
+    return image is not None and not image.built and bool(image.digest)
+
+
+def lookup_stage(config: config_module.Config, context: BuildContext, plan: Plan, services: Services, *,
+                 progress: Progress = print_progress) -> Image | None:
+    """Return this commit's image if the registry holds it already (a build that pushes only)."""
+    if "push" not in plan:
+        # Only a build that will push reads the registry login, and only it may skip on the registry's word.
+        raise DeployRefused(f"this {context.event} build does not push: {plan.reason}")
+    found = services.phases.find_pushed(config, context, services.credentials(), progress=progress)
+    if found is not None:
+        progress(f"the registry already holds {found.pinned}: build, smoke test and push are skipped")
+    return found
+
+
+def build_stage(config: config_module.Config, context: BuildContext, services: Services, *,
+                found: Image | None = None, progress: Progress = print_progress) -> Image:
+    """Build this commit's image, unless ``found`` (the lookup's answer) is it: then return that."""
+    if in_registry(found) and found.commit == context.commit:
+        return found
+    return services.phases.build(services.client(), config, context, progress=progress)
+
+
+def smoke_stage(config: config_module.Config, image: Image, services: Services, *,
+                progress: Progress = print_progress) -> bool:
+    """Smoke-test a built image; return False when it came from the registry (tested when it was built)."""
+    if in_registry(image):
+        return False
+    services.phases.smoke(services.client(), config, image, progress=progress)
+    return True
+
+
+def push_stage(config: config_module.Config, context: BuildContext, plan: Plan, image: Image,
+               services: Services, *, progress: Progress = print_progress) -> tuple[Image, bool]:
+    """Push a built image; return it with its digest, and whether it was pushed (False: it was there)."""
+    if "push" not in plan:
+        raise DeployRefused(f"this {context.event} build does not push: {plan.reason}")
+    if in_registry(image):
+        return image, False
+    return services.phases.push(services.client(), config, image, services.credentials(), progress=progress), True
+
+
+def gate_stage(image: Image, services: Services) -> Release:
+    """Check that the image the deploy stage gated is still the live one; return what is live."""
+    live = services.make_target().deployed()
+    if live is None or live.image.digest != image.digest:
+        now = f"{live.image.pinned} ({live.commit[:12]})" if live is not None else "nothing"
+        raise DeployFailed(f"gate: {image.pinned} is not live; {now} is", rolled_back=False,
+                           hint="the deploy stage failed or a newer release replaced it; see 'pinotage history'")
+    return live
 
 
 def deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, *,

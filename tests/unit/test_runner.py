@@ -34,7 +34,7 @@ class Phases:
     def __init__(self, calls, *, in_registry=None, smoke_error=None):
         self.calls, self.in_registry, self.smoke_error = calls, in_registry, smoke_error
 
-    def find_pushed(self, config, context, credentials):
+    def find_pushed(self, config, context, credentials, *, progress):
         assert credentials == "creds", "find_pushed must get the registry credentials"
         self.calls.append("find_pushed")
         return self.in_registry

@@ -200,3 +200,41 @@ def test_one_status_reporter_serves_the_status_command_and_the_runner(repo, toke
         else:
             assert runner.report_status(config, context, settings, "pending", "d", required=required) == ""
             assert hub.states("acme/slides", head) == []
+
+
+FOUND_DIGEST = "sha256:" + "f" * 64
+
+
+@pytest.mark.parametrize("command, found, code, message", [
+    ("build", False, 1, "no Docker engine answers"),  # got past the point a credential was read before
+    ("build", True, 0, "built:    no ("),
+    ("smoke", True, 0, "smoke:    skipped ("),
+    ("push", True, 0, "pushed:   no ("),
+], ids=["master-build-builds-without-the-registry-login", "build-skips-what-lookup-found",
+        "smoke-skips-what-lookup-found", "push-skips-what-lookup-found"])
+def test_default_branch_stages_after_lookup_read_no_credential(repo, capsys, command, found, code, message):
+    """In Jenkins only the Lookup and Push stages hold the registry login: Build never reads it."""
+    head = git(repo, "rev-parse", "HEAD")
+    state = repo.parent / "s.json"
+    environ = SecretTrap(env(repo, PINOTAGE_REGISTRY_PASSWORD="never-read"))
+    assert cli.main(["context", "--state", str(state)], environ=environ) == 0
+    if found:
+        data = json.loads(state.read_text())
+        data["image"] = {"name": "127.0.0.1:5000/pinotage/presentation", "tag": head, "tags": [head],
+                         "digest": FOUND_DIGEST, "commit": head, "built": False}
+        state.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert cli.main([command, "--state", str(state)], environ=environ) == code
+    out, err = capsys.readouterr()
+    assert message in (out + err)
+    if found:
+        assert json.loads(state.read_text())["image"]["digest"] == FOUND_DIGEST
+
+
+def test_lookup_is_refused_on_a_branch(repo, capsys):
+    git(repo, "checkout", "-q", "-b", "topic")
+    state = repo.parent / "s.json"
+    environ = SecretTrap(env(repo, PINOTAGE_REGISTRY_PASSWORD="never-read"))
+    assert cli.main(["context", "--state", str(state)], environ=environ) == 0
+    assert cli.main(["lookup", "--state", str(state)], environ=environ) == 1
+    assert "this branch build does not push" in capsys.readouterr().err

@@ -314,3 +314,30 @@ def test_a_failed_rollback_is_recorded_once_and_a_refused_one_not_at_all(monkeyp
     assert (record.outcome, record.commit) == expected[:2]
     assert record.message.startswith(expected[2]), record.message
     assert list(record.phases_s) == ["rollback"]
+
+
+FOUND = dataclasses.replace(PUSHED, built=False)  # what the lookup hands on when the registry has the commit
+
+
+@pytest.mark.parametrize("event, in_registry, expected_calls, outcome", [
+    ("default-branch", None, ["credentials", "find_pushed", "build", "smoke", "push"], "built-and-pushed"),
+    ("default-branch", FOUND, ["credentials", "find_pushed"], "found-and-skipped"),
+    ("branch", None, ["build", "smoke", "push-refused"], "built-not-pushed"),
+], ids=["master-builds-what-the-registry-lacks", "master-skips-what-the-registry-has", "branch-never-pushes"])
+def test_the_jenkins_stages_one_at_a_time_decide_as_run_does(event, in_registry, expected_calls, outcome):
+    """Each Jenkins stage calls one runner function; together they make run's decisions."""
+    calls = []
+    context, plan, services = make(event, calls, phases=Phases(calls, in_registry=in_registry))
+    config, quiet = config_module.Config(), (lambda line: None)
+    found = runner.lookup_stage(config, context, plan, services, progress=quiet) if "push" in plan else None
+    image = runner.build_stage(config, context, services, found=found, progress=quiet)
+    smoked = runner.smoke_stage(config, image, services, progress=quiet)
+    try:
+        image, pushed = runner.push_stage(config, context, plan, image, services, progress=quiet)
+    except DeployRefused:
+        calls.append("push-refused")
+        pushed = False
+    assert calls == expected_calls
+    assert (image, smoked, pushed) == {"built-and-pushed": (PUSHED, True, True),
+                                       "found-and-skipped": (in_registry, False, False),
+                                       "built-not-pushed": (BUILT, True, False)}[outcome]

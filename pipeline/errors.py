@@ -117,6 +117,10 @@ class DeployFailed(PinotageError):
         self.attempted = attempted
 
 
+class ClusterError(PinotageError, ConnectionError):
+    """The Kubernetes API server refused or failed a request the deploy needed."""
+
+
 class GithubError(PinotageError, ConnectionError):
     """GitHub refused or did not answer a commit status request."""
 

@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from pipeline import rollout
-from pipeline.errors import BadInput, DeployFailed, DeployLocked, DeployRefused, PinotageError
-from pipeline.ledger import Record
+from pipeline.errors import BadInput, ClusterError, DeployFailed, DeployLocked, DeployRefused, PinotageError
+from pipeline.ledger import Record, new_id
 from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress
 
@@ -51,10 +51,6 @@ LEDGER_KEY = "records.json"
 LEDGER_KEEP = 200  # records kept in the ConfigMap (its limit is 1 MiB)
 CONFLICT_ATTEMPTS = 5
 WATCH_TIMEOUT_S = 290  # below API servers' request timeouts; the watch resumes from its resourceVersion
-
-
-class ClusterError(PinotageError, ConnectionError):
-    """The API server refused or failed a request the deploy needed."""
 
 
 def make_target(config, environ: Mapping[str, str], progress: Progress) -> "KubernetesTarget":
@@ -112,7 +108,7 @@ class KubernetesTarget:
 
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
         """Apply the release, gate it, and roll back by itself when the gate fails."""
-        ledger_id = release.ledger_id or _new_id()
+        ledger_id = release.ledger_id or new_id()
         with Lease(self.coordination, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
                    duration_s=self.lease_duration_s, wait_s=self.lock_s, progress=progress):
             for _ in range(CONFLICT_ATTEMPTS):
@@ -626,10 +622,6 @@ def _cluster_error(action: str, what: str, e) -> PinotageError:
             "check the kubeconfig's credentials" if e.status == 401 else "")
     return ClusterError(f"cannot {action} {what}: {e.status} {status.get('reason', '')}: {message}".replace("  ", " "),
                         hint=hint)
-
-
-def _new_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
 
 def _micro_now() -> str:

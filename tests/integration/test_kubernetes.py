@@ -30,7 +30,7 @@ import yaml
 from pipeline import config as pinotage_config
 from pipeline import context as pinotage_context
 from pipeline import rollout, runner
-from pipeline.errors import DeployFailed, DeployRefused
+from pipeline.errors import ClusterError, DeployFailed, DeployRefused
 from pipeline.state import Image, Release
 from tests.conftest import ROOT, need
 
@@ -454,13 +454,12 @@ def test_rollback_is_refused_when_a_newer_deploy_lands_first(env):
 
 @pytest.mark.parametrize("breakage, raised, reported", [
     ("missing-image", DeployFailed, True),
-    (None, "ClusterError", False),
+    (None, ClusterError, False),
 ], ids=["release-refused-while-a-rollback-unwinds-keeps-the-deploy-error",
         "release-refused-after-a-good-deploy-is-the-error"])
 def test_lease_release_refused(env, breakage, raised, reported):
     if env.cluster.fake is None:
         pytest.skip("needs the fake's request hook to make the API server refuse one Lease update")
-    from pipeline.targets.kubernetes import ClusterError
     from tests.fakes.kube.store import ApiError
 
     def refuse():
@@ -471,7 +470,7 @@ def test_lease_release_refused(env, breakage, raised, reported):
     env.deploy(target, 0)
     # deploy 1 took the Lease before it applies; so the first Lease update after the apply is the release
     env.cluster.fake.before("patch", "deployments", lambda: env.cluster.fake.before("update", "leases", refuse))
-    with pytest.raises(ClusterError if raised == "ClusterError" else raised) as failed:
+    with pytest.raises(raised) as failed:
         env.deploy(target, 1, env.cluster.missing if breakage else None)
 
     assert ("etcdserver" in failed.value.message) is not reported, failed.value.message

@@ -176,6 +176,11 @@ def describe(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str,
     return rows
 
 
+def keys() -> list[str]:
+    """List every setting's "section.field" key, as --set and PINOTAGE_<SECTION>_<FIELD> name them."""
+    return list(_fields())
+
+
 # --- internals -------------------------------------------------------------
 
 def _fields(cls: type = Config, prefix: str = "") -> dict[str, type]:

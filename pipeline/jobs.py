@@ -308,7 +308,7 @@ def check_call(call: Call, parser: argparse.ArgumentParser) -> str:
         return f"{call.where}: 'pinotage {' '.join(call.argv)}': names no command"
     from pipeline import config
 
-    known = config._fields()
+    known = config.keys()
     unknown = [item.partition("=")[0] for item in getattr(args, "overrides", [])
                if item.partition("=")[0] not in known]
     if unknown:

@@ -104,3 +104,12 @@ def test_secrets_are_read_only_on_demand_and_never_shown(tmp_path):
     assert ("registry.password", "******** (set)", "env PINOTAGE_REGISTRY_PASSWORD") in rows
     assert config.secret("registry.password", environ) == "s3cr3t-value"
     assert config.secret("github.token", environ) is None
+
+
+def test_keys_name_every_setting_and_no_secret(tmp_path):
+    keys = config.keys()
+    assert {"registry.url", "cluster.workers", "deadlines.lock_s", "kubeconfig"} <= set(keys)
+    assert keys == [key for key, _, source in config.describe(load(tmp_path), {}) if not source.startswith("env ")]
+    assert not set(keys) & set(config.SECRETS)
+    with pytest.raises(ConfigError, match="unknown key 'cluster.nodes'"):
+        load(tmp_path, overrides=["cluster.nodes=2"])

@@ -13,26 +13,10 @@ import sys
 from typing import Callable, Mapping
 
 from pipeline import __version__
+from pipeline.cluster import rebuild as cluster_rebuild  # the step tables only: light to import
 from pipeline.errors import EXIT_BAD_INPUT, BadInput, PinotageError
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
-
-CLUSTER_STEPS = ("box", "up", "init", "join", "network", "label", "smoke", "redeploy", "backup")
-CLUSTER_NODE_STEPS = ("drain", "remove")
-CLUSTER_HELP = {
-    "rebuild": "run every step in order: box, up, init, join, network, label, smoke, redeploy",
-    "box": "build the node box with Packer and add it to Vagrant (unless that name and version are there)",
-    "up": "start the control plane and worker VMs that are not running",
-    "init": "kubeadm init the control plane from scripts/kubeadm/init.yaml (unless it is)",
-    "join": "join the workers that are not nodes yet, each with a fresh token",
-    "network": "apply the pinned flannel add-on and wait for every node to be Ready",
-    "label": "give the workers their role label",
-    "smoke": "run k8s/smoke on the workers, check pod-to-pod traffic and CoreDNS, then delete it",
-    "redeploy": "apply the app's manifests and deployer credentials, then roll out the last good image",
-    "backup": "export the app's namespaces as YAML under state_dir/backups",
-    "drain": "evict a node's pods and mark it unschedulable",
-    "remove": "drain a worker, delete its Node, reset it and destroy its VM",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -136,15 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = add("cluster", _missing_subcommand, "rebuild the kubeadm cluster, or run one step of it")
     cluster.set_defaults(command_name="cluster")
     cluster_subs = cluster.add_subparsers(title="cluster steps", metavar="STEP", parser_class=_Parser)
-    for name in ("rebuild",) + CLUSTER_STEPS + CLUSTER_NODE_STEPS:
-        help_text = CLUSTER_HELP[name]
+    for name, help_text in [("rebuild", cluster_rebuild.REBUILD_HELP), *cluster_rebuild.STEPS.items(),
+                            *cluster_rebuild.NODE_STEPS.items()]:
         sub = cluster_subs.add_parser(name, parents=[common], help=help_text, description=help_text)
         sub.set_defaults(handler=_cluster, cluster_step=name)
         sub.add_argument("--dry-run", action="store_true", help="print the commands and run none")
         if name == "box":
             sub.add_argument("--force", action="store_true",
                              help="build the box again and replace it, even when that name and version are there")
-        if name in CLUSTER_NODE_STEPS:
+        if name in cluster_rebuild.NODE_STEPS:
             sub.add_argument("node", metavar="NODE")
     return parser
 

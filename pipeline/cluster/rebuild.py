@@ -1,33 +1,53 @@
 """Put the cluster steps in order and run one of them, or all of them for 'rebuild'.
 
 This is the cluster's runner: the one place that sequences steps, times them, and
-builds the shells they run their commands through.
+builds the shells they run their commands through. It names the steps for the CLI
+too, so it imports the steps themselves only when it runs one: ``pinotage --help``
+reads these tables and nothing more.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
-from pipeline.cluster import steps
-from pipeline.cluster.executor import Executor
-from pipeline.cluster.topology import VAGRANT_DIR, topology, vagrant_env
-from pipeline.config import Config
-from pipeline.shell import Shell
+from pipeline.errors import BadInput
 
-REBUILD = ("box", "up", "init", "join", "network", "label", "smoke", "redeploy")
-STEPS: dict[str, Callable[[steps.StepContext], object]] = {
-    "box": steps.box, "up": steps.up, "init": steps.init, "join": steps.join, "network": steps.network,
-    "label": steps.label, "smoke": steps.smoke, "redeploy": steps.redeploy, "backup": steps.backup,
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.shell import Shell
+
+# Each step is the function of that name in pipeline/cluster/steps.py; the text is its --help.
+STEPS: dict[str, str] = {
+    "box": "build the node box with Packer and add it to Vagrant (unless that name and version are there)",
+    "up": "start the control plane and worker VMs that are not running",
+    "init": "kubeadm init the control plane from scripts/kubeadm/init.yaml (unless it is)",
+    "join": "join the workers that are not nodes yet, each with a fresh token",
+    "network": "apply the pinned flannel add-on and wait for every node to be Ready",
+    "label": "give the workers their role label",
+    "smoke": "run k8s/smoke on the workers, check pod-to-pod traffic and CoreDNS, then delete it",
+    "redeploy": "apply the app's manifests and deployer credentials, then roll out the last good image",
+    "backup": "export the app's namespaces as YAML under state_dir/backups",
 }
-NODE_STEPS: dict[str, Callable[[steps.StepContext, str], None]] = {"drain": steps.drain, "remove": steps.remove}
+NODE_STEPS: dict[str, str] = {  # these take a node name
+    "drain": "evict a node's pods and mark it unschedulable",
+    "remove": "drain a worker, delete its Node, reset it and destroy its VM",
+}
+REBUILD = ("box", "up", "init", "join", "network", "label", "smoke", "redeploy")
+REBUILD_HELP = f"run every step in order: {', '.join(REBUILD)}"
 
 
 def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | None = None, dry_run: bool = False,
         force: bool = False, shell: Shell | None = None, quiet: Shell | None = None,
         say: Callable[[str], None] | None = None) -> int:
     """Run one step (or the whole rebuild) and return the exit code; shells default to real ones."""
+    from pipeline.cluster import steps
+    from pipeline.cluster.executor import Executor
+    from pipeline.cluster.topology import VAGRANT_DIR, topology, vagrant_env
+
+    if step != "rebuild" and step not in STEPS and step not in NODE_STEPS:
+        raise BadInput(f"cluster: no step {step!r}", hint=f"the steps: {', '.join([*STEPS, *NODE_STEPS])}")
     topo = topology(config)  # validates the cluster settings before anything runs
     if shell is None or quiet is None:
         from pipeline.shell import SubprocessShell, print_progress
@@ -47,14 +67,14 @@ def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | No
 
     if step in NODE_STEPS:
         executor.begin(f"{step} {node}")
-        NODE_STEPS[step](ctx, node or "")
+        getattr(steps, step)(ctx, node or "")
         return 0
     names = REBUILD if step == "rebuild" else (step,)
     timings: list[str] = []
     for name in names:
         executor.begin(name)
         started = time.monotonic()
-        STEPS[name](ctx)
+        getattr(steps, name)(ctx)
         timings.append(f"{name} {time.monotonic() - started:.1f} s")
     if len(names) > 1:
         say(f"==> cluster rebuild {'planned' if dry_run else 'done'}: {', '.join(timings)}")

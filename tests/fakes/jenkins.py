@@ -5,7 +5,13 @@ It answers as Jenkins does (status codes, JSON shapes with ``_class``, the
 build) and refuses anything else with Jenkins' 404 or 405. It knows nothing of
 Pinotage. Every request is recorded so that tests can count the writes.
 
-    python -m tests.fakes.jenkins --port 8080 [--user U --token T] [--crumbs]
+Crumbs (``crumbs=True``) are checked on every POST as Jenkins 2.96+ checks them: a request
+authenticated with an API token (HTTP Basic, user:token) is exempt, an anonymous one is not.
+``crumbs_for_tokens=True`` asks API-token requests for a crumb too, standing for a request
+Jenkins authenticates by session (a browser login, a password) or a server set up to check
+every POST; the fake has no session login, so this is how tests reach the stale-crumb path.
+
+    python -m tests.fakes.jenkins --port 8080 [--user U --token T] [--crumbs [--crumbs-for-tokens]]
 """
 
 from __future__ import annotations
@@ -86,11 +92,12 @@ class Job:
 class FakeJenkins:
     """An in-process Jenkins double on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, *, user: str = "", token: str = "", crumbs: bool = False, port: int = 0,
-                 version: str = VERSION):
+    def __init__(self, *, user: str = "", token: str = "", crumbs: bool = False, crumbs_for_tokens: bool = False,
+                 port: int = 0, version: str = VERSION):
         self.user = user
         self.token = token
         self.crumbs = crumbs
+        self.crumbs_for_tokens = crumbs_for_tokens  # see the module docstring
         self.version = version
         self.jobs: dict[str, Job] = {}
         self.requests: list[Request] = []
@@ -243,6 +250,9 @@ def _handler_for(fake: FakeJenkins) -> type[BaseHTTPRequestHandler]:
 
         def _crumb_ok(self) -> bool:
             if not fake.crumbs or self.headers.get(CRUMB_FIELD) == fake.crumb:
+                return True
+            # _authorised() has passed: with a user set, this request came with its API token
+            if fake.user and not fake.crumbs_for_tokens:
                 return True
             self._error(403, "No valid crumb was included in the request")
             return False
@@ -489,11 +499,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     parser.add_argument("--user", default="", help="require basic auth as this user")
     parser.add_argument("--token", default="", help="the user's API token")
-    parser.add_argument("--crumbs", action="store_true", help="require a CSRF crumb on every POST")
+    parser.add_argument("--crumbs", action="store_true",
+                        help="require a CSRF crumb on a POST, except (as Jenkins 2.96+) from an API-token request")
+    parser.add_argument("--crumbs-for-tokens", action="store_true",
+                        help="with --crumbs: require it from API-token requests too")
     args = parser.parse_args(argv)
     if bool(args.user) != bool(args.token):
         parser.error("--user and --token go together")
-    fake = FakeJenkins(user=args.user, token=args.token, crumbs=args.crumbs, port=args.port)
+    if args.crumbs_for_tokens and not args.crumbs:
+        parser.error("--crumbs-for-tokens goes with --crumbs")
+    fake = FakeJenkins(user=args.user, token=args.token, crumbs=args.crumbs, crumbs_for_tokens=args.crumbs_for_tokens,
+                       port=args.port)
     print(fake.url, flush=True)
     try:
         fake._server.serve_forever()

@@ -169,10 +169,22 @@ def test_update_deletes_only_its_own_leftovers(jenkins_server, jobs_dir, environ
     assert sorted(jenkins_server.fake.jobs) == ["build", "hand-made", "history", "smoke"]
 
 
-@pytest.mark.parametrize("stale_crumb", [False, True], ids=["fresh-crumb", "crumb-gone-stale"])
-def test_update_sends_crumbs_and_refetches_a_stale_one(jobs_dir, environ, capsys, stale_crumb):
+# Which Jenkins each row stands for:
+#   token-exempt:      Jenkins 2.96+ as installed: a POST authenticated with an API token needs no crumb,
+#                      so a crumb gone stale does no harm (python-jenkins still sends the one it holds);
+#   crumbs-for-tokens: a POST that must carry a valid crumb even with a token (a Jenkins checking every
+#                      POST, or a session-authenticated request): a stale crumb is refused once, refetched.
+@pytest.mark.parametrize("crumbs_for_tokens, stale_crumb, expected_posts, expected_fetches", [
+    (False, False, [("/createItem", 200)], 1),
+    (False, True, [("/createItem", 200)], 1),
+    (True, False, [("/createItem", 200)], 1),
+    (True, True, [("/createItem", 403), ("/createItem", 200)], 2),
+], ids=["token-exempt-fresh-crumb", "token-exempt-crumb-gone-stale", "crumbs-for-tokens-fresh-crumb",
+        "crumbs-for-tokens-crumb-gone-stale"])
+def test_update_sends_crumbs_and_refetches_a_stale_one(jobs_dir, crumbs_for_tokens, stale_crumb, expected_posts,
+                                                        expected_fetches):
     token = "11" + secrets.token_hex(16)
-    with FakeJenkins(user="deployer", token=token, crumbs=True) as fake:
+    with FakeJenkins(user="deployer", token=token, crumbs=True, crumbs_for_tokens=crumbs_for_tokens) as fake:
         client = JenkinsClient(fake.url, "deployer", token)
         rendered = jobs.render(jobs_dir)
         assert client.job_config(rendered[0].name) is None  # a read: python-jenkins takes its crumb now
@@ -181,15 +193,16 @@ def test_update_sends_crumbs_and_refetches_a_stale_one(jobs_dir, environ, capsys
         client.create(rendered[0].name, rendered[0].xml)
         posts = [(r.path, r.status) for r in fake.writes()]
         crumb_fetches = sum(r.path == "/crumbIssuer/api/json" for r in fake.requests)
-    expected = [("/createItem", 403), ("/createItem", 200)] if stale_crumb else [("/createItem", 200)]
-    assert posts == expected
-    assert crumb_fetches == (2 if stale_crumb else 1)
+        assert rendered[0].name in fake.jobs
+    assert posts == expected_posts
+    assert crumb_fetches == expected_fetches
     assert all(r.headers.get("jenkins-crumb") for r in fake.writes())
 
 
 def test_update_refetches_a_stale_crumb_only_once(jobs_dir):
     token = "11" + secrets.token_hex(16)
-    with FakeJenkins(user="deployer", token=token, crumbs=True) as fake:
+    # crumbs_for_tokens: this Jenkins checks the crumb of every POST (see the table above)
+    with FakeJenkins(user="deployer", token=token, crumbs=True, crumbs_for_tokens=True) as fake:
         fake.issue_stale_crumbs = True  # as behind a proxy that loses the session the crumb belongs to
         client = JenkinsClient(fake.url, "deployer", token)
         with pytest.raises(JenkinsError, match="after fetching a fresh crumb"):
@@ -259,6 +272,32 @@ def test_fake_refuses_what_jenkins_refuses(method, path, body, headers, status):
         response = requests.request(method, fake.url + path, data=body, headers=headers, timeout=10)
         assert response.status_code == status
         assert response.headers["X-Jenkins"] == "2.440.3"
+
+
+@pytest.mark.parametrize("user, crumbs_for_tokens, crumb, status", [
+    ("u", False, "", 200),
+    ("u", True, "", 403),
+    ("u", True, "valid", 200),
+    ("", False, "", 403),
+    ("", False, "valid", 200),
+    ("u", False, "wrong", 200),
+], ids=["token-request-exempt", "token-request-when-tokens-need-crumbs", "token-request-with-crumb",
+        "anonymous-needs-a-crumb", "anonymous-with-crumb", "token-request-with-a-wrong-crumb-is-still-exempt"])
+def test_fake_checks_crumbs_as_jenkins_does(user, crumbs_for_tokens, crumb, status):
+    import requests
+
+    token = "11" + secrets.token_hex(16)
+    with FakeJenkins(user=user, token=token if user else "", crumbs=True, crumbs_for_tokens=crumbs_for_tokens) as fake:
+        auth = (user, token) if user else None
+        headers = {"Content-Type": "application/xml"}
+        if crumb:
+            issued = requests.get(fake.url + "/crumbIssuer/api/json", auth=auth, timeout=10).json()
+            headers[issued["crumbRequestField"]] = issued["crumb"] if crumb == "valid" else "0" * 32
+        response = requests.post(fake.url + "/createItem?name=new", data=b"<project/>", headers=headers, auth=auth,
+                                 timeout=10)
+        assert response.status_code == status
+        assert ("No valid crumb" in response.text) is (status == 403)
+        assert ("new" in fake.jobs) is (status == 200)
 
 
 def test_fake_builds_queues_and_reports_like_jenkins():

@@ -111,26 +111,19 @@ class KubernetesTarget:
         ledger_id = release.ledger_id or new_id()
         with Lease(self.coordination, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
                    duration_s=self.lease_duration_s, wait_s=self.lock_s, progress=progress):
-            for _ in range(CONFLICT_ATTEMPTS):
-                live = self._read()
+            def decide(live: dict | None) -> dict:
                 current = _release_of(live) if live else None
                 if current and current.commit and current.commit != release.commit \
                         and is_ancestor(release.commit, current.commit):
                     raise DeployRefused(f"{release.commit[:12]} is older than the deployed {current.commit[:12]}: "
                                         "not deploying it", hint="deploy a newer commit, or use 'pinotage rollback'")
-                fallback = self._serving_template(live)
-                body = self._render(release, ledger_id, _change_cause("deploy", release), live=live)
                 progress(f"applying {release.image.pinned} to deployment/{self.deployment_name} "
                          f"in namespace {self.namespace}")
-                try:
-                    applied = self._apply(body)
-                except _Conflict:
-                    progress("the Deployment changed since it was read: reading it again")
-                    continue
-                break
-            else:
-                raise ClusterError(f"deployment/{self.deployment_name} kept changing under the deploy "
-                                   f"({CONFLICT_ATTEMPTS} conflicts in a row)")
+                return self._render(release, ledger_id, _change_cause("deploy", release), live=live)
+
+            applied, live = self._apply_decided(decide, what="deploy", progress=progress)
+            current = _release_of(live) if live else None
+            fallback = self._serving_template(live)
             verdict = self._gate(applied, progress)
             if isinstance(verdict, rollout.Done):
                 return Deployment(target=self.name, revision=str(self._revision()), previous=current,
@@ -184,28 +177,40 @@ class KubernetesTarget:
     def _return_to(self, release: Release, template: dict, *, expected_ledger_id: str, progress: Progress,
                    why: str) -> Deployment:
         """Apply an earlier release's template and gate it; refuse when someone else's deploy is live now."""
-        for _ in range(CONFLICT_ATTEMPTS):
-            live = self._read()
+        def decide(live: dict | None) -> dict:
             live_id = ((live or {}).get("metadata", {}).get("annotations") or {}).get(LEDGER_ID, "")
             if live is None or live_id != expected_ledger_id:
                 raise DeployRefused(f"not rolling back to {release.commit[:12]}: a newer deploy "
                                     f"({live_id or 'unknown'}) has landed since")
             body = self._render(release, release.ledger_id, _change_cause("rollback", release, why), live=live)
             body["spec"]["template"] = _clean_template(template)
-            try:
-                applied = self._apply(body)
-            except _Conflict:
-                progress("the Deployment changed since it was read: reading it again")
-                continue
-            break
-        else:
-            raise ClusterError(f"deployment/{self.deployment_name} kept changing under the rollback")
+            return body
+
+        applied, _ = self._apply_decided(decide, what="rollback", progress=progress)
         verdict = self._gate(applied, progress)
         if isinstance(verdict, rollout.Done):
             return Deployment(target=self.name, revision=str(self._revision()), release=release)
         raise DeployFailed(f"the rollback to {release.commit[:12]} failed too ({verdict.reason}: {verdict.message})",
                            rolled_back=False, attempted=release,
                            hint="the cluster needs a person: kubectl rollout status shows why")
+
+    def _apply_decided(self, decide: Callable[[dict | None], dict], *, what: str,
+                       progress: Progress) -> tuple[dict, dict | None]:
+        """Read the Deployment, let ``decide`` turn it into a body (or refuse), and apply that body.
+
+        The body carries the resourceVersion that was read, so a write that lost a race gets a 409:
+        then the Deployment is read and the decision made again, never blindly retried.
+        Return what was applied and what the decision was made on.
+        """
+        for _ in range(CONFLICT_ATTEMPTS):
+            live = self._read()
+            body = decide(live)
+            try:
+                return self._apply(body), live
+            except _Conflict:
+                progress("the Deployment changed since it was read: reading it again")
+        raise ClusterError(f"deployment/{self.deployment_name} kept changing under the {what} "
+                           f"({CONFLICT_ATTEMPTS} conflicts in a row)")
 
     def _read(self) -> dict | None:
         from kubernetes.client import ApiException

@@ -126,18 +126,10 @@ def test_a_release_that_never_gets_healthy_leaves_the_previous_one_serving(
     serving = git(loop.repo, "rev-parse", "master")
     assert loop.live_commit(docker_client) == serving
     # The image passes for a release but serves nothing: the deploy stage must catch it.
-    name = f"{registry.url}/{loop.repository}"
-    tag = f"never-healthy-{secrets.token_hex(3)}"
-    dockerfile = f'FROM {base_images.runtime}\nCMD ["sleep", "infinity"]\n'.encode()
-    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=f"{name}:{tag}", rm=True, forcerm=True)
-    docker_cleanup["images"].append(f"{name}:{tag}")
-    events = list(docker_client.api.push(name, tag, stream=True, decode=True,
-                                         auth_config={"username": registry.user, "password": registry.password}))
-    [digest] = [e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})]
     broken = loop.commit("a release that never answers")
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps({"version": 1, "image": {"name": name, "tag": tag, "tags": [tag], "digest": digest,
-                                                         "commit": broken, "built": True}}))
+    name, digest, state = _pushed_release(
+        loop, registry, docker_client, docker_cleanup, tmp_path, commit=broken, tag_prefix="never-healthy",
+        dockerfile=f'FROM {base_images.runtime}\nCMD ["sleep", "infinity"]\n')
 
     done = loop.pinotage("deploy", "--state", str(state), env={"PINOTAGE_DEADLINES_ROLLOUT_S": "4"})
     assert done.returncode == 1, done.stdout
@@ -164,18 +156,10 @@ def test_an_engine_error_at_the_cut_over_is_one_line_and_the_previous_release_se
     before = len(loop.history())
     # A release that serves as well as the live one (same files, another digest), for a port someone holds.
     live_image = _live_image(loop, docker_client)
-    name = f"{registry.url}/{loop.repository}"
-    tag = f"relabelled-{secrets.token_hex(3)}"
-    dockerfile = f'FROM {live_image}\nLABEL org.example.relabelled="{tag}"\n'.encode()
-    docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=f"{name}:{tag}", rm=True, forcerm=True)
-    docker_cleanup["images"].append(f"{name}:{tag}")
-    events = list(docker_client.api.push(name, tag, stream=True, decode=True,
-                                         auth_config={"username": registry.user, "password": registry.password}))
-    [digest] = [e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})]
     newer = loop.commit("a release for a port that is taken")
-    state = tmp_path / "state.json"
-    state.write_text(json.dumps({"version": 1, "image": {"name": name, "tag": tag, "tags": [tag], "digest": digest,
-                                                         "commit": newer, "built": True}}))
+    name, digest, state = _pushed_release(
+        loop, registry, docker_client, docker_cleanup, tmp_path, commit=newer, tag_prefix="relabelled",
+        dockerfile=f'FROM {live_image}\nLABEL org.example.relabelled="{secrets.token_hex(3)}"\n')
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()  # accepts connections and never answers: a probe of it would only time out
@@ -300,3 +284,22 @@ def test_the_kubernetes_target_plugs_into_the_same_run(loop, first, registry, tm
         admin.close()
         fake.stop()
         kubeconfig.unlink(missing_ok=True)
+
+
+def _pushed_release(loop, registry, docker_client, docker_cleanup, tmp_path, *, commit: str, tag_prefix: str,
+                    dockerfile: str):
+    """Build a Dockerfile, push it to the test registry and write a state file naming it for commit.
+
+    Return the image name, its digest and the state file: what the deploy stage reads.
+    """
+    name = f"{registry.url}/{loop.repository}"
+    tag = f"{tag_prefix}-{secrets.token_hex(3)}"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=f"{name}:{tag}", rm=True, forcerm=True)
+    docker_cleanup["images"].append(f"{name}:{tag}")
+    events = list(docker_client.api.push(name, tag, stream=True, decode=True,
+                                         auth_config={"username": registry.user, "password": registry.password}))
+    [digest] = [e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {})]
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "image": {"name": name, "tag": tag, "tags": [tag], "digest": digest,
+                                                         "commit": commit, "built": True}}))
+    return name, digest, state

@@ -54,11 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pinotage",
         description="Push-to-deploy for teams that run Jenkins and their own kubeadm cluster.",
-        epilog="Configuration precedence: defaults < pinotage.yaml < PINOTAGE_* environment < flags.",
+        epilog="Configuration precedence: defaults < pinotage.yaml < profile < PINOTAGE_* environment < flags.",
     )
     parser.add_argument("--version", action="version", version=f"pinotage {__version__}")
     common = _Parser(add_help=False)
     common.add_argument("-c", "--config", metavar="FILE", help="configuration file (default: ./pinotage.yaml)")
+    common.add_argument("-p", "--profile", metavar="NAME",
+                        help="overlay the named profile of pinotage.yaml (default: $PINOTAGE_PROFILE, else none)")
     common.add_argument("-s", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one setting, e.g. --set deploy.target=kubernetes (repeatable)")
     subs = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
@@ -137,7 +139,7 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str]):
     """Load the configuration named by the common flags."""
     from pipeline import config
 
-    return config.load(environ=environ, config_path=args.config, overrides=args.overrides)
+    return config.load(environ=environ, config_path=args.config, overrides=args.overrides, profile=args.profile)
 
 
 def _config(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

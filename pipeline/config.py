@@ -1,4 +1,7 @@
-"""Configuration: defaults < pinotage.yaml < environment (PINOTAGE_*) < flags.
+"""Configuration: defaults < pinotage.yaml < profile < environment (PINOTAGE_*) < flags.
+
+A profile is a named section under ``profiles:`` in pinotage.yaml, chosen with
+``--profile NAME`` or ``PINOTAGE_PROFILE``; its values overlay the file's.
 
 Everything is validated once, at start-up, and every problem is reported
 together, each naming where the bad value came from. The result is a tree of
@@ -22,6 +25,12 @@ from pipeline.errors import ConfigError
 
 CONFIG_FILE = "pinotage.yaml"
 ENV_PREFIX = "PINOTAGE_"
+PROFILE_ENV = "PINOTAGE_PROFILE"
+PROFILES_KEY = "profiles"
+# settings that name a file or folder. From pinotage.yaml (which a pull request edits) each must
+# stay inside the repository, so a pull request cannot point a build at files outside its checkout;
+# the environment and flags come from the operator and the Jenkinsfile Jenkins trusts.
+CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state_dir", "cluster.ledger_file")
 TARGETS = ("docker", "kubernetes")
 TAG_KINDS = ("commit", "short-commit", "branch")
 NETWORK_ADDONS = ("flannel",)
@@ -135,16 +144,25 @@ def secret(name: str, environ: Mapping[str, str]) -> str | None:
 
 
 def load(*, environ: Mapping[str, str], config_path: str | None = None,
-         overrides: list[str] | tuple[str, ...] = (), cwd: str | None = None) -> Config:
+         overrides: list[str] | tuple[str, ...] = (), cwd: str | None = None,
+         profile: str | None = None) -> Config:
     """Build the effective configuration, or raise ConfigError listing every problem."""
     problems: list[str] = []
     values: dict[str, Any] = {}
     sources: dict[str, str] = {key: "default" for key in _fields()}
     path = _find_file(config_path, environ, cwd or os.getcwd(), problems)
-
-    if path is not None:
-        for key, raw, where in _read_file(path, problems):
-            _accept(key, raw, where, values, sources, problems, from_text=False)
+    profiles: dict[str, list[Entry]] = {}
+    from_file: list[Entry] = []
+    for key, raw, where in _read_file(path, problems, profiles) if path is not None else ():
+        _accept(key, raw, where, values, sources, problems, from_text=False)
+        from_file.append((key, raw, where))
+    chosen, chosen_from = (profile, "flag --profile") if profile else (environ.get(PROFILE_ENV), f"env {PROFILE_ENV}")
+    if chosen and chosen not in profiles:
+        problems.append(f"{chosen_from}: no profile {chosen!r} in {path.name if path else CONFIG_FILE}"
+                        f" (profiles: {', '.join(sorted(profiles)) or 'none'})")
+    for key, raw, where in profiles.get(chosen or "", []):
+        _accept(key, raw, where, values, sources, problems, from_text=False)
+        from_file.append((key, raw, where))
     for key in _fields():
         env_name = ENV_PREFIX + key.replace(".", "_").upper()
         if env_name in environ and key not in SECRETS:
@@ -160,11 +178,13 @@ def load(*, environ: Mapping[str, str], config_path: str | None = None,
             continue
         _accept(key, raw, where, values, sources, problems, from_text=True)
 
+    root = str(path.parent) if path is not None else (cwd or os.getcwd())
+    for key in CONFINED_PATHS:
+        if key in values and sources[key] in {where for _, _, where in from_file}:  # the file a pull request edits
+            _confine(key, values, root, sources[key], problems)
     if problems:
         raise ConfigError(problems, hint="run 'pinotage config' to see every value and where it came from")
-    config = _assemble(values)
-    root = str(path.parent) if path is not None else (cwd or os.getcwd())
-    return dataclasses.replace(config, root=root, sources=sources)
+    return dataclasses.replace(_assemble(values), root=root, sources=sources)
 
 
 def describe(config: Config, environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
@@ -211,8 +231,30 @@ def _find_file(config_path: str | None, environ: Mapping[str, str], cwd: str,
     return default if default.is_file() else None
 
 
-def _read_file(path: Path, problems: list[str]) -> Iterator[tuple[str, Any, str]]:
-    """Yield ("section.field", value, "file:line") in file order, noting problems as they come."""
+Entry = tuple[str, Any, str]  # ("section.field", value, "file:line")
+
+
+def _confine(key: str, values: dict[str, Any], root: str, where: str, problems: list[str]) -> None:
+    """Note a problem when a path leaves its folder: absolute, a '..' out, or a symlink out."""
+    value = values[key]
+    base = os.path.join(root, values.get("image.context", ImageConfig.context)) if key == "image.dockerfile" else root
+    if not value:
+        return
+    if os.path.isabs(value):
+        reason = "an absolute path"
+    elif os.path.normpath(value).split(os.sep)[0] == os.pardir:
+        reason = "a '..' that leaves it"
+    elif os.path.commonpath([os.path.realpath(base), os.path.realpath(os.path.join(base, value))]) \
+            != os.path.realpath(base):
+        reason = "a symlink that leads out of it"
+    else:
+        return
+    inside = "image.context" if key == "image.dockerfile" else "the repository (the folder of pinotage.yaml)"
+    problems.append(f"{where}: {key}: {value!r} is {reason}; give a relative path inside {inside}")
+
+
+def _read_file(path: Path, problems: list[str], profiles: dict[str, list[Entry]]) -> Iterator[Entry]:
+    """Yield the file's entries in file order and fill in each profile's, noting problems as they come."""
     import yaml
 
     name = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
@@ -235,18 +277,20 @@ def _read_file(path: Path, problems: list[str]) -> Iterator[tuple[str, Any, str]
     known = _fields()
     sections = {key.split(".")[0] for key in known if "." in key}
 
-    def walk(node: yaml.MappingNode, prefix: str) -> Iterator[tuple[str, Any, str]]:
+    def walk(node: yaml.MappingNode, prefix: str, profile: str = "") -> Iterator[Entry]:
         for key_node, value_node in node.value:
             key = prefix + str(key_node.value)
-            where = f"{name}:{key_node.start_mark.line + 1}"
-            if key in SECRETS:
+            where = f"{name}:{key_node.start_mark.line + 1}" + (f" (profile {profile})" if profile else "")
+            if key == PROFILES_KEY and not prefix and not profile:
+                _read_profiles(value_node, name, walk, profiles, problems)
+            elif key in SECRETS:
                 problems.append(f"{where}: {key}: secrets are not read from files"
                                 f" (set {SECRETS[key]} in the environment)")
             elif key in known:
                 yield key, _plain(value_node), where
             elif not prefix and key in sections:
                 if isinstance(value_node, yaml.MappingNode):
-                    yield from walk(value_node, key + ".")
+                    yield from walk(value_node, key + ".", profile)
                 elif not (isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null")):
                     problems.append(f"{where}: {key}: expected a mapping of settings")
             else:
@@ -254,6 +298,23 @@ def _read_file(path: Path, problems: list[str]) -> Iterator[tuple[str, Any, str]
                 problems.append(f"{where}: unknown key {key!r}{_did_you_mean(key, candidates)}")
 
     yield from walk(root, "")
+
+
+def _read_profiles(node: Any, file_name: str, walk: Any, profiles: dict[str, list[Entry]],
+                   problems: list[str]) -> None:
+    """Collect each named profile's entries from the file's ``profiles:`` mapping."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(f"{file_name}:{node.start_mark.line + 1}: profiles: expected a mapping of names to settings")
+        return
+    for name_node, body in node.value:
+        name = str(name_node.value)
+        if isinstance(body, yaml.MappingNode):
+            profiles[name] = list(walk(body, "", name))
+        else:
+            problems.append(f"{file_name}:{name_node.start_mark.line + 1}: profiles.{name}:"
+                            " expected a mapping of settings")
 
 
 def _plain(node: Any) -> Any:

@@ -51,7 +51,15 @@ def write_docker_config(folder, auths):
     ({"http://127.0.0.1:5000": {"auth": base64.b64encode(b"deployer:with-scheme").decode()}}, "127.0.0.1:5000",
      ("deployer", "with-scheme")),
     ({"other.example:443": {"auth": base64.b64encode(b"x:y").decode()}}, "127.0.0.1:5000", None),
-], ids=["exact-host", "host-with-scheme", "other-registry"])
+    # exactly what `docker login` (no server argument) writes for Docker Hub
+    ({"https://index.docker.io/v1/": {"auth": base64.b64encode(b"hubuser:dckr_pat_from-file").decode()}},
+     "docker.io", ("hubuser", "dckr_pat_from-file")),
+    ({"https://index.docker.io/v1/": {"auth": base64.b64encode(b"hubuser:dckr_pat_x").decode()}},
+     "index.docker.io", ("hubuser", "dckr_pat_x")),
+    ({"https://index.docker.io/v1/": {"auth": base64.b64encode(b"hubuser:dckr_pat_y").decode()}},
+     "127.0.0.1:5000", None),
+], ids=["exact-host", "host-with-scheme", "other-registry", "docker-hub-login", "docker-hub-index-spelling",
+        "docker-hub-login-is-not-for-another-registry"])
 def test_read_credentials_from_a_docker_config_file(tmp_path, auths, host, expected):
     write_docker_config(tmp_path / "dockercfg", auths)
     env = {"DOCKER_CONFIG": str(tmp_path / "dockercfg"), "HOME": str(tmp_path)}

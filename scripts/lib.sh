@@ -19,16 +19,20 @@ install_packages() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 }
 
-# Create the virtualenv and install Pinotage into it; skipped while setup.cfg is unchanged.
+# Create the virtualenv and install Pinotage into it; skipped while setup.cfg and the lock are
+# unchanged. Every dependency (all extras) comes from requirements.lock, each checked against its
+# hashes; Pinotage itself is then installed without dependencies and without build isolation (the
+# lock holds setuptools), so nothing unhashed is fetched.
 ensure_venv() {
   local extras=${1:-} stamp log
-  stamp=$(cat "$PINOTAGE_ROOT/setup.cfg" "$PINOTAGE_ROOT/pyproject.toml" | sha256sum | cut -c1-16)${extras:+-$extras}
+  stamp=$(cat "$PINOTAGE_ROOT/setup.cfg" "$PINOTAGE_ROOT/pyproject.toml" "$PINOTAGE_ROOT/requirements.lock" \
+          | sha256sum | cut -c1-16)${extras:+-$extras}
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   [ "$(cat "$VENV/.pinotage-installed" 2>/dev/null)" = "$stamp" ] && return 0
   say "installing pinotage${extras:+[$extras]} into $VENV"
   log=$(mktemp)
-  if ! { "$VENV/bin/pip" install -q --upgrade 'pip>=23' &&
-         "$VENV/bin/pip" install -q -e "$PINOTAGE_ROOT${extras:+[$extras]}"; } >"$log" 2>&1; then
+  if ! { "$VENV/bin/pip" install -q --require-hashes -r "$PINOTAGE_ROOT/requirements.lock" &&
+         "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$PINOTAGE_ROOT${extras:+[$extras]}"; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     rm -f "$log"
     return 1

@@ -86,11 +86,36 @@ install_containerd() {
   fi
 }
 
+# The fingerprint Kubernetes publishes for the pkgs.k8s.io signing key (kubernetes.io, "Installing
+# kubeadm"); the same key signs every minor's repository.
+KUBERNETES_KEY_FINGERPRINT=DE15B14486CD377B9E876E1A234654DA9A296436
+
+# Print the fingerprint of the one key in an armored key file ("several keys" when it holds more).
+key_fingerprint() {
+  gpg --show-keys --with-colons "$1" \
+    | awk -F: '$1 == "pub" {keys++} $1 == "fpr" && !fpr {fpr = $10} END {print (keys == 1 ? fpr : "several keys")}'
+}
+
+# Install an apt key into /etc/apt/keyrings only when its fingerprint is the expected one.
+install_apt_key() {
+  local url=$1 fingerprint=$2 keyring=$3 key found
+  key=$(mktemp)
+  curl -fsSL "$url" -o "$key"
+  found=$(key_fingerprint "$key")
+  if [ "$found" != "$fingerprint" ]; then
+    rm -f "$key"
+    echo "provision: $url has key $found, expected $fingerprint" >&2
+    exit 1
+  fi
+  install -d -m 0755 "$(dirname "$keyring")"
+  gpg --dearmor --yes -o "$keyring" "$key"
+  rm -f "$key"
+}
+
 install_kubernetes() {
   say "kubeadm, kubelet, kubectl $k8s_version from pkgs.k8s.io, held"
   local repo="https://pkgs.k8s.io/core:/stable:/v${k8s_minor}/deb/"
-  install -d -m 0755 /etc/apt/keyrings
-  curl -fsSL "${repo}Release.key" | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
+  install_apt_key "${repo}Release.key" "$KUBERNETES_KEY_FINGERPRINT" /etc/apt/keyrings/kubernetes-apt-keyring.gpg
   echo "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] ${repo} /" \
     > /etc/apt/sources.list.d/kubernetes.list
   apt-get update -q

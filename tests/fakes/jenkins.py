@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-VERSION = "2.440.3"
+VERSION = "2.580.1"  # the LTS docker/jenkins/Dockerfile ships
 CRUMB_FIELD = "Jenkins-Crumb"
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 JOB_CLASSES = {

@@ -236,7 +236,7 @@ def test_fake_runs_on_its_own_and_prints_its_url():
         url = process.stdout.readline().strip()
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
         client = JenkinsClient(url, "u", token)
-        assert client.version() == "2.440.3"
+        assert client.version() == "2.580.1"
         client.create("from-cli", b"<project><description/></project>")
         assert client.job_names() == ["from-cli"]
     finally:
@@ -271,7 +271,7 @@ def test_fake_refuses_what_jenkins_refuses(method, path, body, headers, status):
                                 b"</properties></project>")
         response = requests.request(method, fake.url + path, data=body, headers=headers, timeout=10)
         assert response.status_code == status
-        assert response.headers["X-Jenkins"] == "2.440.3"
+        assert response.headers["X-Jenkins"] == "2.580.1"
 
 
 @pytest.mark.parametrize("user, crumbs_for_tokens, crumb, status", [

@@ -108,7 +108,7 @@ def test_jenkins_sees_the_documented_proxy_headers(proxy):
     response = requests.get(f"https://127.0.0.1:{proxy['https']}/api/json", verify=str(proxy["cert"]),
                             headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10)
     assert response.status_code == 200 and response.json()["_class"] == "hudson.model.Hudson"
-    assert response.headers["X-Jenkins"] == "2.440.3"
+    assert response.headers["X-Jenkins"] == "2.580.1"
     [seen] = [r for r in fake.requests if r.path == "/api/json"]
     expected = {"host": f"127.0.0.1:{proxy['https']}", "x-forwarded-proto": "https",
                 "x-forwarded-host": "127.0.0.1", "x-forwarded-port": str(proxy["https"]),

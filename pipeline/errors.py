@@ -56,6 +56,10 @@ class DeployRefused(PinotageError):
     """A deploy that must not happen, such as one older than what is live."""
 
 
+class UnknownRelease(DeployRefused, BadInput):
+    """A rollback named a release the ledger holds no successful deploy of (exit 2; nothing tried)."""
+
+
 class DeployLocked(PinotageError, TimeoutError):
     """Another deploy held the deploy lock for longer than the lock deadline."""
 

@@ -21,7 +21,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.errors import BadInput
+from pipeline.errors import BadInput, DeployRefused, UnknownRelease
+from pipeline.state import Image, Release
 
 OUTCOMES = ("deployed", "rolled-back", "failed", "refused")
 
@@ -116,6 +117,43 @@ class FileLedger:
 def last_deployed(records: list[Record]) -> Record | None:
     """Return the newest record whose deploy went live."""
     return next((r for r in reversed(records) if r.outcome == "deployed"), None)
+
+
+def pick_rollback(records: list[Record], *, live: Release | None, to_commit: str | None) -> Record:
+    """Choose the record a rollback returns to: the newest successful deploy of ``to_commit`` (a
+    commit prefix), or else the newest successful deploy of something other than what is live.
+
+    Only ``deployed`` records put their own release live (a ``rolled-back`` one failed), and only
+    one with an image by digest can be deployed again. Raise ``UnknownRelease`` when ``to_commit``
+    matches no such record, ``DeployRefused`` when nothing earlier exists or the chosen one is live.
+    """
+    live_commit = live.commit if live is not None else ""
+    live_image = live.image.pinned if live is not None and live.image.digest else ""
+
+    def is_live(record: Record) -> bool:
+        return bool(live_image and record.image == live_image or live_commit and record.commit == live_commit)
+
+    good = [r for r in records if r.outcome == "deployed" and "@" in r.image]
+    if not to_commit:
+        earlier = [r for r in good if not is_live(r)]
+        if not earlier:
+            raise DeployRefused("there is no earlier successful deploy to roll back to", hint="see 'pinotage history'")
+        return earlier[-1]
+    matches = [r for r in good if r.commit.startswith(to_commit.lower())]
+    if not matches:
+        raise UnknownRelease(f"--to {to_commit}: no successful deploy of that commit in the ledger",
+                             hint="see 'pinotage history'")
+    if is_live(matches[-1]):
+        raise DeployRefused(f"{matches[-1].commit[:12]} ({matches[-1].image}) is already deployed")
+    return matches[-1]
+
+
+def release_of(record: Record) -> Release:
+    """Return the release a record put live, naming the record (so what a rollback writes names it)."""
+    name, _, digest = record.image.partition("@")
+    # a record keeps no tag: the image is named by its digest
+    return Release(image=Image(name=name, tag="", digest=digest, commit=record.commit), commit=record.commit,
+                   build_url=record.build_url, ledger_id=record.id)
 
 
 def table(records: list[Record]) -> list[str]:

@@ -24,8 +24,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 from pipeline import config as config_module
 from pipeline import probe
-from pipeline.errors import BadInput, DeployFailed, DeployRefused
-from pipeline.ledger import FileLedger, Record
+from pipeline.errors import DeployFailed, DeployRefused
+from pipeline.ledger import FileLedger, pick_rollback, release_of
 from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress
 
@@ -83,15 +83,11 @@ class DockerTarget:
         with self._locked():
             live_container = self._serving()
             live = _release_of(live_container) if live_container is not None else None
-            record = self._rollback_record(live, to_commit)
-            if live is not None and live.image.digest and record.image == live.image.pinned:
-                raise DeployRefused(f"{record.commit[:12]} ({record.image}) is already live")
-            image = _image_of_record(record)
-            release = Release(image=image, commit=record.commit, build_url=record.build_url,
-                              ledger_id=record.id)
+            record = pick_rollback(self.ledger().records(), live=live, to_commit=to_commit)
+            release = release_of(record)
             kept = self._kept(record.id)
             if kept is None:
-                self._pull(image, progress)
+                self._pull(release.image, progress)
             progress(f"rolling back to {record.commit[:12]} ({record.image}), deployed {record.started_at}")
             self._start_checked(release, live_container, live, progress, kept=kept)
             return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
@@ -246,21 +242,6 @@ class DockerTarget:
                 return container
         return None
 
-    def _rollback_record(self, live: Release | None, to_commit: str | None) -> Record:
-        deployed = [r for r in self.ledger().records() if r.outcome == "deployed" and "@" in r.image]
-        if to_commit:
-            matches = [r for r in deployed if r.commit.startswith(to_commit.lower())]
-            if not matches:
-                raise BadInput(f"--to {to_commit}: no successful deploy of that commit in the ledger",
-                               hint="see 'pinotage history'")
-            return matches[-1]
-        live_image = live.image.pinned if live is not None and live.image.digest else ""
-        earlier = [r for r in deployed if r.image != live_image]
-        if not earlier:
-            raise DeployRefused("there is no earlier successful deploy to roll back to",
-                                hint="see 'pinotage history'")
-        return earlier[-1]
-
     def _auth(self) -> dict[str, str] | None:
         # Read at the moment of the pull, never kept: the registry needs it to hand out the image.
         from pipeline import registry
@@ -300,11 +281,6 @@ def _failed(attempted: Release, serving: Release | None) -> dict[str, Any]:
     """Say, for DeployFailed, what the attempt tried and which release (if any) serves again."""
     return {"rolled_back": serving is not None, "returned_to": serving, "attempted": attempted,
             "revision": _revision(serving) if serving is not None else ""}
-
-
-def _image_of_record(record: Record) -> Image:
-    name, _, digest = record.image.partition("@")
-    return Image(name=name, tag=record.commit, digest=digest, commit=record.commit)
 
 
 def _reloaded(container):

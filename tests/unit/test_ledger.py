@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 
 import pytest
 
 from pipeline import ledger
-from pipeline.errors import BadInput
+from pipeline.errors import BadInput, DeployRefused, UnknownRelease
+from pipeline.state import Image, Release
 
 
 def record(n: int, outcome: str = "deployed", **extra) -> ledger.Record:
@@ -81,3 +83,69 @@ def test_ids_sort_by_start_and_differ():
     ids = [ledger.new_id() for _ in range(20)]
     assert len(set(ids)) == 20
     assert all(i[:16] <= j[:16] for i, j in zip(ids, ids[1:]))
+
+
+def deploy(n: int, outcome: str = "deployed") -> ledger.Record:
+    """Return record n with a commit whose prefixes tell it apart (n < 10)."""
+    return dataclasses.replace(record(n, outcome), commit=str(n) * 40)
+
+
+def live_as(n: int) -> Release:
+    """Return the release that deploy(n) put live, as a target reads it back."""
+    return Release(image=Image(name="127.0.0.1:5000/p", tag="", digest=f"sha256:{n:064x}", commit=str(n) * 40),
+                   commit=str(n) * 40)
+
+
+HISTORY = [deploy(1), deploy(2), deploy(3, "rolled-back"), deploy(4, "failed"), deploy(5, "refused"),
+           deploy(6), dataclasses.replace(deploy(7), image="127.0.0.1:5000/p:untagged")]
+
+
+@pytest.mark.parametrize("records, live, to_commit, picked", [
+    (HISTORY, live_as(6), None, 2),
+    (HISTORY, live_as(2), None, 6),
+    (HISTORY, None, None, 6),
+    (HISTORY, live_as(6), "1111111", 1),
+    ([deploy(1), dataclasses.replace(deploy(10), commit="ab" * 20)], live_as(1), "ABAB", 10),
+    ([deploy(1), deploy(2), deploy(1)], live_as(2), None, 1),
+    ([deploy(1), dataclasses.replace(deploy(2), commit="1" * 40)], live_as(1), None, None),
+], ids=["the-newest-other-than-live", "past-a-newer-one-when-an-older-is-live", "nothing-live-takes-the-newest",
+        "to-a-named-commit-prefix", "to-in-capitals", "the-newest-record-of-a-commit-names-its-id",
+        "another-image-of-the-live-commit-is-not-earlier"])
+def test_pick_rollback_chooses_the_newest_successful_deploy_that_is_not_live(records, live, to_commit, picked):
+    if picked is None:
+        with pytest.raises(DeployRefused, match="no earlier successful deploy"):
+            ledger.pick_rollback(records, live=live, to_commit=to_commit)
+        return
+    chosen = ledger.pick_rollback(records, live=live, to_commit=to_commit)
+    assert chosen.id == f"id-{picked}"
+    assert chosen is [r for r in records if r.commit == chosen.commit][-1]
+
+
+@pytest.mark.parametrize("records, live, to_commit, error, message", [
+    (HISTORY, live_as(6), "3333", UnknownRelease, "--to 3333: no successful deploy of that commit in the ledger"),
+    (HISTORY, live_as(6), "beef", UnknownRelease, "--to beef: no successful deploy of that commit"),
+    (HISTORY, live_as(6), "7777", UnknownRelease, "no successful deploy"),
+    (HISTORY, live_as(6), "66666666", DeployRefused,
+     f"666666666666 (127.0.0.1:5000/p@sha256:{6:064x}) is already deployed"),
+    ([deploy(1)], live_as(1), None, DeployRefused, "there is no earlier successful deploy to roll back to"),
+    ([], None, None, DeployRefused, "there is no earlier successful deploy"),
+], ids=["a-rolled-back-deploy-is-not-returned-to", "an-unknown-commit", "an-image-without-a-digest",
+        "the-live-one-is-already-deployed", "only-the-live-one", "an-empty-ledger"])
+def test_pick_rollback_refuses_saying_why(records, live, to_commit, error, message):
+    with pytest.raises(error) as caught:
+        ledger.pick_rollback(records, live=live, to_commit=to_commit)
+    assert message in caught.value.message
+    if "already" not in message:
+        assert caught.value.hint == "see 'pinotage history'"
+
+
+def test_an_unknown_release_is_bad_input_that_tried_nothing():
+    error = UnknownRelease("--to beef: no successful deploy")
+    assert error.exit_code == 2 and isinstance(error, DeployRefused)
+
+
+def test_release_of_a_record_names_the_record_and_its_digest():
+    release = ledger.release_of(record(4))
+    assert release == Release(image=Image(name="127.0.0.1:5000/p", tag="", digest=f"sha256:{4:064x}",
+                                          commit=f"{4:040x}"), commit=f"{4:040x}", build_url="https://ci/4/",
+                              ledger_id="id-4")

@@ -30,6 +30,7 @@ MANIFEST_TYPES = (
 )
 _CHALLENGE_PARAM_RE = re.compile(r'(\w+)="([^"]*)"')
 _DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # the key `docker login` writes for Docker Hub
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,12 @@ def read_credentials(config: Any, environ: Mapping[str, str]) -> Credentials | N
 def registry_host(url: str) -> str:
     """Return the host[:port] of a registry setting such as ``127.0.0.1:5000`` or ``https://r.example``."""
     return url.split("://", 1)[-1].split("/", 1)[0]
+
+
+def config_key(url: str) -> str:
+    """Return the key a docker config file holds this registry's login under (as docker login writes it)."""
+    host = registry_host(url)
+    return DOCKER_HUB_KEY if host in _DOCKER_HUB_HOSTS else host
 
 
 def api_base(url: str) -> str:

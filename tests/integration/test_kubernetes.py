@@ -58,6 +58,8 @@ class Cluster:
     fake: object | None  # the FakeKube, for its request log; None on a real cluster
     server: str
     ca_file: str | None
+    registry_url: str = ""  # the registry the images are in, and its login: the pull secret's
+    registry_env: dict = dataclasses.field(default_factory=dict)
 
 
 def _push_tiny_image(registry, repository: str, label: str) -> str:
@@ -104,8 +106,8 @@ def cluster(tmp_path_factory, request):
 
     registry = request.getfixturevalue("registry")
     token = secrets.token_urlsafe(16)
-    fake = FakeKube(image_exists=registry_lookup(registry.api, registry.user, registry.password), token=token,
-                    pod_start_s=0.2).start()
+    # the nodes have no login of their own: only the pull secret lets them pull
+    fake = FakeKube(image_exists=registry_lookup(registry.api), token=token, pod_start_s=0.2).start()
     admin = kubernetes.config.new_client_from_config(
         config_file=str(fake.kubeconfig(tmp_path_factory.mktemp("kube") / "admin.yaml")), persist_config=False)
     repository = f"pinotage-test/kube-{secrets.token_hex(3)}"
@@ -122,7 +124,9 @@ def cluster(tmp_path_factory, request):
         return ref
 
     try:
-        yield Cluster(admin, image, f"{registry.url}/{repository}@sha256:{'0' * 64}", crash, fake, fake.url, None)
+        yield Cluster(admin, image, f"{registry.url}/{repository}@sha256:{'0' * 64}", crash, fake, fake.url, None,
+                      registry.url, {"PINOTAGE_REGISTRY_USER": registry.user,
+                                     "PINOTAGE_REGISTRY_PASSWORD": registry.password, "HOME": "/nonexistent"})
     finally:
         import requests
 
@@ -144,14 +148,21 @@ class Env:
     def config(self, **overrides):
         settings = {"deploy.target": "kubernetes", "deploy.namespace": self.namespace,
                     "kubeconfig": str(self.kubeconfig), "deadlines.rollout_s": "120", "deadlines.lock_s": "60",
+                    **({"registry.url": self.cluster.registry_url,
+                        "registry.user": self.cluster.registry_env["PINOTAGE_REGISTRY_USER"]}
+                       if self.cluster.registry_url else {}),
                     **overrides}
         return pinotage_config.load(environ={}, overrides=[f"{k}={v}" for k, v in settings.items()], cwd=str(ROOT))
 
-    def target(self, **overrides):
-        """Build the target as the runner does: make_target(config, environ, progress)."""
+    def target(self, environ: dict | None = None, **overrides):
+        """Build the target as the runner does: make_target(config, environ, progress).
+
+        The environment holds the registry login (the Jenkins deploy stage binds it), unless given.
+        """
         from pipeline.targets.kubernetes import make_target
 
-        return make_target(self.config(**overrides), {}, self.lines.append)
+        return make_target(self.config(**overrides), self.cluster.registry_env if environ is None else environ,
+                           self.lines.append)
 
     def deploy(self, target, n: int, image: str | None = None, *, is_ancestor=is_ancestor, progress=None):
         """Deploy release n through the runner (the Jenkins deploy stage); return (deployment, record)."""
@@ -268,6 +279,40 @@ def test_good_deploy_applies_by_digest_with_annotations_and_records_it(env):
     assert list(record.phases_s) == ["deploy"] and record.phases_s["deploy"] > 0
     assert target.deployed().commit == COMMITS[1]
     assert any("successfully rolled out" in line for line in env.lines)
+
+
+def test_nodes_pull_with_the_pull_secret_the_deploy_applies_and_refreshes(env):
+    """Without the registry login the nodes cannot pull (ErrImagePull); with it, one Secret, named in the template."""
+    import base64
+
+    from kubernetes import client
+
+    if not env.cluster.registry_env:
+        pytest.skip("the real cluster's images need no registry login here")
+    with pytest.raises(DeployFailed, match="ErrImagePull|ImagePullBackOff"):
+        env.deploy(env.target(environ={"HOME": "/nonexistent"}), 0)  # no login: no Secret, anonymous pulls
+    assert "imagePullSecrets" not in env.live()["spec"]["template"]["spec"]
+
+    env.deploy(env.target(), 1)
+    spec = env.live()["spec"]["template"]["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "pinotage-pull-presentation"}]
+    core = client.CoreV1Api(env.cluster.admin)
+    secret = core.read_namespaced_secret("pinotage-pull-presentation", env.namespace)
+    assert secret.type == "kubernetes.io/dockerconfigjson"
+    auths = json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))["auths"]
+    user, password = env.config().registry.user, env.cluster.registry_env["PINOTAGE_REGISTRY_PASSWORD"]
+    assert auths == {env.cluster.registry_url: {"username": user, "password": password, "auth": base64.b64encode(
+        f"{user}:{password}".encode()).decode()}}
+    assert env.serving_images() == {env.release(1).image.pinned}
+    assert not any(password in line for line in env.lines)
+
+    # a rotated login reaches the Secret with the next deploy: the same Secret, refreshed
+    rotated = {**env.cluster.registry_env, "PINOTAGE_REGISTRY_PASSWORD": "a-rotated-token"}
+    with pytest.raises(DeployFailed, match="ErrImagePull|ImagePullBackOff"):
+        env.deploy(env.target(environ=rotated), 2)  # the registry refuses that login: the pull fails
+    [only] = [s for s in core.list_namespaced_secret(env.namespace).items if s.type == "kubernetes.io/dockerconfigjson"]
+    assert json.loads(base64.b64decode(only.data[".dockerconfigjson"]))["auths"][env.cluster.registry_url][
+        "password"] == "a-rotated-token"
 
 
 @pytest.mark.parametrize("breakage", ["missing-image", "crash-loop"])

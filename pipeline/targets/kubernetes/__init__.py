@@ -4,6 +4,7 @@
 - ``lease``: the app's deploy lock, a ``coordination.k8s.io`` Lease;
 - ``gate``: the watch-based rollout gate;
 - ``ledger``: ``ClusterLedger``, the deploy records in a ConfigMap;
+- ``pull_secret``: the registry login the nodes pull with, one dockerconfigjson Secret;
 - ``api``: reading an object (404 means none) and saying what the API server refused.
 """
 

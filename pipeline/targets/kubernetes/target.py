@@ -8,7 +8,9 @@ One deploy, in order:
    ancestor of the deployed one (its ``pinotage.dev/commit`` annotation);
 3. server-side apply ``deploy.manifest`` (field manager ``pinotage``) with the image by digest and
    the commit, build URL, ledger id and ``kubernetes.io/change-cause`` annotations, carrying the
-   resourceVersion read in 2. A 409 goes back to 2: re-read, re-decide, never a blind retry;
+   resourceVersion read in 2. A 409 goes back to 2: re-read, re-decide, never a blind retry.
+   With a registry login, the pull Secret is applied first and the pod template names it
+   (``pull_secret.py``);
 4. gate: watch the Deployment, its ReplicaSets and pods, and judge each change with
    ``pipeline.rollout`` until done, failed, or ``deadlines.rollout_s``;
 5. on failure, apply again the pod template that was serving before (only if that is still this
@@ -40,6 +42,7 @@ from pipeline.targets import IsAncestor, Progress
 from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, cluster_error, read_or_none
 from pipeline.targets.kubernetes.gate import gate, selector
 from pipeline.targets.kubernetes.lease import LEASE_DURATION_S, Lease
+from pipeline.targets.kubernetes import pull_secret
 from pipeline.targets.kubernetes.ledger import ClusterLedger
 
 FIELD_MANAGER = "pinotage"
@@ -65,7 +68,8 @@ def make_target(config, environ: Mapping[str, str], progress: Progress) -> "Kube
                        f"{(manifest or {}).get('kind') if isinstance(manifest, dict) else type(manifest).__name__}")
     cluster = kube.connect(config, environ)
     return KubernetesTarget(cluster.api, namespace=cluster.namespace, manifest=manifest, app=config.app,
-                            rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s)
+                            rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s,
+                            read_pull_secret=lambda: pull_secret.read(config, environ))
 
 
 class KubernetesTarget:
@@ -75,7 +79,7 @@ class KubernetesTarget:
 
     def __init__(self, api, *, namespace: str, manifest: dict, app: str, rollout_s: float, lock_s: float,
                  lease_duration_s: float = LEASE_DURATION_S, unschedulable_grace_s: float = rollout.UNSCHEDULABLE_GRACE_S,
-                 identity: str = ""):
+                 identity: str = "", read_pull_secret: Callable[[], "pull_secret.PullSecret | None"] = lambda: None):
         from kubernetes import client
 
         self.apps = client.AppsV1Api(api)
@@ -90,6 +94,7 @@ class KubernetesTarget:
         self.lease_duration_s = lease_duration_s
         self.unschedulable_grace_s = unschedulable_grace_s
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.read_pull_secret = read_pull_secret  # read only by a deploy, which is when nodes pull
         self._ledger = ClusterLedger(self.core, namespace, f"pinotage-ledger-{app}")
 
     # --- the Target protocol ----------------------------------------------------
@@ -105,8 +110,13 @@ class KubernetesTarget:
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
         """Apply the release, gate it, and roll back by itself when the gate fails."""
         ledger_id = release.ledger_id or new_id()
+        pull = self.read_pull_secret()
         with Lease(self.coordination, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
                    duration_s=self.lease_duration_s, wait_s=self.lock_s, progress=progress):
+            if pull is not None:
+                progress(f"applying secret/{pull.name}: the registry login the nodes pull with")
+                pull_secret.apply(self.core, self.namespace, pull)
+
             def decide(live: dict | None) -> dict:
                 current = _release_of(live) if live else None
                 if current and current.commit and current.commit != release.commit \
@@ -115,7 +125,8 @@ class KubernetesTarget:
                                         "not deploying it", hint="deploy a newer commit, or use 'pinotage rollback'")
                 progress(f"applying {release.image.pinned} to deployment/{self.deployment_name} "
                          f"in namespace {self.namespace}")
-                return self._render(release, ledger_id, _change_cause("deploy", release), live=live)
+                return self._render(release, ledger_id, _change_cause("deploy", release), live=live,
+                                    pull_secret=pull.name if pull else "")
 
             applied, live = self._apply_decided(decide, what="deploy", progress=progress)
             current = _release_of(live) if live else None
@@ -203,7 +214,8 @@ class KubernetesTarget:
         live = self._read()
         return rollout.revision(live) if live else 0
 
-    def _render(self, release: Release, ledger_id: str, cause: str, *, live: dict | None) -> dict:
+    def _render(self, release: Release, ledger_id: str, cause: str, *, live: dict | None,
+                pull_secret: str = "") -> dict:
         body = copy.deepcopy(self.manifest)
         meta = body.setdefault("metadata", {})
         meta["namespace"] = self.namespace
@@ -215,6 +227,8 @@ class KubernetesTarget:
         containers = body["spec"]["template"]["spec"]["containers"]
         container = next((c for c in containers if c["name"] == self.deployment_name), containers[0])
         container["image"] = release.image.pinned
+        if pull_secret:
+            body["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": pull_secret}]
         return body
 
     def _apply(self, body: dict) -> dict:

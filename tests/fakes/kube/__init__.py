@@ -1,6 +1,6 @@
 """A Kubernetes API test double: an HTTP server on loopback that the official clients talk to.
 
-It stores namespaces, deployments, replicasets, pods, services, configmaps, leases,
+It stores namespaces, deployments, replicasets, pods, services, configmaps, secrets, leases,
 serviceaccounts (with TokenRequest), roles and rolebindings; serves get/list/watch/create/
 update/patch (merge, strategic merge, server-side apply)/delete with the API server's answers;
 enforces namespaced RBAC for ServiceAccount tokens; records every request; and runs a
@@ -37,13 +37,13 @@ __all__ = ["FakeKube", "Request", "registry_lookup", "ADMIN"]
 class FakeKube:
     """The fake API server plus its controller."""
 
-    def __init__(self, *, image_exists: Callable[[str], bool] | None = None, token: str | None = None,
+    def __init__(self, *, image_exists: Callable[[str, list[dict]], bool] | None = None, token: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, pod_start_s: float = 0.3):
         self.store = Store()
         self.token = token
         self.crash_images: set[str] = set()
         self.api = ApiServer(self.store, token=token, host=host, port=port)
-        self.controller = Controller(self.store, image_exists=image_exists or (lambda image: True),
+        self.controller = Controller(self.store, image_exists=image_exists or (lambda image, auths: True),
                                      crashing=lambda image: image in self.crash_images, pod_start_s=pod_start_s)
         for name in ("default", "kube-system", "kube-public"):
             self.store.create(KINDS["namespaces"], "", {"metadata": {"name": name},
@@ -90,16 +90,28 @@ class FakeKube:
         self.stop()
 
 
-def registry_lookup(api_url: str, user: str = "", password: str = "") -> Callable[[str], bool]:
-    """Return image_exists(ref) asking a v2 registry whether it holds the manifest.
+def registry_lookup(api_url: str, user: str = "", password: str = "") -> Callable[[str, list[dict]], bool]:
+    """Return image_exists(ref, auths) asking a v2 registry whether it holds the manifest.
 
-    A reference whose host is not this registry does not exist, as a kubelet with no route to
-    it would find.
+    ``auths`` are the pod's pull secrets (docker config ``auths`` mappings): an entry for the
+    registry's host is the login the pull uses, as a kubelet does; without one the pull uses
+    ``user``/``password`` (the node's own login; none: anonymous). A reference whose host is not
+    this registry does not exist, as a kubelet with no route to it would find. A refused login
+    is a failed pull.
     """
     host = api_url.split("://", 1)[-1].rstrip("/")
-    auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if user else ""
+    node_auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode() if user else ""
 
-    def exists(ref: str) -> bool:
+    def login(auths: list[dict]) -> str:
+        for entries in auths:
+            for key, entry in entries.items():
+                if key.split("://", 1)[-1].split("/", 1)[0] == host:
+                    encoded = entry.get("auth") or base64.b64encode(
+                        f"{entry.get('username', '')}:{entry.get('password', '')}".encode()).decode()
+                    return "Basic " + encoded
+        return node_auth
+
+    def exists(ref: str, auths: list[dict] = ()) -> bool:
         if not ref.startswith(host + "/"):
             return False
         rest = ref[len(host) + 1:]
@@ -113,13 +125,14 @@ def registry_lookup(api_url: str, user: str = "", password: str = "") -> Callabl
                                              "application/vnd.docker.distribution.manifest.v2+json",
                                              "application/vnd.oci.image.index.v1+json",
                                              "application/vnd.docker.distribution.manifest.list.v2+json"))})
+        auth = login(list(auths))
         if auth:
             request.add_header("Authorization", auth)
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status == 200
         except urllib.error.HTTPError as e:
-            if e.code == 404:
+            if e.code in (401, 403, 404):
                 return False
             raise
     return exists

@@ -5,14 +5,15 @@
   its ReplicaSet under a new revision), rolling update within maxSurge / maxUnavailable,
   status counts, ``Available`` and ``Progressing`` conditions, ``ProgressDeadlineExceeded``.
 - ReplicaSet controller: pods up or down to ``spec.replicas``.
-- "kubelet": a pod starts when its image exists (asked of a callable, e.g. the test registry),
-  shows ``ErrImagePull`` then ``ImagePullBackOff`` when it does not, and ``CrashLoopBackOff``
+- "kubelet": a pod starts when its image exists (asked of a callable, e.g. the test registry,
+  with the ``auths`` of the pod's ``kubernetes.io/dockerconfigjson`` imagePullSecrets), shows ``ErrImagePull`` then ``ImagePullBackOff`` when it does not, and ``CrashLoopBackOff``
   when the test marks its image as crashing.
 - Garbage collector: objects whose controller owner is gone are deleted.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -30,12 +31,14 @@ HASH_LABEL = "pod-template-hash"
 NOT_COPIED = {REVISION, "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
               "deployment.kubernetes.io/max-replicas", "kubectl.kubernetes.io/last-applied-configuration"}
 DEPLOYMENTS, REPLICA_SETS, PODS = KINDS["deployments"], KINDS["replicasets"], KINDS["pods"]
+SECRETS = KINDS["secrets"]
 
 
 class Controller:
     """Reconcile Deployments, ReplicaSets and pods in a background thread."""
 
-    def __init__(self, store: Store, *, image_exists: Callable[[str], bool], crashing: Callable[[str], bool],
+    def __init__(self, store: Store, *, image_exists: Callable[[str, list[dict]], bool],
+                 crashing: Callable[[str], bool],
                  pod_start_s: float = 0.3):
         self.store = store
         self.image_exists = image_exists
@@ -307,11 +310,24 @@ class Controller:
             fresh["status"] = status
             self.store.replace(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], fresh)
 
+    def _pull_auths(self, pod: Object) -> list[dict]:
+        """Return the ``auths`` of the pod's imagePullSecrets that exist and are dockerconfigjson, as a kubelet reads them."""
+        found = []
+        namespace = pod["metadata"]["namespace"]
+        for ref in pod["spec"].get("imagePullSecrets") or ():
+            if not self.store.exists(SECRETS, namespace, ref.get("name", "")):
+                continue
+            secret = self.store.get(SECRETS, namespace, ref["name"])
+            if secret.get("type") == "kubernetes.io/dockerconfigjson":
+                payload = (secret.get("data") or {}).get(".dockerconfigjson", "")
+                found.append(json.loads(base64.b64decode(payload)).get("auths") or {})
+        return found
+
     def _advance(self, pod: Object, container: Object, cs: Object, age: float, stamp: str) -> None:
         image = container["image"]
         reason = (cs["state"].get("waiting") or {}).get("reason")
         if reason in ("ContainerCreating", "ErrImagePull", "ImagePullBackOff"):
-            if not self.image_exists(image):
+            if not self.image_exists(image, self._pull_auths(pod)):
                 if reason == "ContainerCreating":
                     cs["state"] = {"waiting": {"reason": "ErrImagePull", "message": (
                         f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '

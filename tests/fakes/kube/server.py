@@ -374,7 +374,14 @@ class _Handler(BaseHTTPRequestHandler):
                                    {"causes": [{"reason": "FieldManagerConflict", "message": c} for c in conflicts]})
                 result.setdefault("metadata", {})["name"] = name
                 result = _prepare(kind, namespace, result)
+                # an apply that creates is authorized as a create too, with the name (as the API server
+                # does); the request log shows that check as a create request of its own
+                if live is None and not self.api.allowed(user, "create", kind.group, kind.resource, namespace, name):
+                    raise ApiError(403, "Forbidden", f'{kind.qualified} "{name}" is forbidden: User "{user}" cannot '
+                                                     f'create resource "{kind.resource}" in API group "{kind.group}" '
+                                                     f'in the namespace "{namespace}"')
                 if live is None:
+                    self._record([user, "create", kind.group, kind.resource, namespace, name], 201)
                     saved = self.api.store.create(kind, namespace, result)
                     code = 201
                 else:

@@ -45,6 +45,7 @@ KINDS = {k.resource: k for k in (
     Kind("", "v1", "pods", "Pod"),
     Kind("", "v1", "services", "Service"),
     Kind("", "v1", "configmaps", "ConfigMap"),
+    Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "serviceaccounts", "ServiceAccount"),
     Kind("apps", "v1", "deployments", "Deployment", generation=True),
     Kind("apps", "v1", "replicasets", "ReplicaSet", generation=True),

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
             ("smoke", _smoke, "run the built image and check its health path and first slide"),
             ("push", _push, "push the image to the registry and record its digest")):
         with_state(add(name, handler, help_text))
+    add("audit", _audit, "audit the app's production npm dependencies and Pinotage's locked Python ones"
+        " for published advisories (audit.fail_on, audit.unreachable)")
     with_state(add("deploy", _deploy, "deploy the pushed image to the target, gated: a failed rollout rolls back"))
     with_state(add("gate", _gate, "check that the release the deploy stage gated is still the live one"))
 
@@ -338,6 +340,16 @@ def _push(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 0
     write_state(args.state, image=image)
     print(f"pushed:   {image.pinned}")
+    return 0
+
+
+def _audit(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import audit
+
+    config = load_config(args, environ)
+    report = audit.gate(config, environ, print)
+    print(f"audit:    passed ({len(report.findings)} advisories, none at or above {config.audit.fail_on}"
+          + (f"; {len(report.unreachable)} service(s) not reached" if report.unreachable else "") + ")")
     return 0
 
 

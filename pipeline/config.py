@@ -30,10 +30,13 @@ PROFILES_KEY = "profiles"
 # settings that name a file or folder. From pinotage.yaml (which a pull request edits) each must
 # stay inside the repository, so a pull request cannot point a build at files outside its checkout;
 # the environment and flags come from the operator and the Jenkinsfile Jenkins trusts.
-CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state_dir", "cluster.ledger_file")
+CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state_dir", "cluster.ledger_file",
+                  "audit.python_lock")
 TARGETS = ("docker", "kubernetes")
 TAG_KINDS = ("commit", "short-commit", "branch")
 NETWORK_ADDONS = ("flannel",)
+AUDIT_FAIL_ON = ("critical", "high", "moderate", "off")  # the lowest severity that fails the build
+AUDIT_UNREACHABLE = ("warn", "fail")
 
 # name in messages -> the environment variable that holds it
 SECRETS = {
@@ -112,6 +115,13 @@ class ClusterConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AuditConfig:
+    fail_on: str = "high"  # advisories at or above this severity fail the build; "off": none do
+    unreachable: str = "fail"  # when an advisory service cannot be asked: "warn" passes, "fail" fails
+    python_lock: str = "requirements.lock"  # Pinotage's own locked deps; "" audits the app only
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     app: str = "presentation"
     default_branch: str = "master"
@@ -124,6 +134,7 @@ class Config:
     github: GithubConfig = GithubConfig()
     jenkins: JenkinsConfig = JenkinsConfig()
     cluster: ClusterConfig = ClusterConfig()
+    audit: AuditConfig = AuditConfig()
     # where relative paths start: the config file's folder, else the working folder
     root: str = dataclasses.field(default=".", compare=False)
     # "section.field" -> "default" | "pinotage.yaml:12" | "env PINOTAGE_X" | "flag --set x=…"
@@ -375,8 +386,8 @@ def _coerce(key: str, kind: type, raw: Any, from_text: bool) -> Any:
 
 
 def _check_choice(key: str, items: list[str]) -> None:
-    allowed = {"deploy.target": TARGETS, "image.tags": TAG_KINDS,
-               "cluster.network_addon": NETWORK_ADDONS}.get(key)
+    allowed = {"deploy.target": TARGETS, "image.tags": TAG_KINDS, "cluster.network_addon": NETWORK_ADDONS,
+               "audit.fail_on": AUDIT_FAIL_ON, "audit.unreachable": AUDIT_UNREACHABLE}.get(key)
     for item in items:
         if allowed is not None and item not in allowed:
             raise ValueError(f"expected one of {', '.join(allowed)}, got {item!r}")

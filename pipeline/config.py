@@ -42,6 +42,7 @@ AUDIT_UNREACHABLE = ("warn", "fail")
 SECRETS = {
     "registry.password": "PINOTAGE_REGISTRY_PASSWORD",
     "github.token": "PINOTAGE_GITHUB_TOKEN",
+    "github.webhook_secret": "PINOTAGE_GITHUB_WEBHOOK_SECRET",  # Jenkins checks deliveries' signatures with it
     "jenkins.token": "PINOTAGE_JENKINS_TOKEN",
 }
 

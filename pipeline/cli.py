@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return args.handler(args, environ)
+        return _in_stage(args, environ)
     except PinotageError as e:
         for line in e.lines():
             print(f"pinotage: error: {line}", file=sys.stderr)
@@ -47,6 +47,19 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     except KeyboardInterrupt:
         print("pinotage: interrupted", file=sys.stderr)
         return 130
+
+
+def _in_stage(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Run the command; a stage command also records in its state file which stage ran and whether it passed."""
+    if not getattr(args, "marks_stage", False):
+        return args.handler(args, environ)
+    from pipeline.state import mark_stage
+
+    name, build_url = environ.get("STAGE_NAME") or args.handler.__name__.lstrip("_"), environ.get("BUILD_URL", "")
+    mark_stage(args.state, name, "running", build_url)
+    code = args.handler(args, environ)
+    mark_stage(args.state, name, "passed", build_url)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     def with_state(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--state", metavar="FILE", default="pinotage-state.json",
                          help="the JSON hand-off between Jenkins stages (default: %(default)s)")
+        sub.set_defaults(marks_stage=True)
 
     add("config", _config, "print the effective configuration and where each value came from")
 
@@ -102,8 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, default=20, help="newest N records (default: %(default)s)")
 
     sub = add("status", _status, "report a commit status to GitHub (needs PINOTAGE_GITHUB_TOKEN)")
-    sub.add_argument("state_name", choices=("pending", "success", "failure", "error"), metavar="STATE")
+    sub.add_argument("state_name", nargs="?", choices=("pending", "success", "failure", "error"), metavar="STATE")
+    sub.add_argument("--build-result", action="store_true", help="instead of STATE: success when"
+                     " PINOTAGE_BUILD_RESULT (Jenkins' currentBuild.currentResult) is SUCCESS, else failure")
     sub.add_argument("--description", default="", help="a short text shown beside the status")
+    sub.add_argument("--state", metavar="FILE", help="a failure names the stage this state file last recorded")
+    sub.add_argument("--best-effort", action="store_true",
+                     help="a status that cannot be sent is a warning and exits 0 (never fails a build)")
+
+    github = add("github", _missing_subcommand, "set up the repository on GitHub")
+    github.set_defaults(command_name="github")
+    github_subs = github.add_subparsers(title="github commands", metavar="ACTION", parser_class=_Parser)
+    sub = github_subs.add_parser("hook", parents=[common], help="create or update the webhook that tells Jenkins"
+                                 " of pushes and pull requests (needs admin:repo_hook)")
+    sub.set_defaults(handler=_github_hook)
+    sub.add_argument("--url", help="where GitHub delivers (default: jenkins.url + github-webhook/)")
+    sub.add_argument("--dry-run", action="store_true", help="show what would change and write nothing")
 
     jobs = add("jobs", _missing_subcommand, "render, check, diff and update the Jenkins jobs in jobs/")
     jobs.set_defaults(command_name="jobs")
@@ -275,11 +303,39 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import context as ctx
     from pipeline import runner
+    from pipeline.state import failure_text, read_state
 
-    config = load_config(args, environ)
-    context = ctx.read(environ, default_branch=config.default_branch)
-    slug = runner.report_status(config, context, environ, args.state_name, args.description, required=True)
+    if (args.state_name is None) == (not args.build_result):
+        raise BadInput("status: give either STATE or --build-result")
+    if args.build_result:
+        passed = environ.get("PINOTAGE_BUILD_RESULT", "") == "SUCCESS"
+        args.state_name = "success" if passed else "failure"
+        args.description = args.description or (SUCCESS_TEXT if passed else "")
+    try:
+        config = load_config(args, environ)
+        context = ctx.read(environ, default_branch=config.default_branch)
+        description = args.description
+        if args.state_name == "failure" and args.state:
+            where = failure_text(read_state(args.state), environ.get("BUILD_URL", ""))
+            description = f"{where}: {description}" if description else where
+        slug = runner.report_status(config, context, environ, args.state_name, description, required=True)
+    except PinotageError as e:
+        if not args.best_effort:
+            raise
+        print(f"pinotage: warning: status {args.state_name} not reported: {e.message}", file=sys.stderr)
+        return 0
     print(f"status: {args.state_name} reported to {slug} for {context.short_commit}")
+    return 0
+
+
+SUCCESS_TEXT = "built, smoke-tested, deployed and passed the rollout gate"
+
+
+def _github_hook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import github
+
+    for line in github.hook_command(load_config(args, environ), environ, url=args.url, dry_run=args.dry_run):
+        print(line)
     return 0
 
 

@@ -33,6 +33,11 @@ BRANCH_JOB_ROOTS = (
 )
 # Elements that, anywhere in a job, make it build pull requests.
 PR_MARKERS = ("PullRequestDiscoveryTrait", "org.jenkinsci.plugins.ghprb.GhprbTrigger")
+# The one credential a branch and pull-request job may name: its GitHub source's scan credential
+# (docker/jenkins/casc.yaml declares it). GitHub Branch Source scans with it and posts the branch
+# and pull-request commit statuses; no build step can bind it through the job.
+SCAN_CREDENTIAL_ID = "pinotage-github"
+SCAN_SOURCE = "GitHubSCMSource"
 # Shell words that may stand before a command.
 SHELL_KEYWORDS = {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "(", "time", "exec"}
 SHELL_OPERATORS = {";", "&&", "||", "|", "&", "(", ")", ";;", "\n"}
@@ -151,9 +156,10 @@ def check(jobs: Iterable[RenderedJob], jenkinsfile: str | Path | None,
         except ET.ParseError as e:
             problems.append(f"{where}: rendered XML is not well formed: {e}")
             continue
-        found = credential_references(root) if builds_branches(root) else []
+        found = credential_references(root, allowed=scan_credential(root)) if builds_branches(root) else []
         if found:
-            problems.append(f"{where}: a branch and pull-request job must reference no credential,"
+            problems.append(f"{where}: a branch and pull-request job must reference no credential but"
+                            f" the scan credential {SCAN_CREDENTIAL_ID!r} of its GitHub source,"
                             f" found {', '.join(found)}")
         calls += calls_in_job(where, root)
     if jenkinsfile is not None:
@@ -177,10 +183,19 @@ def builds_branches(root: ET.Element) -> bool:
     return any(marker in element.tag for element in root.iter() for marker in PR_MARKERS)
 
 
-def credential_references(root: ET.Element) -> list[str]:
-    """List the credential references in a job: credential ids and credential bindings."""
+def scan_credential(root: ET.Element) -> list[ET.Element]:
+    """Return the elements naming the one allowed scan credential: the credentialsId of a GitHub source."""
+    return [child for source in root.iter() if (source.get("class") or source.tag).endswith(SCAN_SOURCE)
+            for child in source if child.tag == "credentialsId" and (child.text or "").strip() == SCAN_CREDENTIAL_ID]
+
+
+def credential_references(root: ET.Element, *, allowed: Iterable[ET.Element] = ()) -> list[str]:
+    """List the credential references in a job (credential ids and bindings), but for the ``allowed`` elements."""
+    skip = {id(element) for element in allowed}
     found = []
     for element in root.iter():
+        if id(element) in skip:
+            continue
         tag = element.tag.lower()
         text = (element.text or "").strip()
         if ("credentialsid" in tag or tag.endswith("credentials")) and text:
@@ -228,9 +243,17 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
         if match.group(2) != default_branch:
             problems.append(f"{name}:{_line_of(text, match.start())}: when {{ branch '{match.group(2)}' }}"
                             f" but the default branch is {default_branch!r}")
+    # A post block takes no `when`: there the guard is an `if` on the branch, its block the guarded part.
+    for match in _BRANCH_IF.finditer(uncommented):
+        brace = code.find("{", match.end() - 1)
+        guards[(match.start(), _matching_brace(code, brace))] = match.group(2)
+        if match.group(2) != default_branch:
+            problems.append(f"{name}:{_line_of(text, match.start())}: if (env.BRANCH_NAME == '{match.group(2)}')"
+                            f" but the default branch is {default_branch!r}")
     for match in re.finditer(r"\bwithCredentials\s*\(", code):
         where = f"{name}:{_line_of(text, match.start())}"
-        around = [stage for stage in stages if stage[0] < match.start() < stage[1]]
+        around = [block for block in guards if block[0] < match.start() < block[1]]
+        around += [stage for stage in stages if stage[0] < match.start() < stage[1]]
         if not any(guards.get(stage) == default_branch for stage in around):
             problems.append(f"{where}: withCredentials outside a stage that runs only on"
                             f" {default_branch!r} (add when {{ branch '{default_branch}' }})")
@@ -242,6 +265,7 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
     return problems
 
 
+_BRANCH_IF = re.compile(r"\bif\s*\(\s*env\.BRANCH_NAME\s*==\s*(['\"])(.*?)\1\s*\)\s*\{")
 _SH_STEP = re.compile(
     r"""\bsh\s*\(?\s*(?:(?:label|returnStdout|returnStatus)\s*:\s*[^,]+,\s*)*(?:script\s*:\s*)?"""
     r"""(?P<q>'''|\"\"\"|'|")(?P<body>.*?)(?<!\\)(?P=q)""",

@@ -39,6 +39,7 @@ class Timer:
         self.say = say
         self.clock = clock
         self.phases_s: dict[str, float] = {}
+        self.failed = ""  # the innermost phase that failed, which a failure status names
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -49,6 +50,7 @@ class Timer:
         except BaseException as e:
             took = self.clock() - started
             self.phases_s[name] = round(took, 3)
+            self.failed = self.failed or name
             self.say(f"{name}: failed after {took:.1f} s ({_short(e)})")
             raise
         took = self.clock() - started
@@ -153,7 +155,8 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
         if "deploy" in plan:
             deployment, record, note, url = _deploy(config, context, image, services, timer, progress)
     except PinotageError as e:
-        _status(services, "failure", _short(e), say)
+        where = f"{timer.failed} failed: " if timer.failed else ""
+        _status(services, "failure", where + _short(e), say)
         raise
     _status(services, "success", _success_text(plan, deployment, note), say)
     return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed,

@@ -107,3 +107,24 @@ def write_state(path: str | os.PathLike, *, replace: bool = False, **updates: An
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def mark_stage(path: str | os.PathLike, name: str, result: str, build_url: str) -> None:
+    """Record which stage ran last in this build and whether it passed, for the failure status to name.
+
+    A state file that cannot be read is left alone: the stage's own command reports it.
+    """
+    try:
+        write_state(path, stage={"name": name, "result": result, "build_url": build_url})
+    except BadInput:
+        pass
+
+
+def failure_text(state: dict[str, Any], build_url: str) -> str:
+    """Describe where a build failed from the stage the state file last recorded for this build."""
+    stage = state.get("stage")
+    if not isinstance(stage, dict) or stage.get("build_url") != build_url or not stage.get("name"):
+        return "failed before its first pinotage stage"
+    if stage.get("result") == "passed":
+        return f"failed after stage {stage['name']}"
+    return f"failed in stage {stage['name']}"

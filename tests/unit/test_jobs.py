@@ -70,9 +70,24 @@ def test_every_job_is_marked_managed(rendered):
     assert all(jobs.is_managed(job.xml) for job in rendered.values())
 
 
-def test_only_the_seed_job_holds_a_credential(rendered):
-    holding = {name for name, job in rendered.items() if jobs.credential_references(xml_of(job))}
+def test_only_the_seed_job_holds_a_credential_besides_the_scan_credential(rendered):
+    trees = {name: xml_of(job) for name, job in rendered.items()}
+    holding = {name for name, tree in trees.items()
+               if jobs.credential_references(tree, allowed=jobs.scan_credential(tree))}
     assert holding == {"jobs-seed"}
+    [scan] = jobs.scan_credential(xml_of(rendered["presentation"]))
+    assert scan.text == jobs.SCAN_CREDENTIAL_ID
+    assert jobs.credential_references(xml_of(rendered["presentation"])) == [
+        f"<credentialsId>{jobs.SCAN_CREDENTIAL_ID}</credentialsId>"]
+
+
+def test_casc_declares_the_scan_credential_the_job_uses():
+    import yaml
+
+    casc = yaml.safe_load((ROOT / "docker" / "jenkins" / "casc.yaml").read_text())
+    declared = [(kind, body["id"]) for domain in casc["credentials"]["system"]["domainCredentials"]
+                for entry in domain["credentials"] for kind, body in entry.items()]
+    assert ("gitHubApp", jobs.SCAN_CREDENTIAL_ID) in declared
 
 
 def test_jobs_and_jenkinsfile_pass_check(rendered):
@@ -103,6 +118,30 @@ BRANCH_JOB_WITH_BINDING = """
               credential-id: registry-password
               variable: PASSWORD
 """
+PR_JOB_WITH_SCAN_CREDENTIAL_AND_BINDING = """
+- job:
+    name: scan-and-bind
+    project-type: multibranch
+    scm:
+      - github:
+          repo-owner: pinotage
+          repo: presentation
+          credentials-id: pinotage-github
+    wrappers:
+      - credentials-binding:
+          - text:
+              credential-id: pinotage-github
+              variable: TOKEN
+"""
+PR_JOB_WITH_SCAN_CREDENTIAL_ON_ANOTHER_SOURCE = """
+- job:
+    name: git-source
+    project-type: multibranch
+    scm:
+      - git:
+          url: https://github.com/pinotage/presentation.git
+          credentials-id: pinotage-github
+"""
 JOB_CALLING_MISSING_COMMAND = """
 - job:
     name: bad-command
@@ -126,15 +165,20 @@ JOB_CALLING_MISSING_OPTION = """
 
 
 @pytest.mark.parametrize("extra_yaml, expected", [
-    (PR_JOB_WITH_CREDENTIAL, "job 'sneaky-prs': a branch and pull-request job must reference no credential,"
+    (PR_JOB_WITH_CREDENTIAL, "job 'sneaky-prs': a branch and pull-request job must reference no credential but"
+                             " the scan credential 'pinotage-github' of its GitHub source,"
                              " found <credentialsId>github-admin-token</credentialsId>"),
     (BRANCH_JOB_WITH_BINDING, "job 'ghprb-job': a branch and pull-request job must reference no credential"),
+    (PR_JOB_WITH_SCAN_CREDENTIAL_AND_BINDING, "job 'scan-and-bind': a branch and pull-request job must reference"
+                                              " no credential but the scan credential 'pinotage-github'"),
+    (PR_JOB_WITH_SCAN_CREDENTIAL_ON_ANOTHER_SOURCE, "found <credentialsId>pinotage-github</credentialsId>"),
     (JOB_CALLING_MISSING_COMMAND, "job 'bad-command': 'pinotage deploy-everything --now': argument COMMAND:"
                                   " invalid choice: 'deploy-everything'"),
     (JOB_CALLING_MISSING_OPTION, "job 'bad-option': 'pinotage push --force': unrecognized arguments: --force"),
     (JOB_SETTING_MISSING_KEY, "job 'bad-setting': 'pinotage cluster rebuild --set cluster.nodes=$NODE_COUNT':"
                               " --set names no setting 'cluster.nodes'"),
-], ids=["pr-job-given-a-scan-credential", "ghprb-job-binding-a-secret", "job-calls-missing-command",
+], ids=["pr-job-given-a-scan-credential", "ghprb-job-binding-a-secret", "scan-credential-also-bound",
+        "scan-credential-on-a-git-source", "job-calls-missing-command",
         "job-calls-missing-option", "job-sets-missing-setting"])
 def test_check_catches_in_jobs(repo, extra_yaml, expected):
     (repo / "jobs" / "extra.yaml").write_text(extra_yaml)
@@ -149,8 +193,8 @@ def test_check_catches_in_jobs(repo, extra_yaml, expected):
      "'pinotage gait --state pinotage-state.json': argument COMMAND: invalid choice: 'gait'"),
     ("sh 'pinotage smoke --state pinotage-state.json'", "sh 'pinotage smoke --state pinotage-state.json --fast'",
      "unrecognized arguments: --fast"),
-    ("sh 'pinotage status success --description", "sh 'pinotage status succeeded --description",
-     "argument STATE: invalid choice: 'succeeded'"),
+    ("sh 'pinotage status pending --description", "sh 'pinotage status pended --description",
+     "argument STATE: invalid choice: 'pended'"),
     ("stage('Build') {\n      steps {\n        sh 'pinotage build --state pinotage-state.json'",
      "stage('Build') {\n      steps {\n        withCredentials([string(credentialsId: 'x', variable: 'X')]) {"
      " sh 'pinotage build --state pinotage-state.json' }",
@@ -162,8 +206,16 @@ def test_check_catches_in_jobs(repo, extra_yaml, expected):
      "withCredentials outside a stage that runs only on 'master'"),
     ("when { branch 'master' }", "/* when { branch 'master' } */",
      "withCredentials outside a stage that runs only on 'master'"),
+    ("if (env.BRANCH_NAME == 'master') {", "if (env.BRANCH_NAME == 'main') {",
+     "if (env.BRANCH_NAME == 'main') but the default branch is 'master'"),
+    ("if (env.BRANCH_NAME == 'master') {", "if (env.BRANCH_NAME != 'master') {",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("if (env.BRANCH_NAME == 'master') {", "if (true) {", "withCredentials outside a stage that runs only on 'master'"),
+    ("if (env.BRANCH_NAME == 'master') {", "// if (env.BRANCH_NAME == 'master') {\n{",
+     "withCredentials outside a stage that runs only on 'master'"),
 ], ids=["missing-command", "missing-option", "bad-choice", "credential-on-every-branch",
-        "double-quoted-sh-with-secret", "wrong-default-branch", "line-commented-when", "block-commented-when"])
+        "double-quoted-sh-with-secret", "wrong-default-branch", "line-commented-when", "block-commented-when",
+        "post-if-wrong-branch", "post-if-negated", "post-if-always", "post-if-commented"])
 def test_check_catches_in_jenkinsfile(repo, old, new, expected):
     jenkinsfile = repo / "Jenkinsfile"
     text = jenkinsfile.read_text()

@@ -215,6 +215,16 @@ def test_a_failed_smoke_test_stops_before_the_push():
     assert statuses == ["pending", "failure"]
 
 
+def test_a_failure_status_names_the_phase_that_failed():
+    calls, sent = [], []
+    context, plan, services = make("default-branch", calls, target=Target(calls),
+                                   phases=Phases(calls, smoke_error=SmokeFailed("no first slide")))
+    services.report_status = lambda state, description: sent.append((state, description))
+    with pytest.raises(SmokeFailed):
+        runner.run(config_module.Config(), context, plan, services, say=lambda _: None, progress=lambda _: None)
+    assert sent[-1] == ("failure", "smoke failed: no first slide")
+
+
 def test_a_refused_status_is_shown_and_does_not_fail_the_release():
     calls, lines = [], []
     context, plan, services = make("default-branch", calls, target=Target(calls))

@@ -97,7 +97,8 @@ def test_context_replaces_a_state_file_left_in_a_reused_workspace(repo, capsys, 
     state.write_text(stale)
     assert cli.main(["context", "--json", "--state", str(state)], environ=env(repo)) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert json.loads(state.read_text()) == {"version": 1, "context": printed["context"]}
+    assert json.loads(state.read_text()) == {"version": 1, "context": printed["context"],
+                                             "stage": {"name": "context", "result": "passed", "build_url": ""}}
 
 
 def test_context_in_a_jenkins_pull_request(repo, capsys):
@@ -238,3 +239,114 @@ def test_lookup_is_refused_on_a_branch(repo, capsys):
     assert cli.main(["context", "--state", str(state)], environ=environ) == 0
     assert cli.main(["lookup", "--state", str(state)], environ=environ) == 1
     assert "this branch build does not push" in capsys.readouterr().err
+
+
+# --- the Jenkinsfile's commit statuses and `github hook` ------------------------------
+
+JENKINSFILE = Path(__file__).resolve().parents[2] / "Jenkinsfile"
+
+
+def jenkinsfile_status_calls() -> dict[str, list[str]]:
+    """Return the Jenkinsfile's `pinotage status` calls by state, as the jobs check reads them."""
+    from pipeline import jobs
+
+    calls, problems = jobs.calls_in_jenkinsfile(JENKINSFILE.read_text(), "Jenkinsfile")
+    assert problems == []
+    found = {}
+    for call in calls:
+        if call.argv[:1] == ("status",):
+            kind = "final" if "--build-result" in call.argv else call.argv[1]
+            assert kind not in found, f"two {kind} status calls"
+            found[kind] = list(call.argv)
+    return found
+
+
+def master_build(repo: Path, hub, **extra: str) -> dict[str, str]:
+    return {**env(repo, PINOTAGE_GITHUB_API_URL=hub.url, PINOTAGE_GITHUB_REPO="acme/slides", BRANCH_NAME="master",
+                  BUILD_NUMBER="9", BUILD_URL="https://ci.example/job/presentation/job/master/9/",
+                  PINOTAGE_GITHUB_TOKEN=TOKEN), **extra}
+
+
+def test_a_master_build_failing_in_build_ends_with_a_failure_naming_build(repo, capsys):
+    """The Jenkinsfile's own calls: pending first, the Build stage fails (no engine), the top-level post reports."""
+    calls = jenkinsfile_status_calls()
+    head = git(repo, "rev-parse", "HEAD")
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        settings = master_build(repo, hub)
+        assert cli.main(calls["pending"], environ=settings) == 0
+        assert cli.main(["context", "--state", "pinotage-state.json"], environ={**settings, "STAGE_NAME": "Context"}) == 0
+        assert cli.main(["build", "--state", "pinotage-state.json"], environ={**settings, "STAGE_NAME": "Build"}) == 1
+        assert cli.main(calls["final"], environ={**settings, "PINOTAGE_BUILD_RESULT": "FAILURE"}) == 0
+        pending, failure = hub.statuses[("acme/slides", head)]
+    assert (pending["state"], failure["state"]) == ("pending", "failure")
+    assert failure["description"] == "failed in stage Build"
+    assert failure["target_url"] == settings["BUILD_URL"]
+
+
+def test_a_master_build_that_passes_ends_with_success_after_pending(repo):
+    calls = jenkinsfile_status_calls()
+    head = git(repo, "rev-parse", "HEAD")
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        settings = master_build(repo, hub)
+        for argv in (calls["pending"], ["context", "--state", "pinotage-state.json"], calls["final"]):
+            assert cli.main(argv, environ={**settings, "STAGE_NAME": "Context", "PINOTAGE_BUILD_RESULT": "SUCCESS"}) == 0
+        assert hub.states("acme/slides", head) == ["pending", "success"]
+        assert hub.statuses[("acme/slides", head)][-1]["target_url"] == settings["BUILD_URL"]
+        assert hub.statuses[("acme/slides", head)][-1]["description"] == cli.SUCCESS_TEXT
+
+
+@pytest.mark.parametrize("result, state", [("SUCCESS", "success"), ("FAILURE", "failure"), ("ABORTED", "failure")])
+def test_a_status_that_cannot_be_sent_never_fails_the_build(repo, capsys, result, state):
+    argv = jenkinsfile_status_calls()["final"]
+    assert "--best-effort" in argv
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        assert cli.main(argv, environ=master_build(repo, hub, PINOTAGE_GITHUB_TOKEN="revoked",
+                                                   PINOTAGE_BUILD_RESULT=result)) == 0
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"pinotage: warning: status {state} not reported:") and "401 Bad credentials" in line
+
+
+def test_a_stale_state_file_from_another_build_names_no_stage(repo):
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        settings = master_build(repo, hub)
+        assert cli.main(["context"], environ={**settings, "STAGE_NAME": "Context",
+                                              "BUILD_URL": "https://ci.example/job/8/"}) == 0
+        assert cli.main(jenkinsfile_status_calls()["final"], environ={**settings, "PINOTAGE_BUILD_RESULT": "FAILURE"}) == 0
+        [failure] = hub.statuses.values()
+    assert failure[0]["description"] == "failed before its first pinotage stage"
+
+
+HOOK_URL = "https://jenkins.example.com/github-webhook/"
+
+
+def hook_env(repo: Path, hub, **extra: str) -> dict[str, str]:
+    return {**env(repo, PINOTAGE_GITHUB_API_URL=hub.url, PINOTAGE_GITHUB_REPO="acme/slides",
+                  PINOTAGE_JENKINS_URL="https://jenkins.example.com/", PINOTAGE_GITHUB_TOKEN=TOKEN,
+                  PINOTAGE_GITHUB_WEBHOOK_SECRET="s3cret-hook"), **extra}
+
+
+def test_github_hook_creates_then_writes_nothing(repo, capsys):
+    with FakeGithub(token=TOKEN, repos=("acme/slides",)) as hub:
+        assert cli.main(["github", "hook", "--dry-run"], environ=hook_env(repo, hub)) == 0
+        assert hub.writes() == []
+        assert cli.main(["github", "hook"], environ=hook_env(repo, hub)) == 0
+        assert cli.main(["github", "hook"], environ=hook_env(repo, hub)) == 0
+        assert [(r.method, r.status) for r in hub.writes()] == [("POST", 201)]
+        assert hub.hooks["acme/slides"][0]["config"]["url"] == HOOK_URL
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"webhook {HOOK_URL}: create (events pull_request, push, content type json, secret set)"
+                   " (dry run: nothing written)",
+                   f"webhook {HOOK_URL}: create (events pull_request, push, content type json, secret set)",
+                   f"webhook {HOOK_URL}: up to date (hook 1)"]
+
+
+@pytest.mark.parametrize("scopes, token, code, message", [
+    (("repo:status",), TOKEN, 2, "github hook: the token grants repo:status, not admin:repo_hook"),
+    (("repo",), "ghp_stale_token_value", 1, "GitHub refused the token (401 Bad credentials)"),
+], ids=["lacks-admin-repo-hook", "refused"])
+def test_github_hook_token_problems_are_one_line(repo, capsys, scopes, token, code, message):
+    with FakeGithub(token=TOKEN, repos=("acme/slides",), scopes=scopes) as hub:
+        assert cli.main(["github", "hook"], environ=hook_env(repo, hub, PINOTAGE_GITHUB_TOKEN=token)) == code
+        assert hub.writes() == []
+    [line] = capsys.readouterr().err.splitlines()
+    assert message in line and token not in line and "s3cret-hook" not in line

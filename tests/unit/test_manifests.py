@@ -82,6 +82,10 @@ DEPLOYMENT_RULES = [
                                          for p in ("readinessProbe", "livenessProbe", "startupProbe"))),
     ("port-8080", lambda d: [p["containerPort"] for p in d["spec"]["template"]["spec"]["containers"][0]["ports"]]
      == [8080]),
+    # A terminating pod keeps serving while endpoints drain, and SIGTERM's grace covers that pause.
+    ("prestop-sleep-covered-by-grace", lambda d: all(
+        0 < c["lifecycle"]["preStop"]["sleep"]["seconds"] < d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        for c in d["spec"]["template"]["spec"]["containers"])),
     ("requests-and-limits", lambda d: all({"cpu", "memory"} <= c["resources"]["requests"].keys()
                                           and {"cpu", "memory"} <= c["resources"]["limits"].keys()
                                           for c in d["spec"]["template"]["spec"]["containers"])),

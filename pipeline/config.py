@@ -71,7 +71,8 @@ class DeployConfig:
     target: str = "docker"
     namespace: str = "presentation"
     host_port: int = 8080
-    host_ip: str = "127.0.0.1"  # where the local target publishes host_port; 0.0.0.0 for every interface
+    host_ip: str = "127.0.0.1"  # where the local target's front listens on host_port; 0.0.0.0 for every interface
+    front_image: str = "docker.io/library/nginx:1.27.3-bookworm"  # the local target's front (scripts/front-image)
     kube_context: str = ""
     manifest: str = "k8s/presentation/deployment.yaml"  # what the kubernetes target applies, image replaced
 

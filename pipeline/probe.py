@@ -42,6 +42,16 @@ def get(url: str, *, timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[int, str]:
         return e.code, ""
 
 
+def header(url: str, name: str, *, timeout_s: float = REQUEST_TIMEOUT_S) -> tuple[int, str]:
+    """Fetch a URL without any proxy; return the status and one response header ("" when absent)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout_s) as response:
+            return response.status, response.headers.get(name, "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get(name, "")
+
+
 def wait_healthy(container: Any, url: str, deadline_s: float, *, poll_s: float = POLL_S,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Probed:
     """Poll url until it answers 200, the container stops or turns unhealthy, or deadline_s passes."""

@@ -56,7 +56,8 @@ start_dockerd() {
   return 1
 }
 
-# Build (or reuse) the local base images and export their refs for the Dockerfile's build arguments.
+# Build (or reuse) the local base images and export their refs for the Dockerfile's build arguments,
+# and the local target's front image built on them.
 ensure_base_images() {
   local line
   while IFS= read -r line; do
@@ -65,7 +66,10 @@ ensure_base_images() {
       runtime=*) export PINOTAGE_IMAGE_FINAL_BASE=${line#runtime=} ;;
     esac
   done < <("$PINOTAGE_ROOT/scripts/base-image")
-  [ -n "${PINOTAGE_IMAGE_BUILD_BASE:-}" ] && [ -n "${PINOTAGE_IMAGE_FINAL_BASE:-}" ]
+  [ -n "${PINOTAGE_IMAGE_BUILD_BASE:-}" ] && [ -n "${PINOTAGE_IMAGE_FINAL_BASE:-}" ] || return 1
+  # The local target's front: Debian's nginx on the runtime base.
+  line=$("$PINOTAGE_ROOT/scripts/front-image" "$PINOTAGE_IMAGE_FINAL_BASE" | tail -n 1)
+  export PINOTAGE_DEPLOY_FRONT_IMAGE=${line#front=}
 }
 
 # Start the demo's registry on 127.0.0.1:5000 with htpasswd auth, once; its password is made

@@ -127,6 +127,7 @@ def registry(tmp_path_factory):
 class BaseImages:
     build: str  # Debian minbase + nodejs + npm + the host CA bundle
     runtime: str  # Debian minbase + nodejs, no npm
+    front: str  # runtime + Debian nginx: the local target's front (scripts/front-image)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +143,13 @@ def base_images(docker_client) -> BaseImages:
             need("the local base images", done.stderr.strip().splitlines()[-1:] or "scripts/base-image failed")
         refs = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
         build, runtime = refs["build"], refs["runtime"]
-    return BaseImages(build=build, runtime=runtime)
+    front = os.environ.get("PINOTAGE_DEPLOY_FRONT_IMAGE")
+    if not front:
+        done = subprocess.run([str(ROOT / "scripts/front-image"), runtime], capture_output=True, text=True)
+        if done.returncode != 0:
+            need("the local front image", done.stderr.strip().splitlines()[-1:] or "scripts/front-image failed")
+        front = done.stdout.strip().splitlines()[-1].split("=", 1)[1]
+    return BaseImages(build=build, runtime=runtime, front=front)
 
 
 @pytest.fixture

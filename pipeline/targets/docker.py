@@ -1,15 +1,15 @@
 """The local target, the embedded default: the release runs as a container on the local engine.
 
-A deploy pulls the image by digest from the registry and starts it as a candidate container on
-a free loopback port. Only once the candidate answers its health path does the cut-over start:
-Docker fixes a container's published ports when it is created, so "moving" the published port
-means stopping the previous container (kept, stopped, for rollback) and starting the release
-again with the published port (``deploy.host_port``), then checking its health once more. If the
-candidate never gets healthy the previous container is never touched; if the cut-over fails the
-previous container is started again. Either way ``DeployFailed`` says whether it serves again.
+A deploy pulls the image by digest from the registry and starts it on a loopback port of its own.
+Only once it answers its health path does the front (``targets/front.py``: nginx on
+``deploy.host_port``, which never stops) switch to it with a graceful reload; then the previous
+container is stopped, kept for rollback, which starts it again and switches the front back the
+same way. If the release never gets healthy, or the front cannot switch, the new container goes
+and the previous release serves on, untouched; ``DeployFailed`` says so.
 
-What is live is read from the engine itself (containers carry the release in labels); the
-ledger's storage is a file under the state directory, written by the runner only. A file lock serialises deploys and rollbacks of one
+What is live is read from the engine itself: the front's configuration names the container it
+serves, and containers carry the release in labels. The ledger's storage is a file under the
+state directory, written by the runner only. A file lock serialises deploys and rollbacks of one
 app, so the order check is made on the state just read.
 """
 
@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import fcntl
 import secrets
+import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -28,10 +29,12 @@ from pipeline.errors import DeployFailed, DeployRefused
 from pipeline.ledger import FileLedger, pick_rollback, release_of
 from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress
+from pipeline.targets import front as front_module
 
 LABEL = "org.pinotage"  # label prefix on every container this target makes
 POLL_S = 0.25
 STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
+RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
@@ -103,55 +106,51 @@ class DockerTarget:
 
     def _start_checked(self, release: Release, live_container, live: Release | None, progress: Progress,
                        *, kept=None) -> None:
-        """Gate a candidate (unless restarting a kept container), then cut over; undo on any failure."""
+        """Start the release on its own port, gate it, switch the front to it, then stop the previous one.
+
+        Until the front has switched, the previous release serves untouched; any failure before
+        that removes (or stops again, when kept) the new container and leaves it so.
+        """
         import docker
 
-        host_port = self.config.deploy.host_port
-        if kept is None:
-            candidate = None
-            try:
-                candidate = self._create(release, role="candidate", host_port=None)
-                candidate.start()
-                port = _published_port(_reloaded(candidate), self.config.image.port)
-                progress(f"candidate {candidate.name} started on {self._probe_host()}:{port}")
-                self._wait_healthy(candidate, port, progress)
-            except (DeployFailed, docker.errors.APIError) as e:
-                still = "the previous release still serves" if live is not None else "nothing was live"
-                raise DeployFailed(f"{_reason(e, self.config.deploy)}; {still}", hint=getattr(e, "hint", ""),
-                                   **_failed(release, live)) from e
-            finally:
-                _remove(candidate)
-        if live_container is not None:
-            progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
-            try:
-                live_container.stop(timeout=STOP_TIMEOUT_S)
-            except docker.errors.APIError as e:
-                raise DeployFailed(f"cannot stop {live_container.name}: {_reason(e, self.config.deploy)}; "
-                                   "the previous release still serves", **_failed(release, live)) from e
-        serving = kept
+        container = kept
+        legacy = live_container if live_container is not None and _holds(live_container, self._host_port()) else None
         try:
-            if serving is None:
-                serving = self._create(release, role="serving", host_port=host_port)
-            serving.start()
-            progress(f"{serving.name} now holds port {host_port}")
-            self._wait_healthy(serving, host_port, progress)
-        except (DeployFailed, docker.errors.APIError) as e:
+            if container is None:
+                container = self._create(release)
+            container.start()
+            port = _published_port(_reloaded(container), self.config.image.port)
+            progress(f"{container.name} started on {RELEASE_HOST}:{port}")
+            self._wait_healthy(container, port, progress)
+            if legacy is not None:
+                # A container of an earlier version holds host_port itself: the front needs it.
+                progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
+                legacy.stop(timeout=STOP_TIMEOUT_S)
+            self._front().switch(front_module.Upstream(container.name, RELEASE_HOST, port), self._health_url())
+        except (DeployFailed, front_module.FrontError, docker.errors.APIError) as e:
             reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
             if kept is None:
-                _remove(serving)
-            else:
-                _stop(kept)
+                _remove(container)
+            elif container is not None:
+                _stop(container)
+            self._remove_front_if_down()
             if live_container is None:
                 raise DeployFailed(f"{reason}; nothing was live", **_failed(release, None)) from e
-            progress(f"cut-over failed ({reason}); starting {live_container.name} again")
-            restart_failed = self._restart(live_container, progress)
+            if legacy is None:
+                raise DeployFailed(f"{reason}; the previous release still serves", hint=getattr(e, "hint", ""),
+                                   **_failed(release, live)) from e
+            restart_failed = self._restart(legacy, progress)
             if restart_failed:
                 raise DeployFailed(f"{reason}; starting the previous release again failed too ({restart_failed})",
                                    **_failed(release, None),
-                                   hint=f"nothing serves on port {host_port}; see 'docker ps -a'") from e
+                                   hint=f"nothing serves on port {self._host_port()}; see 'docker ps -a'") from e
             raise DeployFailed(f"{reason}; the previous release serves again", **_failed(release, live)) from e
+        progress(f"the front on port {self._host_port()} serves {container.name}")
+        if live_container is not None and legacy is None and live_container.id != container.id:
+            progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
+            _stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
         progress(f"serving {release.image.pinned} at {self.url()}")
-        self._prune(keep=serving)
+        self._prune(keep=container)
 
     def _restart(self, container, progress: Progress) -> str:
         """Start a stopped previous container again and wait for its health; return why not, or ""."""
@@ -178,29 +177,55 @@ class DockerTarget:
             raise DeployFailed(f"cannot pull {image.pinned}: {e.explanation or e}", rolled_back=False,
                                hint="was it pushed to this registry? are the registry credentials right?") from e
 
-    def _create(self, release: Release, *, role: str, host_port: int | None):
+    def _create(self, release: Release):
         image = release.image
         labels = {
-            f"{LABEL}.app": self.app, f"{LABEL}.role": role, f"{LABEL}.commit": release.commit,
+            f"{LABEL}.app": self.app, f"{LABEL}.role": "serving", f"{LABEL}.commit": release.commit,
             f"{LABEL}.image-name": image.name, f"{LABEL}.image-tag": image.tag,
             f"{LABEL}.image-digest": image.digest, f"{LABEL}.build-url": release.build_url,
             f"{LABEL}.ledger-id": release.ledger_id,
             f"{LABEL}.deployed-at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
         }
         # A random part keeps names unique when the same commit is deployed again (a rollback).
-        name = f"pinotage-{self.app}-{release.commit[:12]}-{secrets.token_hex(3)}" + (
-            "-candidate" if role == "candidate" else "")
+        name = f"pinotage-{self.app}-{release.commit[:12]}-{secrets.token_hex(3)}"
         port = self.config.image.port
+        # A port of its own, fixed at creation, on loopback: only the front faces clients, and an
+        # engine restart gives the container the same port again (the front's upstream stays right).
         return self.client.containers.create(
             image.pinned, name=name, labels=labels, detach=True,
             environment={"PORT": str(port)},
-            ports={f"{port}/tcp": (self.config.deploy.host_ip, host_port)},
-            restart_policy={"Name": "unless-stopped"} if role == "serving" else {"Name": "no"},
+            ports={f"{port}/tcp": (RELEASE_HOST, _free_port())},
+            restart_policy={"Name": "unless-stopped"},
         )
 
-    def _wait_healthy(self, container, host_port: int, progress: Progress) -> None:
+    def _front(self) -> front_module.Front:
+        return front_module.Front(self.client, app=self.app, image=self.config.deploy.front_image,
+                                  host_ip=self.config.deploy.host_ip, host_port=self._host_port(), label=LABEL,
+                                  pull=self._pull_front)
+
+    def _pull_front(self, ref: str) -> None:
+        import docker
+
+        try:
+            self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            self.client.images.pull(ref)
+
+    def _remove_front_if_down(self) -> None:
+        """Remove this port's front when it is not running (it failed to start): a later deploy starts it anew."""
+        container = self._front().container()
+        if container is not None and container.status != "running":
+            _remove(container)
+
+    def _health_url(self) -> str:
+        return f"http://{self._probe_host()}:{self._host_port()}{self.config.image.health_path}"
+
+    def _host_port(self) -> int:
+        return self.config.deploy.host_port
+
+    def _wait_healthy(self, container, port: int, progress: Progress) -> None:
         """Wait until the container answers its health path; fail fast when it exits or is unhealthy."""
-        url = f"http://{self._probe_host()}:{host_port}{self.config.image.health_path}"
+        url = f"http://{RELEASE_HOST}:{port}{self.config.image.health_path}"
         deadline_s = self.config.deadlines.rollout_s
         seen = probe.wait_healthy(container, url, deadline_s, poll_s=POLL_S)
         if seen.healthy:
@@ -217,28 +242,42 @@ class DockerTarget:
                            hint="see its output with 'docker logs'; raise deadlines.rollout_s if it is just slow")
 
     def _prune(self, *, keep) -> None:
-        """Remove this app's stopped containers beyond the newest KEEP_PREVIOUS."""
-        stopped = [c for c in self._containers(all=True) if c.id != keep.id and c.status != "running"]
+        """Remove this app's containers the front does not serve, but the newest KEEP_PREVIOUS stopped ones.
+
+        Deploys hold the lock, so another running release container is one a crash left behind.
+        """
+        others = [c for c in self._containers() if c.id != keep.id]
+        for container in others:
+            if container.status == "running":
+                _remove(container)
+        stopped = [c for c in others if c.status != "running"]
         stopped.sort(key=lambda c: c.labels.get(f"{LABEL}.deployed-at", ""), reverse=True)
         for container in stopped[KEEP_PREVIOUS:]:
             _remove(container)
 
     # --- reading the engine and the ledger --------------------------------------
 
-    def _containers(self, *, all: bool):
-        return self.client.containers.list(all=all, filters={"label": [f"{LABEL}.app={self.app}",
-                                                                      f"{LABEL}.role=serving"]})
+    def _containers(self):
+        return self.client.containers.list(all=True, filters={"label": [f"{LABEL}.app={self.app}",
+                                                                       f"{LABEL}.role=serving"]})
 
     def _serving(self):
-        running = self._containers(all=False)
+        """Return the container the front serves; without a front, the newest running one (earlier versions)."""
+        containers = self._containers()
+        routed = self._front().routed()
+        for container in containers:
+            if routed is not None and container.name == routed:
+                return container
+        running = [c for c in containers if c.status == "running"]
         running.sort(key=lambda c: c.labels.get(f"{LABEL}.deployed-at", ""))
         return running[-1] if running else None
 
     def _kept(self, ledger_id: str):
         if not ledger_id:
             return None
-        for container in self._containers(all=True):
-            if container.labels.get(f"{LABEL}.ledger-id") == ledger_id and container.status != "running":
+        for container in self._containers():
+            if (container.labels.get(f"{LABEL}.ledger-id") == ledger_id and container.status != "running"
+                    and not _holds(container, self._host_port())):
                 return container
         return None
 
@@ -318,6 +357,18 @@ def _stop(container) -> None:
         container.stop(timeout=STOP_TIMEOUT_S)
 
 
+def _holds(container, host_port: int) -> bool:
+    """Say whether a container publishes host_port itself (as containers of earlier versions did)."""
+    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return any(str(b.get("HostPort")) == str(host_port) for bs in bindings.values() for b in bs or [])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((RELEASE_HOST, 0))
+        return s.getsockname()[1]
+
+
 def _serving_port(container) -> int | None:
     for bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
         for binding in bindings or []:
@@ -329,6 +380,8 @@ def _reason(error: Exception, deploy) -> str:
     """Say in one line why a step failed: our own message, or the engine's explained."""
     if isinstance(error, DeployFailed):
         return " ".join(error.message.split())
+    if isinstance(error, front_module.FrontError):
+        return " ".join(str(error).split())
     text = " ".join(str(getattr(error, "explanation", "") or error).split())
     text = text.rsplit("Error starting userland proxy: ", 1)[-1]  # the rest names the engine's endpoint ids
     if "port is already allocated" in text or "address already in use" in text:

@@ -100,6 +100,7 @@ def make_app_loop(tmp: Path, registry, base_images, **config: str) -> AppLoop:
         "PINOTAGE_REGISTRY_URL": registry.url, "PINOTAGE_REGISTRY_USER": registry.user,
         "PINOTAGE_REGISTRY_PASSWORD": registry.password, "PINOTAGE_IMAGE_REPOSITORY": loop.repository,
         "PINOTAGE_IMAGE_BUILD_BASE": base_images.build, "PINOTAGE_IMAGE_FINAL_BASE": base_images.runtime,
+        "PINOTAGE_DEPLOY_FRONT_IMAGE": base_images.front,
         "PINOTAGE_DEPLOY_HOST_PORT": str(loop.host_port), "PINOTAGE_DEADLINES_ROLLOUT_S": "60",
         **{f"PINOTAGE_{key.upper()}": value for key, value in config.items()},
     }

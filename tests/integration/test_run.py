@@ -8,10 +8,13 @@ gets healthy, and a pull request that must not touch a credential.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import secrets
 import socket
+import threading
+import urllib.request
 from collections.abc import Mapping
 
 import pytest
@@ -79,16 +82,21 @@ def test_a_rerun_finds_everything_done(loop, first):
 def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_client):
     older, _ = first
     newer = loop.commit("a newer slide", slide_line="Deployed by the run tests.")
-    done = loop.pinotage("run")
+    with Client(loop.url) as client:
+        done = loop.pinotage("run")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert client.failures == [] and len(client.answers) > 20, "a deploy drops no request"
+    assert set(client.answers) == {200}
     assert loop.live_commit(docker_client) == newer
     assert "Deployed by the run tests." in loop.page()
     stopped = docker_client.containers.list(all=True, filters={"label": f"org.pinotage.app={loop.app}",
                                                                  "status": "exited"})
     assert [c.labels["org.pinotage.commit"] for c in stopped] == [older], "the previous container is kept"
 
-    back = loop.pinotage("rollback")
+    with Client(loop.url) as client:
+        back = loop.pinotage("rollback")
     assert back.returncode == 0, back.stderr[-3000:]
+    assert client.failures == [] and len(client.answers) > 5, "a rollback drops no request"
     assert loop.live_commit(docker_client) == older
     assert "Deployed by the run tests." not in loop.page()
     forward = loop.pinotage("rollback", "--to", newer[:10])
@@ -99,6 +107,37 @@ def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_cli
                         (older, "deployed", f"rollback from {newer[:12]}"),
                         (newer, "deployed", f"rollback from {older[:12]}")]
     assert [set(r["phases_s"]) for r in loop.history()[2:]] == [{"rollback"}, {"rollback"}]
+
+
+class Client:
+    """One client asking a URL every INTERVAL_S on a new connection, while the block runs."""
+
+    INTERVAL_S = 0.02
+
+    def __init__(self, url: str):
+        self.url = url
+        self.answers: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._ask, daemon=True)
+
+    def __enter__(self) -> "Client":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _ask(self) -> None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while not self._stop.wait(self.INTERVAL_S):
+            try:
+                with opener.open(self.url, timeout=5) as response:
+                    response.read()
+                    self.answers.append(response.status)
+            except (OSError, http.client.HTTPException) as e:
+                self.failures.append(f"{type(e).__name__}: {e}")
 
 
 def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_client):
@@ -170,7 +209,7 @@ def test_an_engine_error_at_the_cut_over_is_one_line_and_the_previous_release_se
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     [error] = [line for line in done.stderr.splitlines() if line.startswith("pinotage: error:")]
     assert f"port {taken} is taken by something else" in error, done.stderr[-3000:]
-    assert "the previous release serves again" in error, error
+    assert "the previous release still serves" in error, error
     assert loop.live_commit(docker_client) == serving
     assert "<section" in loop.page()
     records = loop.history()

@@ -1,0 +1,228 @@
+"""The local target's front: nginx on deploy.host_port, which never stops while releases change.
+
+A release container publishes its own port on ``deploy.host_ip``; the front (one container per
+app and host port, on the host's network) proxies ``host_port`` to the release it names. Switching
+to another release writes a new configuration into the running front and sends it SIGHUP: nginx
+starts workers with the new upstream while the old workers finish what they hold, and the
+listening socket never closes, so no request is refused or reset. The release that was live is
+stopped only once no old worker is left.
+
+The configuration is also the record of which release is live: its first line names the
+container, and ``routed()`` reads it back from the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import tarfile
+import time
+from typing import Any, Callable
+
+from pipeline import probe
+
+CONF_DIR = "/etc/pinotage-front"
+CONF_NAME = "nginx.conf"
+RELEASE_HEADER = "X-Pinotage-Release"  # names the container that answered, so a switch can be seen
+SWITCH_DEADLINE_S = 10  # new workers answering after a reload
+DRAIN_DEADLINE_S = 15  # old workers gone; nginx itself ends them after SHUTDOWN_S
+SHUTDOWN_S = 10
+POLL_S = 0.02
+
+
+class FrontError(Exception):
+    """The front could not start or switch; the message says why in one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+    """Where the front sends requests: the container's name and its published address."""
+
+    name: str
+    host: str
+    port: int
+
+
+def render(upstream: Upstream, *, listen_host: str, listen_port: int) -> str:
+    """Return the front's nginx configuration for one upstream; its first line names it."""
+    return f"""# live: {upstream.name}
+daemon off;
+user nobody nogroup;
+worker_processes 1;
+pid /tmp/pinotage-front.pid;
+error_log stderr warn;
+worker_shutdown_timeout {SHUTDOWN_S}s;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path /tmp/body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+    upstream release {{
+        server {upstream.host}:{upstream.port};
+        keepalive 8;
+    }}
+    server {{
+        listen {listen_host}:{listen_port};
+        location / {{
+            proxy_pass http://release;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            add_header {RELEASE_HEADER} {upstream.name} always;
+        }}
+    }}
+}}
+"""
+
+
+def live_name(conf: str) -> str | None:
+    """Return the container a front configuration routes to, or None when it names none."""
+    first = conf.split("\n", 1)[0]
+    return first[len("# live: "):].strip() or None if first.startswith("# live: ") else None
+
+
+class Front:
+    """One app's front on one host port, found on the engine by its name."""
+
+    def __init__(self, client: Any, *, app: str, image: str, host_ip: str, host_port: int, label: str,
+                 pull: Callable[[str], None]):
+        self.client = client
+        self.image = image
+        self.host_ip = host_ip
+        self.host_port = host_port
+        self.name = f"pinotage-{app}-front-{host_port}"
+        self.labels = {f"{label}.app": app, f"{label}.role": "front", f"{label}.host-port": str(host_port)}
+        self._pull = pull
+
+    def container(self):
+        """Return the front container, or None when there is none."""
+        import docker
+
+        try:
+            return self.client.containers.get(self.name)
+        except docker.errors.NotFound:
+            return None
+
+    def routed(self) -> str | None:
+        """Return the name of the container the running front sends requests to, or None."""
+        import docker
+
+        container = self.container()
+        if container is None or container.status != "running":
+            return None
+        try:
+            return live_name(_read_file(container, f"{CONF_DIR}/{CONF_NAME}"))
+        except docker.errors.NotFound:
+            return None
+
+    def switch(self, upstream: Upstream, health_url: str) -> None:
+        """Route the front to upstream (starting the front if needed); return once old workers are gone.
+
+        health_url is the front's own health URL: the switch is done when it answers from upstream.
+        """
+        import docker
+
+        conf = render(upstream, listen_host=self.host_ip, listen_port=self.host_port)
+        container = self.container()
+        old_workers: set[str] = set()
+        started = container is None or container.status != "running"
+        try:
+            if started:
+                if container is not None:
+                    container.remove(force=True)
+                container = self._start(conf)
+            else:
+                old_workers = _workers(container)
+                _write_file(container, CONF_DIR, CONF_NAME, conf)
+                container.kill(signal="SIGHUP")
+        except docker.errors.APIError as e:
+            raise FrontError(f"the front {self.name}: the engine refused: {e.explanation or e}") from e
+        self._wait_answering(container, upstream.name, health_url)
+        if started:
+            # Started with no restart policy, so a front that cannot bind exits and says why;
+            # once it serves, it comes back with the engine.
+            container.update(restart_policy={"Name": "unless-stopped"})
+        _wait_gone(container, old_workers)
+
+    def _start(self, conf: str):
+        self._pull(self.image)
+        container = self.client.containers.create(
+            self.image, name=self.name, labels=self.labels, detach=True, network_mode="host",
+            command=["nginx", "-e", "stderr", "-c", f"{CONF_DIR}/{CONF_NAME}"])
+        _write_file(container, CONF_DIR, CONF_NAME, conf)
+        container.start()
+        return container
+
+    def _wait_answering(self, container, name: str, url: str) -> None:
+        """Wait until the front answers from the named container, or fail saying why not."""
+        deadline = time.monotonic() + SWITCH_DEADLINE_S
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise FrontError(_exited(container, self.host_ip, self.host_port))
+            try:
+                status, answered = probe.header(url, RELEASE_HEADER)
+            except OSError as e:
+                last = type(e).__name__
+            else:
+                if answered == name:
+                    return
+                last = f"HTTP {status} from {answered or 'something else'}"
+            time.sleep(POLL_S)
+        raise FrontError(f"the front at {url} did not answer from {name} within "
+                         f"{SWITCH_DEADLINE_S} s (last: {last}); its log: {_log(container)}")
+
+
+def _workers(container) -> set[str]:
+    """Return the process ids of the front's nginx workers."""
+    processes = container.top(ps_args="-o pid,args").get("Processes") or []
+    return {pid for pid, args in processes if "worker process" in args}
+
+
+def _wait_gone(container, workers: set[str]) -> None:
+    """Wait until none of the given workers is left: each finishes what it holds for the old upstream."""
+    deadline = time.monotonic() + DRAIN_DEADLINE_S
+    while workers and time.monotonic() < deadline:
+        if not workers & _workers(container):
+            return
+        time.sleep(POLL_S)
+
+
+def _exited(container, host_ip: str, host_port: int) -> str:
+    log = _log(container)
+    if "Address already in use" in log:
+        return (f"port {host_port} is taken by something else (set deploy.host_port to a free port); "
+                f"the front said: {log}")
+    if "Cannot assign requested address" in log:
+        return f"deploy.host_ip {host_ip} is not an address of this host; the front said: {log}"
+    return f"the front exited with {probe.exit_code(container)}: {log}"
+
+
+def _log(container) -> str:
+    lines = [line.split("] ", 1)[-1] for line in probe.log_tail(container, 3)]  # less the time stamp
+    return " | ".join(dict.fromkeys(lines)) or "(no output)"
+
+
+def _write_file(container, folder: str, name: str, text: str) -> None:
+    data = text.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        folder_info = tarfile.TarInfo(folder.lstrip("/"))
+        folder_info.type, folder_info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(folder_info)
+        info = tarfile.TarInfo(f"{folder.lstrip('/')}/{name}")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    container.put_archive("/", buffer.getvalue())
+
+
+def _read_file(container, path: str) -> str:
+    stream, _ = container.get_archive(path)
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        handle = tar.extractfile(member) if member is not None else None
+        return handle.read().decode() if handle is not None else ""

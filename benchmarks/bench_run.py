@@ -220,7 +220,8 @@ class Bench:
                    "PINOTAGE_REGISTRY_USER": env["registry"].user,
                    "PINOTAGE_REGISTRY_PASSWORD": env["registry"].password,
                    "PINOTAGE_IMAGE_BUILD_BASE": self.bases[0],
-                   "PINOTAGE_IMAGE_FINAL_BASE": self.bases[1]}
+                   "PINOTAGE_IMAGE_FINAL_BASE": self.bases[1],
+                   "PINOTAGE_DEPLOY_FRONT_IMAGE": self.bases[2]}
         if "DOCKER_HOST" in os.environ:
             environ["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
         return environ
@@ -289,18 +290,27 @@ def _docker_client():
     return client
 
 
-def _base_images() -> tuple[str, str]:
-    """Return the build and runtime base images: from the environment, else scripts/base-image."""
+def _base_images() -> tuple[str, str, str]:
+    """Return the build and runtime base images and the front's: from the environment, else the scripts."""
     build = os.environ.get("PINOTAGE_IMAGE_BUILD_BASE")
     runtime = os.environ.get("PINOTAGE_IMAGE_FINAL_BASE")
-    if build and runtime:
-        return build, runtime
-    done = subprocess.run([str(measure.ROOT / "scripts/base-image")], capture_output=True, text=True, timeout=1800)
-    refs = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-    if done.returncode != 0 or not {"build", "runtime"} <= set(refs):
-        raise measure.NotMeasurable("no local base images (scripts/base-image failed: "
-                                    f"{(done.stderr.strip().splitlines() or ['?'])[-1]})")
-    return refs["build"], refs["runtime"]
+    if not (build and runtime):
+        refs = _script_refs(["scripts/base-image"])
+        if not {"build", "runtime"} <= set(refs):
+            raise measure.NotMeasurable("no local base images (scripts/base-image printed none)")
+        build, runtime = refs["build"], refs["runtime"]
+    front = os.environ.get("PINOTAGE_DEPLOY_FRONT_IMAGE") or _script_refs(["scripts/front-image", runtime]).get("front")
+    if not front:
+        raise measure.NotMeasurable("no front image (scripts/front-image printed none)")
+    return build, runtime, front
+
+
+def _script_refs(argv: list[str]) -> dict[str, str]:
+    """Run one of the image scripts; return the NAME=REF lines it printed."""
+    done = subprocess.run([str(measure.ROOT / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise measure.NotMeasurable(f"{argv[0]} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
 
 def _start_registry(folder: Path):

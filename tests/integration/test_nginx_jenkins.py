@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import ssl
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, need
+from tests.conftest import free_port
 from tests.fakes.jenkins import FakeJenkins
+from tests.integration import nginx
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "scripts" / "nginx" / "jenkins.conf"
@@ -20,7 +17,7 @@ CONF = ROOT / "scripts" / "nginx" / "jenkins.conf"
 
 def adapt(conf: str, *, http: int, https: int, upstream: int, cert: Path, key: Path) -> str:
     """Move the shipped config to loopback test ports and a throwaway certificate, changing nothing else."""
-    replacements = [
+    return nginx.replace_once(conf, CONF.name, [
         ("    listen 80;\n", f"    listen 127.0.0.1:{http};\n"),
         ("    listen [::]:80;\n", ""),
         ("    listen 443 ssl;\n", f"    listen 127.0.0.1:{https} ssl;\n"),
@@ -28,61 +25,22 @@ def adapt(conf: str, *, http: int, https: int, upstream: int, cert: Path, key: P
         ("/etc/ssl/jenkins/jenkins.crt", str(cert)),
         ("/etc/ssl/jenkins/jenkins.key", str(key)),
         ("    server 127.0.0.1:30880;\n", f"    server 127.0.0.1:{upstream};\n"),
-    ]
-    for old, new in replacements:
-        assert conf.count(old) == 1, f"{CONF.name} no longer has {old.strip()!r} exactly once"
-        conf = conf.replace(old, new)
-    return conf
-
-
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 20) -> None:
-    """Wait until nginx listens (urllib would follow the redirect to port 443, so plain TCP it is)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"nginx exited {process.returncode}: {log.read_text()[-500:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nginx did not listen on 127.0.0.1:{port} within {timeout_s} s")
+    ])
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     """nginx with jenkins.conf on loopback ports, proxying to the Jenkins double; stopped afterwards."""
-    for tool in ("nginx", "openssl"):
-        if not shutil.which(tool):
-            need("nginx", f"{tool} is not installed")
     prefix = tmp_path_factory.mktemp("nginx")
-    cert, key = prefix / "jenkins.crt", prefix / "jenkins.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    cert, key = nginx.self_signed(prefix, "jenkins")
     fake = FakeJenkins().start()
     http, https = free_port(), free_port()
     upstream = int(fake.url.rsplit(":", 1)[1])
-    (prefix / "jenkins.conf").write_text(adapt(CONF.read_text(), http=http, https=https, upstream=upstream,
-                                               cert=cert, key=key))
-    temp = prefix / "temp"
-    temp.mkdir(mode=0o777)
-    temp.chmod(0o777)
-    (prefix / "nginx.conf").write_text(
-        f"pid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\nworker_processes 1;\n"
-        "events { worker_connections 64; }\n"
-        f"http {{\n  access_log {prefix}/access.log;\n"
-        + "".join(f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        + f"  include {prefix}/jenkins.conf;\n}}\n")
-    argv = ["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(prefix / "nginx.conf")]
-    checked = subprocess.run(argv + ["-t"], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
-    process = subprocess.Popen(argv + ["-g", "daemon off;"], stderr=subprocess.PIPE, text=True)
+    conf = adapt(CONF.read_text(), http=http, https=https, upstream=upstream, cert=cert, key=key)
     try:
-        wait_for_port(https, process, prefix / "error.log")
-        yield {"http": http, "https": https, "cert": cert, "fake": fake, "test_output": checked.stderr}
+        with nginx.running(prefix, conf, https) as test_output:
+            yield {"http": http, "https": https, "cert": cert, "fake": fake, "test_output": test_output}
     finally:
-        process.terminate()
-        process.wait(10)
         fake.stop()
 
 

@@ -114,3 +114,23 @@ def test_casc_sets_the_security_realm_and_the_url_without_secrets():
     assert casc["unclassified"]["location"]["url"] == "${PINOTAGE_JENKINS_URL}"
     assert casc["security"]["apiToken"]["creationOfLegacyTokenEnabled"] is False
     assert "crumbIssuer" in casc["jenkins"]
+
+
+def test_every_variable_casc_reads_is_set_by_the_deployment_from_a_secret_or_a_value():
+    casc = (DOCKER / "casc.yaml").read_text()
+    needed = set(re.findall(r"\$\{([A-Z_]+)\}", casc))  # ${NAME:-default} has a default and is left out
+    [container] = one("Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert needed - set(env) == set()
+    for name in ("PINOTAGE_GITHUB_WEBHOOK_SECRET", "GITHUB_APP_PRIVATE_KEY", "JENKINS_ADMIN_PASSWORD"):
+        assert "secretKeyRef" in env[name]["valueFrom"], f"{name} must come from a Secret"
+
+
+def test_casc_takes_the_webhook_secret_for_the_github_plugin():
+    casc = yaml.safe_load((DOCKER / "casc.yaml").read_text())
+    [config] = casc["unclassified"]["gitHubPluginConfig"]["hookSecretConfigs"]
+    declared = {body["id"]: (kind, body) for domain in casc["credentials"]["system"]["domainCredentials"]
+                for entry in domain["credentials"] for kind, body in entry.items()}
+    kind, body = declared[config["credentialsId"]]
+    assert (kind, body["secret"]) == ("string", "${PINOTAGE_GITHUB_WEBHOOK_SECRET}")
+    assert "github" in plugins() and "github-branch-source" in plugins()

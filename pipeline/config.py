@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from pipeline.errors import ConfigError
+from pipeline.errors import BadInput, ConfigError
 
 CONFIG_FILE = "pinotage.yaml"
 ENV_PREFIX = "PINOTAGE_"
@@ -37,6 +38,17 @@ TAG_KINDS = ("commit", "short-commit", "branch")
 NETWORK_ADDONS = ("flannel",)
 AUDIT_FAIL_ON = ("critical", "high", "moderate", "off")  # the lowest severity that fails the build
 AUDIT_UNREACHABLE = ("warn", "fail")
+
+# PINOTAGE_ variables that are not settings: the config file's path, and what scripts/ and tests/ read
+NOT_SETTINGS = ("PINOTAGE_CONFIG", "PINOTAGE_TEST_", "PINOTAGE_SKIP_", "PINOTAGE_ROOT", "PINOTAGE_VENV",
+                "PINOTAGE_DEBIAN_", "PINOTAGE_CA_BUNDLE")
+MAX_INT = 10 ** 9
+SUGGEST_LIMIT = 50
+MAX_CONFIG_BYTES = 256 * 1024  # a real one is a few KiB; the pure-Python YAML parser takes seconds a MiB
+PORT = (1, 65535)
+INT_RANGES = {"image.port": PORT, "deploy.host_port": PORT}
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+BOX_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 
 # name in messages -> the environment variable that holds it
 SECRETS = {
@@ -153,7 +165,11 @@ class Config:
 
 def secret(name: str, environ: Mapping[str, str]) -> str | None:
     """Read one secret from the environment, at the moment a phase needs it."""
-    return environ.get(SECRETS[name]) or None
+    from pipeline import redact
+
+    value = environ.get(SECRETS[name]) or None
+    redact.remember(value)  # from now on masked in everything printed
+    return value
 
 
 def load(*, environ: Mapping[str, str], config_path: str | None = None,
@@ -180,6 +196,7 @@ def load(*, environ: Mapping[str, str], config_path: str | None = None,
         env_name = ENV_PREFIX + key.replace(".", "_").upper()
         if env_name in environ and key not in SECRETS:
             _accept(key, environ[env_name], f"env {env_name}", values, sources, problems, from_text=True)
+    _unknown_variables(environ, problems)
     for item in overrides:
         key, sep, raw = item.partition("=")
         where = f"flag --set {key}"
@@ -237,10 +254,13 @@ def _find_file(config_path: str | None, environ: Mapping[str, str], cwd: str,
     if explicit:
         path = Path(cwd, explicit)
         if not path.is_file():
-            problems.append(f"{explicit}: no such configuration file")
+            what = "is a directory, expected" if path.is_dir() else "no such"
+            problems.append(f"{explicit}: {what} configuration file")
             return None
         return path
     default = Path(cwd, CONFIG_FILE)
+    if default.is_dir():
+        problems.append(f"{CONFIG_FILE}: is a directory, expected the configuration file")
     return default if default.is_file() else None
 
 
@@ -270,16 +290,13 @@ def _read_file(path: Path, problems: list[str], profiles: dict[str, list[Entry]]
     """Yield the file's entries in file order and fill in each profile's, noting problems as they come."""
     import yaml
 
+    from pipeline import files, safe_yaml
+
     name = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
     try:
-        root = yaml.compose(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problems.append(f"{name}{line}: not valid YAML: {getattr(e, 'problem', e)}")
-        return
-    except OSError as e:
-        problems.append(f"{name}: cannot read: {e.strerror}")
+        root = safe_yaml.compose(files.read_text(path, what="configuration file", limit_bytes=MAX_CONFIG_BYTES), where=name)
+    except BadInput as e:
+        problems.append(e.message)
         return
     if root is None:
         return
@@ -308,7 +325,9 @@ def _read_file(path: Path, problems: list[str], profiles: dict[str, list[Entry]]
                     problems.append(f"{where}: {key}: expected a mapping of settings")
             else:
                 candidates = list(known) + sorted(sections) + list(SECRETS)
-                problems.append(f"{where}: unknown key {key!r}{_did_you_mean(key, candidates)}")
+                # only the problems printed need a suggestion; a file of 200,000 keys must not take minutes
+                guess = _did_you_mean(key, candidates) if len(problems) < SUGGEST_LIMIT else ""
+                problems.append(f"{where}: unknown key {_short(key)!r}{guess}")
 
     yield from walk(root, "")
 
@@ -331,9 +350,22 @@ def _read_profiles(node: Any, file_name: str, walk: Any, profiles: dict[str, lis
 
 
 def _plain(node: Any) -> Any:
-    import yaml
+    from pipeline import safe_yaml
 
-    return yaml.safe_load(yaml.serialize(node))
+    return safe_yaml.plain(node)
+
+
+def _unknown_variables(environ: Mapping[str, str], problems: list[str]) -> None:
+    """Note every PINOTAGE_ variable that names no setting: a typo must not be ignored silently."""
+    names = {ENV_PREFIX + key.replace(".", "_").upper() for key in _fields()} | set(SECRETS.values())
+    for env_name in sorted(environ):
+        if (env_name.startswith(ENV_PREFIX) and env_name not in names
+                and not env_name.startswith(NOT_SETTINGS)):
+            problems.append(f"env {_short(env_name)}: no such setting{_did_you_mean(env_name, sorted(names))}")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _did_you_mean(key: str, candidates: list[str]) -> str:
@@ -365,11 +397,15 @@ def _coerce(key: str, kind: type, raw: Any, from_text: bool) -> Any:
     if kind is int:
         if isinstance(raw, bool) or not isinstance(raw, (int, str)):
             raise ValueError(f"expected a whole number, got {raw!r}")
-        if isinstance(raw, str) and not (from_text and raw.strip().lstrip("-").isdigit()):
-            raise ValueError(f"expected a whole number, got {raw!r}")
+        # ASCII digits only: str.isdigit() and int() also take '١٢' and '²'
+        if isinstance(raw, str) and not (from_text and re.fullmatch(r"\s*-?[0-9]{1,18}\s*", raw)):
+            raise ValueError(f"expected a whole number, got {_short(raw)!r}")
         value = int(raw)
-        if value <= 0:
+        low, high = INT_RANGES.get(key, (1, MAX_INT))
+        if value < low and key not in INT_RANGES:
             raise ValueError(f"expected a number above 0, got {value}")
+        if not low <= value <= high:
+            raise ValueError(f"expected a number from {low} to {high}, got {value}")
         return value
     if typing.get_origin(kind) is tuple:
         items = [s.strip() for s in raw.split(",") if s.strip()] if from_text and isinstance(raw, str) else raw
@@ -395,6 +431,11 @@ def _check_choice(key: str, items: list[str]) -> None:
             raise ValueError(f"expected one of {', '.join(allowed)}, got {item!r}")
     if key == "image.health_path" and items and not items[0].startswith("/"):
         raise ValueError(f"expected a path starting with '/', got {items[0]!r}")
+    if key == "app" and items and not DNS_LABEL.fullmatch(items[0]):
+        raise ValueError(f"expected a DNS-1123 label (1-63 of a-z, 0-9 and '-', starting and ending"
+                         f" with a letter or digit), got {_short(items[0])!r}")
+    if key == "cluster.box_version" and items and not BOX_VERSION.fullmatch(items[0]):
+        raise ValueError(f"expected a version such as 1.31.4 (digits and dots), got {_short(items[0])!r}")
 
 
 def _assemble(values: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:

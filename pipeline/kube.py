@@ -22,6 +22,9 @@ from pipeline.errors import BadInput
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 UNREADABLE_HINT = "check it with 'kubectl config view', which hides the secrets"
+MAX_KUBECONFIG_BYTES = 1024 * 1024
+CREDENTIAL_KEYS = frozenset({"token", "password", "client-key-data", "id-token", "refresh-token",
+                             "client-secret", "access-token"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,23 +79,39 @@ def _check_readable(source: str, file: str) -> None:
     """Parse one kubeconfig file; raise BadInput naming the file and line, quoting nothing from it.
 
     The parser's own messages quote the text around a problem, and the file holds credentials,
-    so they are never shown, nor chained (``from None``).
+    so they are never shown, nor chained (``from None``). Every credential in it is given to the
+    redaction layer, and a token the HTTP library would refuse (a line break in it) is named here.
     """
-    import yaml
+    from pipeline import files, redact, safe_yaml
 
-    where = file
-    try:
-        document = yaml.safe_load(Path(file).read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        problem = f"not UTF-8 text (a bad byte at offset {e.start})"
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        problem = "not valid YAML"
-        if mark is not None:
-            where = f"{file}:{mark.line + 1}"
-            problem += f" (line {mark.line + 1}, column {mark.column + 1})"
-    else:
-        if document is None or isinstance(document, dict):
-            return  # the loader says what an empty or incomplete kubeconfig lacks
-        problem = "not a kubeconfig (its top level is not a mapping)"
-    raise BadInput(f"{source}: {where}: {problem}", hint=UNREADABLE_HINT) from None
+    text = files.read_text(file, what="kubeconfig", hint=UNREADABLE_HINT, name=f"{source}: {file}",
+                           limit_bytes=MAX_KUBECONFIG_BYTES)
+    document = safe_yaml.load(text, where=f"{source}: {file}", quote=False)
+    if document is not None and not isinstance(document, dict):
+        raise BadInput(f"{source}: {file}: not a kubeconfig (its top level is not a mapping)",
+                       hint=UNREADABLE_HINT) from None
+    for value in _credentials(document):
+        redact.remember(value)
+    for entry in (document or {}).get("users") or []:
+        user = entry.get("user") if isinstance(entry, dict) else None
+        token = user.get("token") if isinstance(user, dict) else None
+        if isinstance(token, str) and token != token.strip() or isinstance(token, str) and any(
+                c.isspace() for c in token):
+            name = entry.get("name", "?")
+            raise BadInput(f"{source}: {file}: user {str(name)[:60]!r}: the token holds a space or a line break",
+                           hint="write the token on one line, with no trailing newline") from None
+
+
+def _credentials(data) -> list[str]:
+    """Return every credential value in a kubeconfig, at any depth."""
+    if isinstance(data, list):
+        return [value for item in data for value in _credentials(item)]
+    if not isinstance(data, dict):
+        return []
+    found = []
+    for key, value in data.items():
+        if isinstance(value, str) and str(key) in CREDENTIAL_KEYS:
+            found.append(value)
+        else:
+            found += _credentials(value)
+    return found

@@ -18,13 +18,17 @@ import fcntl
 import json
 import os
 import secrets
+import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
+from pipeline import files, records
 from pipeline.errors import BadInput, DeployRefused, UnknownRelease
 from pipeline.state import Image, Release
 
 OUTCOMES = ("deployed", "rolled-back", "failed", "refused")
+MAX_LEDGER_BYTES = 64 * 1024 * 1024  # some hundred thousand deploys
+EDITED_HINT = "the ledger was edited by hand? fix or remove that line"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,51 +71,83 @@ def record_to_json(record: Record) -> dict[str, Any]:
 
 def record_from_json(data: Any, *, where: str) -> Record:
     """Rebuild a record, naming where it came from when it is not one."""
-    fields = {field.name for field in dataclasses.fields(Record)}
-    required = {field.name for field in dataclasses.fields(Record)
-                if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING}
-    if not isinstance(data, dict) or not required <= set(data) or not set(data) <= fields:
-        raise BadInput(f"{where}: not a deploy record")
-    if data["outcome"] not in OUTCOMES:
-        raise BadInput(f"{where}: outcome {data['outcome']!r} is not one of {', '.join(OUTCOMES)}")
-    return Record(**data)
+    record = records.build(Record, data, where=where, what="a deploy record", hint=EDITED_HINT)
+    if record.outcome not in OUTCOMES:
+        raise BadInput(f"{where}: outcome {record.outcome[:40]!r} is not one of {', '.join(OUTCOMES)}",
+                       hint=EDITED_HINT)
+    return record
+
+
+def _warn(line: str) -> None:
+    print(f"pinotage: warning: {line}", file=sys.stderr)
 
 
 class FileLedger:
     """Keep records as JSON lines in one file; appends are locked and flushed to disk."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, warn: Callable[[str], None] = _warn):
         self.path = Path(path)
+        self.warn = warn
 
     def append(self, record: Record) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record_to_json(record), sort_keys=True) + "\n"
+        line = (json.dumps(record_to_json(record), sort_keys=True) + "\n").encode()
         # O_APPEND plus a lock: two pipelines finishing together each add one whole line.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line.encode())
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # a crash cut the last line short: start this one on its own line
+            files.write_all(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def records(self) -> list[Record]:
-        """Return every record, oldest first."""
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
+        """Return every record, oldest first; a last line a crash cut short is reported and skipped."""
+        if not self.path.exists():
             return []
+        lines = _read_bytes(self.path).split(b"\n")
         out = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
             where = f"{self.path}:{number}"
+            torn = number == len(lines)  # the file does not end with a newline: the append was cut
             try:
-                data = json.loads(line)
-            except ValueError as e:
-                raise BadInput(f"{where}: not JSON ({e.msg})", hint="the ledger file was edited by hand?") from e
-            out.append(record_from_json(data, where=where))
+                text = files.decode(raw, where=where, what="ledger line", hint=EDITED_HINT, name_line=False)
+                out.append(record_from_json(_json(text, where), where=where))
+            except BadInput:
+                if not torn:
+                    raise
+                self.warn(f"{where}: the last record is cut short (a crash while it was written?);"
+                          " skipped it")
         return out
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LEDGER_BYTES + 1)
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a directory, expected the ledger file") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read the ledger: {e.strerror}") from None
+    if len(data) > MAX_LEDGER_BYTES:
+        raise BadInput(f"{path}: the ledger is larger than {MAX_LEDGER_BYTES // 1024 // 1024} MiB",
+                       hint="move it aside: the next deploy starts a new one")
+    return data
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{where}: not JSON ({e.msg})", hint=EDITED_HINT) from None
+    except (ValueError, RecursionError):
+        raise BadInput(f"{where}: not a deploy record (its JSON nests too deep or a number is too long)",
+                       hint=EDITED_HINT) from None
 
 
 def last_deployed(records: list[Record]) -> Record | None:

@@ -10,13 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline import files, records
 from pipeline.errors import BadInput
 
 STATE_VERSION = 1
+SECTIONS = ("version", "context", "image", "deployment", "stage")
+SECTION_NAMES = {"context": "a build context", "image": "an image", "deployment": "a deployment",
+                 "stage": "a stage mark"}
+REWRITE_HINT = "delete it, or run 'pinotage context --state FILE' again to write it afresh"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,45 +72,57 @@ def to_json(value: Any) -> dict[str, Any]:
     return dataclasses.asdict(value)
 
 
-def image_from_json(data: dict[str, Any]) -> Image:
-    return Image(**{**data, "tags": tuple(data.get("tags", ()))})
+def image_from_json(data: dict[str, Any], *, where: str = "state file: image") -> Image:
+    return records.build(Image, data, where=where, what="an image")
 
 
-def release_from_json(data: dict[str, Any]) -> Release:
-    return Release(**{**data, "image": image_from_json(data["image"])})
+def release_from_json(data: dict[str, Any], *, where: str = "release") -> Release:
+    return records.build(Release, data, where=where, what="a release")
 
 
 def read_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read the hand-off file; a missing file is an empty state."""
+    """Read the hand-off file, each of its values checked; a missing file is an empty state."""
     path = Path(path)
     if not path.exists():
         return {}
+    text = files.read_text(path, what="state file", hint=REWRITE_HINT)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path}: not a Pinotage state file ({e})",
-                       hint="delete it, or run the build stage again to write it") from e
+        data = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        where = f"{path}:{e.lineno}" if isinstance(e, json.JSONDecodeError) else str(path)
+        raise BadInput(f"{where}: not a Pinotage state file (not JSON)", hint=REWRITE_HINT) from None
     if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
-        raise BadInput(f"{path}: not a Pinotage state file of version {STATE_VERSION}")
+        raise BadInput(f"{path}: not a Pinotage state file of version {STATE_VERSION}", hint=REWRITE_HINT)
+    unknown = sorted(str(key) for key in data if key not in SECTIONS)
+    if unknown:
+        raise BadInput(f"{path}: not a Pinotage state file: unknown key {unknown[0][:40]!r}", hint=REWRITE_HINT)
+    for key, kind in _section_types().items():
+        if key in data:
+            records.build(kind, data[key], where=f"{path}: {key}", what=SECTION_NAMES[key], hint=REWRITE_HINT)
     return data
 
 
 def write_state(path: str | os.PathLike, *, replace: bool = False, **updates: Any) -> None:
-    """Merge values into the hand-off file, atomically (a crash leaves the old file whole).
+    """Merge values into the hand-off file, atomically and under a lock (a crash leaves the old file whole).
 
     ``replace=True`` starts the file afresh: the first stage of a build uses it, because Jenkins
     reuses workspaces and an earlier build's image must not reach this build's later stages.
     """
     path = Path(path)
-    data = {"version": STATE_VERSION} if replace else read_state(path) or {"version": STATE_VERSION}
-    data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
-                 for key, value in updates.items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    with files.locked(path):
+        data = {"version": STATE_VERSION} if replace else read_state(path) or {"version": STATE_VERSION}
+        data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
+                     for key, value in updates.items()})
+        files.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+
+@dataclasses.dataclass(frozen=True)
+class StageMark:
+    """The shape of the state file's "stage": which stage ran last in a build, and how it ended."""
+
+    name: str = ""
+    result: str = ""
+    build_url: str = ""
 
 
 def mark_stage(path: str | os.PathLike, name: str, result: str, build_url: str) -> None:
@@ -128,3 +144,9 @@ def failure_text(state: dict[str, Any], build_url: str) -> str:
     if stage.get("result") == "passed":
         return f"failed after stage {stage['name']}"
     return f"failed in stage {stage['name']}"
+
+
+def _section_types() -> dict[str, type]:
+    from pipeline.context import BuildContext
+
+    return {"context": BuildContext, "image": Image, "deployment": Deployment, "stage": StageMark}

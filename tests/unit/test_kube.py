@@ -21,7 +21,7 @@ GOOD = ("apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\
      "{file}:6: not valid YAML (line 6, column 4)"),
     (f'users:\n- name: u\n  user: {{token: "\\xZZ{SECRET}"}}\n'.encode(), "{file}:3: not valid YAML"),
     (f"users: *{SECRET}\n".encode(), "{file}:1: not valid YAML"),
-    (b"users: \xff" + SECRET.encode() + b"\n", "{file}: not UTF-8 text (a bad byte at offset 7)"),
+    (b"users: \xff" + SECRET.encode() + b"\n", "{file}:1: the kubeconfig is not UTF-8 text (a bad byte at offset 7)"),
     (f"- {SECRET}\n".encode(), "{file}: not a kubeconfig (its top level is not a mapping)"),
     (f"just a {SECRET}\n".encode(), "{file}: not a kubeconfig (its top level is not a mapping)"),
 ], ids=["syntax-error", "bad-escape-in-a-value", "undefined-alias", "not-utf8", "top-level-list", "top-level-string"])

@@ -54,18 +54,17 @@ CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 def make_target(config, environ: Mapping[str, str], progress: Progress) -> "KubernetesTarget":
     """Build the target from the configuration (the runner calls this for deploy.target=kubernetes)."""
-    import yaml
-
-    from pipeline import kube
+    from pipeline import files, kube, safe_yaml
 
     path = config.path(config.deploy.manifest)
-    try:
-        manifest = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise BadInput(f"deploy.manifest: {path}: cannot read a Deployment from it ({e})") from e
+    where = f"deploy.manifest: {path}"
+    manifest = safe_yaml.load(files.read_text(path, what="manifest", name=where), where=where)
     if not isinstance(manifest, dict) or manifest.get("kind") != "Deployment":
-        raise BadInput(f"deploy.manifest: {path}: expected one Deployment, got "
+        raise BadInput(f"{where}: expected one Deployment, got "
                        f"{(manifest or {}).get('kind') if isinstance(manifest, dict) else type(manifest).__name__}")
+    metadata = manifest.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        raise BadInput(f"{where}: the Deployment has no metadata.name")
     cluster = kube.connect(config, environ)
     return KubernetesTarget(cluster.api, namespace=cluster.namespace, manifest=manifest, app=config.app,
                             rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s,

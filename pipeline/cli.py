@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Callable, Mapping
 
-from pipeline import __version__
+from pipeline import __version__, boundary, redact
 from pipeline.cluster import rebuild as cluster_rebuild  # the step tables only: light to import
 from pipeline.errors import EXIT_BAD_INPUT, BadInput, PinotageError
 
@@ -32,21 +33,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     """Run one pinotage command; return the process exit code."""
     environ = os.environ if environ is None else environ
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return EXIT_BAD_INPUT
-    try:
-        return _in_stage(args, environ)
-    except PinotageError as e:
-        for line in e.lines():
-            print(f"pinotage: error: {line}", file=sys.stderr)
-        if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("pinotage: interrupted", file=sys.stderr)
-        return 130
+    with redact.installed():  # every line printed from here on is redacted
+        args = parser.parse_args(argv)
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        return boundary.run(lambda: _in_stage(args, environ))
 
 
 def _in_stage(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -109,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     with_state(add("gate", _gate, "check that the release the deploy stage gated is still the live one"))
 
     sub = add("rollback", _rollback, "return to the previous (or a named) successful deploy")
-    sub.add_argument("--to", metavar="COMMIT", help="the commit to return to (default: the previous deploy)")
+    sub.add_argument("--to", metavar="COMMIT", type=_commit_prefix,
+                     help="the commit (or a prefix of 4 or more hex digits) to return to (default: the previous deploy)")
 
     sub = add("history", _history, "print the deploy ledger")
     sub.add_argument("--json", action="store_true", help="print JSON")
@@ -163,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         if name in cluster_rebuild.NODE_STEPS:
             sub.add_argument("node", metavar="NODE")
     return parser
+
+
+def _commit_prefix(text: str) -> str:
+    """Check a --to COMMIT before any service is asked; commits compare in lower case on every target."""
+    if not re.fullmatch(r"[0-9a-fA-F]{4,40}", text):
+        raise argparse.ArgumentTypeError(f"expected a commit hash or a prefix of 4 to 40 hex digits, got {text[:60]!r}")
+    return text.lower()
 
 
 def load_config(args: argparse.Namespace, environ: Mapping[str, str]):

@@ -102,13 +102,18 @@ def test_a_group_without_an_action_is_bad_input(group, capsys):
     assert f"'pinotage {group}' needs an action" in capsys.readouterr().err
 
 
-def test_an_unexpected_error_shows_a_traceback(monkeypatch):
-    # Only bugs get tracebacks: the boundary lets anything that is not a PinotageError through.
+def test_an_unexpected_error_shows_a_redacted_traceback(monkeypatch, capsys):
+    # Only bugs get tracebacks, and even a bug's traceback masks the secrets the process read.
     def broken(args, environ):
-        raise ZeroDivisionError("a bug")
+        from pipeline.config import secret
+
+        raise ZeroDivisionError(f"a bug near {secret('github.token', environ)}")
 
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     parser._subparsers._group_actions[0]._name_parser_map["config"].set_defaults(handler=broken)
-    with pytest.raises(ZeroDivisionError):
-        cli.main(["config"], environ={})
+    assert cli.main(["config"], environ={"PINOTAGE_GITHUB_TOKEN": "ghp_sekrit123"}) == 70
+    err = capsys.readouterr().err
+    assert "internal error (a bug in Pinotage" in err
+    assert "Traceback" in err and "ZeroDivisionError: a bug near ****" in err
+    assert "ghp_sekrit123" not in err

@@ -28,6 +28,7 @@ from pipeline.state import Image, Release
 
 OUTCOMES = ("deployed", "rolled-back", "failed", "refused")
 MAX_LEDGER_BYTES = 64 * 1024 * 1024  # some hundred thousand deploys
+MAX_RECORD_BYTES = 1024 * 1024  # a record is under 1 KiB; a torn one is cut back at most this far
 EDITED_HINT = "the ledger was edited by hand? fix or remove that line"
 
 
@@ -96,9 +97,7 @@ class FileLedger:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                line = b"\n" + line  # a crash cut the last line short: start this one on its own line
+            _drop_torn_line(fd, self.path, self.warn)
             files.write_all(fd, line)
             os.fsync(fd)
         finally:
@@ -124,6 +123,17 @@ class FileLedger:
                 self.warn(f"{where}: the last record is cut short (a crash while it was written?);"
                           " skipped it")
         return out
+
+
+def _drop_torn_line(fd: int, path: Path, warn: Callable[[str], None]) -> None:
+    """Cut a last line a crash left unfinished, so the next record starts a line of its own."""
+    size = os.fstat(fd).st_size
+    if not size or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    tail = os.pread(fd, min(size, MAX_RECORD_BYTES), size - min(size, MAX_RECORD_BYTES))
+    keep = size - len(tail) + tail.rfind(b"\n") + 1
+    os.ftruncate(fd, keep)
+    warn(f"{path}: removed a last record a crash cut short ({size - keep} bytes)")
 
 
 def _read_bytes(path: Path) -> bytes:

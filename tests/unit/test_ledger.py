@@ -149,3 +149,25 @@ def test_release_of_a_record_names_the_record_and_its_digest():
     assert release == Release(image=Image(name="127.0.0.1:5000/p", tag="", digest=f"sha256:{4:064x}",
                                           commit=f"{4:040x}"), commit=f"{4:040x}", build_url="https://ci/4/",
                               ledger_id="id-4")
+
+
+def test_a_torn_last_line_is_reported_and_skipped_and_the_next_append_starts_a_line(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    store = ledger.FileLedger(path, warn=(warnings := []).append)
+    store.append(record(1))
+    whole = json.dumps(ledger.record_to_json(record(2)), sort_keys=True)
+    with open(path, "a") as f:
+        f.write(whole[: len(whole) // 2])  # a crash in the middle of an append
+    assert store.records() == [record(1)]
+    assert warnings == [f"{path}:2: the last record is cut short (a crash while it was written?); skipped it"]
+    store.append(record(3))  # cuts the torn line away first, so the new record starts a line
+    assert warnings[1].startswith(f"{path}: removed a last record a crash cut short")
+    assert store.records() == [record(1), record(3)]
+    assert len(warnings) == 2
+
+
+def test_a_torn_line_that_is_not_the_last_is_bad_input(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    path.write_text('{"id": "x"\n' + json.dumps(ledger.record_to_json(record(1))) + "\n")
+    with pytest.raises(BadInput, match=r"ledger.jsonl:1: not JSON"):
+        ledger.FileLedger(path).records()

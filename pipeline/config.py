@@ -40,8 +40,8 @@ AUDIT_FAIL_ON = ("critical", "high", "moderate", "off")  # the lowest severity t
 AUDIT_UNREACHABLE = ("warn", "fail")
 
 # PINOTAGE_ variables that are not settings: the config file's path, and what scripts/ and tests/ read
-NOT_SETTINGS = ("PINOTAGE_CONFIG", "PINOTAGE_TEST_", "PINOTAGE_SKIP_", "PINOTAGE_ROOT", "PINOTAGE_VENV",
-                "PINOTAGE_DEBIAN_", "PINOTAGE_CA_BUNDLE")
+NOT_SETTINGS = ("PINOTAGE_CONFIG", "PINOTAGE_PROFILE", "PINOTAGE_BUILD_RESULT", "PINOTAGE_TEST_", "PINOTAGE_SKIP_",
+                "PINOTAGE_ROOT", "PINOTAGE_VENV", "PINOTAGE_DEBIAN_", "PINOTAGE_CA_BUNDLE")
 MAX_INT = 10 ** 9
 SUGGEST_LIMIT = 50
 MAX_CONFIG_BYTES = 256 * 1024  # a real one is a few KiB; the pure-Python YAML parser takes seconds a MiB
@@ -294,7 +294,8 @@ def _read_file(path: Path, problems: list[str], profiles: dict[str, list[Entry]]
 
     name = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
     try:
-        root = safe_yaml.compose(files.read_text(path, what="configuration file", limit_bytes=MAX_CONFIG_BYTES), where=name)
+        text = files.read_text(path, what="configuration file", limit_bytes=MAX_CONFIG_BYTES)
+        root = safe_yaml.compose(text, where=name)
     except BadInput as e:
         problems.append(e.message)
         return

@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
+from pipeline import files, jjb_guard
 from pipeline.errors import BadInput
 
 # Appended to every job's description: ``update --delete-old`` deletes only jobs carrying it.
@@ -91,9 +92,13 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
     if not jobs_dir.is_dir():
         raise BadInput(f"{jobs_dir}: no such folder of Jenkins Job Builder YAML",
                        hint="pass --jobs-dir, or run from the repository's top folder")
-    if not any(p.suffix in (".yaml", ".yml") for p in jobs_dir.iterdir()):
+    yaml_files = [p for p in sorted(jobs_dir.iterdir()) if p.suffix in (".yaml", ".yml")]
+    if not yaml_files:
         raise BadInput(f"{jobs_dir}: holds no .yaml or .yml file")
-    with _quiet_jjb():
+    for path in yaml_files:
+        files.read_text(path, what="job YAML")  # text, UTF-8 and of a sane size, before JJB reads it
+    with _quiet_jjb(), jjb_guard.guarded(jobs_dir):
+        import jinja2
         import yaml
         from jenkins_jobs.config import JJBConfig
         from jenkins_jobs.errors import JenkinsJobsException
@@ -113,11 +118,17 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
             job_data = roots.generate_jobs()
             registry.amend_job_dicts(job_data)
             xml_jobs = _generate(registry, job_data)
+        except BadInput:
+            raise  # from jjb_guard: already names the file and line
         except JenkinsJobsException as e:
             raise BadInput(_jjb_problem(e, jobs_dir),
                            hint="see the Jenkins Job Builder docs for this job or module") from e
         except yaml.YAMLError as e:
             raise BadInput(_yaml_problem(e, jobs_dir)) from e
+        except jinja2.TemplateError as e:
+            raise BadInput(jjb_guard.template_problem(e, jobs_dir)) from None
+        except RecursionError:
+            raise BadInput(f"{jobs_dir}: a job YAML nests too deep to render") from None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             # JJB raises bare Python errors on some malformed files and values.
             raise BadInput(_top_level_problem(jobs_dir)
@@ -125,6 +136,8 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
     sources = {data.name: _source_of(data) for data in job_data}
     rendered = []
     for name, root in sorted(xml_jobs, key=lambda pair: pair[0]):
+        if problem := jjb_guard.job_name_problem(name):
+            raise BadInput(f"{sources.get(name) or jobs_dir}: {problem}")
         _mark_managed(root)
         rendered.append(RenderedJob(name, _serialise(root), sources.get(name, "")))
     return rendered
@@ -167,7 +180,7 @@ def check(jobs: Iterable[RenderedJob], jenkinsfile: str | Path | None,
         if not path.is_file():
             problems.append(f"{path}: no such Jenkinsfile")
         else:
-            text = path.read_text()
+            text = files.read_text(path, what="Jenkinsfile")
             found, unreadable = calls_in_jenkinsfile(text, str(path))
             calls += found
             problems += unreadable
@@ -237,6 +250,8 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
     guards: dict[tuple[int, int], str] = {}
     problems = []
     for match in re.finditer(r"\bwhen\s*\{\s*branch\s*\(?\s*(['\"])(.*?)\1\s*\)?\s*\}", uncommented):
+        if not _is_code(code, match):
+            continue  # inside a string: guards nothing
         enclosing = _innermost(stages, match.start())
         if enclosing is not None:
             guards[enclosing] = match.group(2)
@@ -245,6 +260,8 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
                             f" but the default branch is {default_branch!r}")
     # A post block takes no `when`: there the guard is an `if` on the branch, its block the guarded part.
     for match in _BRANCH_IF.finditer(uncommented):
+        if not _is_code(code, match):
+            continue
         brace = code.find("{", match.end() - 1)
         guards[(match.start(), _matching_brace(code, brace))] = match.group(2)
         if match.group(2) != default_branch:
@@ -258,8 +275,8 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
             problems.append(f"{where}: withCredentials outside a stage that runs only on"
                             f" {default_branch!r} (add when {{ branch '{default_branch}' }})")
         brace = code.find("{", match.end())
-        block = text[brace:_matching_brace(code, brace)] if brace >= 0 else ""
-        if re.search(r"\bsh\s*\(?\s*(?:script\s*:\s*)?\"", block):
+        block = uncommented[brace:_matching_brace(code, brace)] if brace >= 0 else ""
+        if any(step.group("q") in ('"', '"""') for step in _SH_STEP.finditer(block)):
             problems.append(f"{where}: a double-quoted sh inside withCredentials lets Groovy"
                             " interpolate secrets; use a single-quoted sh")
     return problems
@@ -267,7 +284,7 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
 
 _BRANCH_IF = re.compile(r"\bif\s*\(\s*env\.BRANCH_NAME\s*==\s*(['\"])(.*?)\1\s*\)\s*\{")
 _SH_STEP = re.compile(
-    r"""\bsh\s*\(?\s*(?:(?:label|returnStdout|returnStatus)\s*:\s*[^,]+,\s*)*(?:script\s*:\s*)?"""
+    r"""\bsh\s*\(?\s*(?:(?:label|returnStdout|returnStatus|encoding)\s*:\s*[^,]+,\s*)*(?:script\s*:\s*)?"""
     r"""(?P<q>'''|\"\"\"|'|")(?P<body>.*?)(?<!\\)(?P=q)""",
     re.DOTALL,
 )
@@ -511,6 +528,11 @@ def _matching_brace(code: str, open_at: int) -> int:
 def _innermost(blocks: list[tuple[int, int]], offset: int) -> tuple[int, int] | None:
     inside = [block for block in blocks if block[0] < offset < block[1]]
     return max(inside, default=None)
+
+
+def _is_code(code: str, match: re.Match) -> bool:
+    """Tell whether a match found in the uncommented text is code (its first word survives string blanking)."""
+    return code[match.start():match.start() + 2] == match.group(0)[:2]
 
 
 def _line_of(text: str, offset: int) -> int:

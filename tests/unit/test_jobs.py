@@ -213,9 +213,21 @@ def test_check_catches_in_jobs(repo, extra_yaml, expected):
     ("if (env.BRANCH_NAME == 'master') {", "if (true) {", "withCredentials outside a stage that runs only on 'master'"),
     ("if (env.BRANCH_NAME == 'master') {", "// if (env.BRANCH_NAME == 'master') {\n{",
      "withCredentials outside a stage that runs only on 'master'"),
+    ("sh 'pinotage push --state pinotage-state.json'",
+     'sh(label: "push", script: "pinotage push --state pinotage-state.json")',
+     "a double-quoted sh inside withCredentials lets Groovy interpolate secrets"),
+    ("sh 'pinotage push --state pinotage-state.json'",
+     'sh returnStatus: true, script: """pinotage push --state pinotage-state.json"""',
+     "a double-quoted sh inside withCredentials lets Groovy interpolate secrets"),
+    ("when { branch 'master' }", "steps { echo \"when { branch 'master' }\" }",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("if (env.BRANCH_NAME == 'master') {", "echo \"if (env.BRANCH_NAME == 'master') {\"\n{",
+     "withCredentials outside a stage that runs only on 'master'"),
 ], ids=["missing-command", "missing-option", "bad-choice", "credential-on-every-branch",
         "double-quoted-sh-with-secret", "wrong-default-branch", "line-commented-when", "block-commented-when",
-        "post-if-wrong-branch", "post-if-negated", "post-if-always", "post-if-commented"])
+        "post-if-wrong-branch", "post-if-negated", "post-if-always", "post-if-commented",
+        "double-quoted-sh-after-a-label", "triple-double-quoted-sh-with-named-arguments", "when-inside-a-string",
+        "post-if-inside-a-string"])
 def test_check_catches_in_jenkinsfile(repo, old, new, expected):
     jenkinsfile = repo / "Jenkinsfile"
     text = jenkinsfile.read_text()
@@ -315,6 +327,28 @@ def test_bad_job_yaml_is_one_line_naming_the_file(repo, environ, capsys, yaml_te
     assert len([line for line in err if line.startswith("pinotage: error:")]) == 1, err
     assert expected in err[0] and (".yaml" in err[0]), err
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("yaml_text, expected", [
+    ("- job:\n    name: a\n    builders:\n      - shell: !j2: \"{{ ''.__class__.__mro__[1].__subclasses__() }}\"\n",
+     "a !j2: template reached for Python, which templates may not"),
+    ("- job:\n    name: a\n    builders:\n      - shell: !j2: \"{{ x.y( }}\"\n",
+     "a !j2: template does not render (its line 1): unexpected '}'"),
+    ("- job:\n    name: a\n    builders:\n      - shell: !include-raw-verbatim: ../Jenkinsfile\n",
+     "extra.yaml:4: '../Jenkinsfile' is outside the jobs folder"),
+    ("- job:\n    name: ../../escaped\n", "extra.yaml: job name '../../escaped' is not allowed"),
+    ("- job:\n    name: folder/job\n", "job name 'folder/job' is not allowed"),
+    (b"- job:\n    name: \xff\n", "extra.yaml:2: the job YAML is not UTF-8 text"),
+], ids=["j2-reaches-python", "j2-syntax-error", "include-outside-jobs", "name-with-dotdot", "name-with-slash",
+        "not-utf8"])
+def test_jobs_render_as_data_only(repo, environ, capsys, yaml_text, expected):
+    path = repo / "jobs" / "extra.yaml"
+    path.write_bytes(yaml_text) if isinstance(yaml_text, bytes) else path.write_text(yaml_text)
+    code = cli.main(["jobs", "render", "--jobs-dir", str(repo / "jobs"), "-o", str(repo / "out")], environ)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert expected in err and "Traceback" not in err, err
+    assert not (repo / "out").exists() and not (repo / "escaped").exists()
 
 
 def test_check_exits_2_listing_each_problem(repo, environ, capsys):

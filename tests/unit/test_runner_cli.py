@@ -350,3 +350,9 @@ def test_github_hook_token_problems_are_one_line(repo, capsys, scopes, token, co
         assert hub.writes() == []
     [line] = capsys.readouterr().err.splitlines()
     assert message in line and token not in line and "s3cret-hook" not in line
+
+
+@pytest.mark.parametrize("argv", [["status"], ["status", "success", "--build-result"]], ids=["neither", "both"])
+def test_status_takes_either_a_state_or_the_build_result(repo, capsys, argv):
+    assert cli.main(argv, environ=env(repo, PINOTAGE_GITHUB_TOKEN=TOKEN)) == 2
+    assert capsys.readouterr().err.strip() == "pinotage: error: status: give either STATE or --build-result"

@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
             ("smoke", _smoke, "run the built image and check its health path and first slide"),
             ("push", _push, "push the image to the registry and record its digest")):
         with_state(add(name, handler, help_text))
-    add("audit", _audit, "audit the app's production npm dependencies and Pinotage's locked Python ones"
-        " for published advisories (audit.fail_on, audit.unreachable)")
+    # --state only records the stage, so that a failure status can name it.
+    with_state(add("audit", _audit, "audit the app's production npm dependencies and Pinotage's locked Python ones"
+                   " for published advisories (audit.fail_on, audit.unreachable)"))
     with_state(add("deploy", _deploy, "deploy the pushed image to the target, gated: a failed rollout rolls back"))
     with_state(add("gate", _gate, "check that the release the deploy stage gated is still the live one"))
 

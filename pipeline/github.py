@@ -72,7 +72,8 @@ def call(method: str, url: str, *, token: str, body: dict | None = None, what: s
         if wait_s is None:
             return answer
         if attempt == RETRIES or wait_s > RETRY_WAIT_MAX_S:
-            raise GithubError(f"{what}: GitHub's rate limit still holds after {attempt + 1} attempts"
+            tried = f"{attempt + 1} attempts" if attempt else "1 attempt"
+            raise GithubError(f"{what}: GitHub's rate limit still holds after {tried}"
                               f" (it asks to wait {wait_s:.0f} s)", hint="try again later")
         sleep(wait_s)
     raise AssertionError("unreachable")

@@ -84,6 +84,14 @@ def test_retries_are_bounded():
     assert hub.statuses == {}
 
 
+def test_a_wait_longer_than_the_bound_is_not_waited_for(hub):
+    waits = []
+    hub.throttle(retry_after_s=github.RETRY_WAIT_MAX_S + 1)
+    with pytest.raises(GithubError, match=r"still holds after 1 attempt \(it asks to wait 91 s\)"):
+        github.report(hub.url, SLUG, SHA, "success", token=TOKEN, sleep=waits.append)
+    assert waits == [] and hub.statuses == {}
+
+
 @pytest.mark.parametrize("status, message, headers, wait", [
     (403, "You have exceeded a secondary rate limit.", {"Retry-After": "7"}, 7.0),
     (429, "", {"Retry-After": "3"}, 3.0),

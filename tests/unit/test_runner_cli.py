@@ -261,6 +261,16 @@ def jenkinsfile_status_calls() -> dict[str, list[str]]:
     return found
 
 
+def test_every_stage_command_records_its_stage_for_the_failure_status():
+    """A stage whose command takes no --state would leave the failure status naming the stage before it."""
+    from pipeline import jobs
+
+    calls, _ = jobs.calls_in_jenkinsfile(JENKINSFILE.read_text(), "Jenkinsfile")
+    stage_calls = [call.argv for call in calls if call.argv[0] not in ("status", "history")]
+    assert len(stage_calls) >= 8
+    assert [argv for argv in stage_calls if argv[-2:] != ("--state", "pinotage-state.json")] == []
+
+
 def master_build(repo: Path, hub, **extra: str) -> dict[str, str]:
     return {**env(repo, PINOTAGE_GITHUB_API_URL=hub.url, PINOTAGE_GITHUB_REPO="acme/slides", BRANCH_NAME="master",
                   BUILD_NUMBER="9", BUILD_URL="https://ci.example/job/presentation/job/master/9/",

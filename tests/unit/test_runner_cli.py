@@ -271,10 +271,19 @@ def test_every_stage_command_records_its_stage_for_the_failure_status():
     assert [argv for argv in stage_calls if argv[-2:] != ("--state", "pinotage-state.json")] == []
 
 
+def bound_variables() -> set[str]:
+    """Return every variable the Jenkinsfile's withCredentials bind (a build's environment holds them)."""
+    import re
+
+    return set(re.findall(r"\b(?:usernameVariable|passwordVariable|variable)\s*:\s*'(\w+)'", JENKINSFILE.read_text()))
+
+
 def master_build(repo: Path, hub, **extra: str) -> dict[str, str]:
+    """A master build's environment, with every credential variable the Jenkinsfile binds (the token real)."""
+    bound = {name: "bound-in-jenkins" for name in bound_variables() if name != "PINOTAGE_KUBECONFIG"}
     return {**env(repo, PINOTAGE_GITHUB_API_URL=hub.url, PINOTAGE_GITHUB_REPO="acme/slides", BRANCH_NAME="master",
-                  BUILD_NUMBER="9", BUILD_URL="https://ci.example/job/presentation/job/master/9/",
-                  PINOTAGE_GITHUB_TOKEN=TOKEN), **extra}
+                  BUILD_NUMBER="9", BUILD_URL="https://ci.example/job/presentation/job/master/9/"),
+            **bound, "PINOTAGE_GITHUB_TOKEN": TOKEN, **extra}
 
 
 def test_a_master_build_failing_in_build_ends_with_a_failure_naming_build(repo, capsys):

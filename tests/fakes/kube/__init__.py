@@ -1,16 +1,22 @@
 """A Kubernetes API test double: an HTTP server on loopback that the official clients talk to.
 
 It stores namespaces, deployments, replicasets, pods, services, configmaps, secrets, leases,
-serviceaccounts (with TokenRequest), roles and rolebindings; serves get/list/watch/create/
-update/patch (merge, strategic merge, server-side apply)/delete with the API server's answers;
-enforces namespaced RBAC for ServiceAccount tokens; records every request; and runs a
-simulated controller (see ``controller.py``). It holds no Pinotage logic.
+serviceaccounts (with TokenRequest), roles, rolebindings, clusterroles and clusterrolebindings;
+serves discovery and OpenAPI v3 (``discovery.py``, so kubectl works against it), get/list/watch/
+create/update/patch (merge, strategic merge, server-side apply)/delete, ``dryRun=All``,
+``/status`` and ``/scale``, SelfSubjectAccessReview, with the API server's answers; enforces RBAC
+(``rbac.py``) and admission (``admission.py``: defaults, validation, Pod Security); records every
+request; and runs a simulated controller (see ``controller.py``). It holds no Pinotage logic.
 
     fake = FakeKube(image_exists=registry_lookup, token="admin-token").start()
     fake.url, fake.kubeconfig(path)
     fake.crash_images.add(image)      # pods of this image go into CrashLoopBackOff
+    fake.unready_images.add(image)    # pods of this image run but never become Ready
     fake.requests                     # [Request(user, verb, group, resource, namespace, name, code)]
     fake.before("patch", "deployments", action)   # run action() once before such a request
+    FakeKube(event_window=N)          # a watch can resume across N events (older: ERROR 410 Expired)
+    FakeKube(tls=True)                # serve HTTPS (kubectl sends a token only over TLS); kubeconfig() trusts it
+    FakeKube(bookmark_s=S)            # an idle watch that asked for bookmarks gets one every S seconds
     fake.stop()
 
 ``python -m tests.fakes.kube --port N [--token T] [--registry URL]`` runs it on its own.
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,13 +46,20 @@ class FakeKube:
     """The fake API server plus its controller."""
 
     def __init__(self, *, image_exists: Callable[[str, list[dict]], bool] | None = None, token: str | None = None,
-                 host: str = "127.0.0.1", port: int = 0, pod_start_s: float = 0.3):
-        self.store = Store()
+                 host: str = "127.0.0.1", port: int = 0, pod_start_s: float = 0.3, event_window: int = 20000,
+                 bookmark_s: float = 60.0, tls: bool = False):
+        self.store = Store(event_window=event_window)
+        self.tls_dir = tempfile.TemporaryDirectory(prefix="fake-kube-tls-") if tls else None
+        self.ca_pem = _self_signed(Path(self.tls_dir.name), host) if tls else None
         self.token = token
         self.crash_images: set[str] = set()
-        self.api = ApiServer(self.store, token=token, host=host, port=port)
+        self.unready_images: set[str] = set()
+        self.api = ApiServer(self.store, token=token, host=host, port=port, bookmark_s=bookmark_s,
+                             tls=(str(Path(self.tls_dir.name) / "cert.pem"), str(Path(self.tls_dir.name) / "key.pem"))
+                             if tls else None)
         self.controller = Controller(self.store, image_exists=image_exists or (lambda image, auths: True),
-                                     crashing=lambda image: image in self.crash_images, pod_start_s=pod_start_s)
+                                     crashing=lambda image: image in self.crash_images, pod_start_s=pod_start_s,
+                                     unready=lambda image: image in self.unready_images)
         for name in ("default", "kube-system", "kube-public"):
             self.store.create(KINDS["namespaces"], "", {"metadata": {"name": name},
                                                         "spec": {"finalizers": ["kubernetes"]},
@@ -70,13 +85,16 @@ class FakeKube:
     def stop(self) -> None:
         self.controller.stop()
         self.api.stop()
+        if self.tls_dir is not None:
+            self.tls_dir.cleanup()
 
     def kubeconfig(self, path: Path, *, token: str | None = None, namespace: str = "default") -> Path:
         """Write a kubeconfig for this server (the admin token unless another is given)."""
         user = {"token": token or self.token} if (token or self.token) else {}
         path.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "fake", "cluster": {"server": self.url, **(
+                {"certificate-authority-data": base64.b64encode(self.ca_pem).decode()} if self.ca_pem else {})}}],
             "users": [{"name": "fake-user", "user": user}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake-user",
                                                       "namespace": namespace}}]}))
@@ -88,6 +106,15 @@ class FakeKube:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _self_signed(folder: Path, host: str) -> bytes:
+    """Make a one-day self-signed certificate for host in folder (cert.pem, key.pem); return the certificate."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-days", "1", "-subj", "/CN=fake-kube-apiserver", "-keyout", str(folder / "key.pem"),
+                    "-out", str(folder / "cert.pem"), "-addext", f"subjectAltName=IP:{host},DNS:localhost"],
+                   check=True, capture_output=True)
+    return (folder / "cert.pem").read_bytes()
 
 
 def registry_lookup(api_url: str, user: str = "", password: str = "") -> Callable[[str, list[dict]], bool]:

@@ -23,11 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry-user", default="", help="user for that registry")
     parser.add_argument("--crash", action="append", default=[], metavar="IMAGE",
                         help="pods of this image crash-loop (repeatable)")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS with a self-signed certificate")
     parser.add_argument("--kubeconfig", metavar="FILE", help="also write a kubeconfig for it here")
     args = parser.parse_args(argv)
     lookup = (registry_lookup(args.registry, args.registry_user, os.environ.get("FAKE_KUBE_REGISTRY_PASSWORD", ""))
               if args.registry else None)
-    fake = FakeKube(image_exists=lookup, token=args.token, port=args.port)
+    fake = FakeKube(image_exists=lookup, token=args.token, port=args.port, tls=args.tls)
     fake.crash_images.update(args.crash)
     fake.start()
     if args.kubeconfig:

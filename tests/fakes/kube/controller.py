@@ -4,10 +4,14 @@
   label, ``deployment.kubernetes.io/revision`` annotation; going back to an old template reuses
   its ReplicaSet under a new revision), rolling update within maxSurge / maxUnavailable,
   status counts, ``Available`` and ``Progressing`` conditions, ``ProgressDeadlineExceeded``.
-- ReplicaSet controller: pods up or down to ``spec.replicas``.
-- "kubelet": a pod starts when its image exists (asked of a callable, e.g. the test registry,
-  with the ``auths`` of the pod's ``kubernetes.io/dockerconfigjson`` imagePullSecrets), shows ``ErrImagePull`` then ``ImagePullBackOff`` when it does not, and ``CrashLoopBackOff``
-  when the test marks its image as crashing.
+- ReplicaSet controller: pods up or down to ``spec.replicas``; a pod that Pod Security admission
+  refuses is not created, and the ReplicaSet (then the Deployment) shows ``ReplicaFailure``
+  ``FailedCreate`` with the API server's message.
+- "kubelet" (in memory: nothing runs): a pod starts when its image exists (asked of a callable,
+  e.g. the test registry, with the ``auths`` of the pod's ``kubernetes.io/dockerconfigjson``
+  imagePullSecrets), shows ``ErrImagePull`` then ``ImagePullBackOff`` when it does not,
+  ``CrashLoopBackOff`` when the test marks its image as crashing, and runs without ever becoming
+  Ready (``ContainersNotReady``) when the test marks it as unready.
 - Garbage collector: objects whose controller owner is gone are deleted.
 """
 
@@ -23,6 +27,7 @@ import time
 import uuid
 from typing import Callable
 
+from tests.fakes.kube import admission
 from tests.fakes.kube import store as st
 from tests.fakes.kube.store import KINDS, Object, Store
 
@@ -38,9 +43,10 @@ class Controller:
     """Reconcile Deployments, ReplicaSets and pods in a background thread."""
 
     def __init__(self, store: Store, *, image_exists: Callable[[str, list[dict]], bool],
-                 crashing: Callable[[str], bool],
-                 pod_start_s: float = 0.3):
+                 crashing: Callable[[str], bool], pod_start_s: float = 0.3,
+                 unready: Callable[[str], bool] = lambda image: False):
         self.store = store
+        self.unready = unready
         self.image_exists = image_exists
         self.crashing = crashing
         self.pod_start_s = pod_start_s
@@ -232,6 +238,12 @@ class Controller:
             _condition("Available", available, old_conditions.get("Available"), since_text),
             _condition("Progressing", progressing, old_conditions.get("Progressing"), since_text),
         ]
+        failure = next((c for rs in ([new] if new else []) for c in (rs.get("status") or {}).get("conditions") or ()
+                        if c["type"] == "ReplicaFailure"), None)
+        if failure:  # the controller copies the new ReplicaSet's failure to create pods
+            status["conditions"].append(_condition("ReplicaFailure", (failure["status"], failure["reason"],
+                                                                      failure["message"]),
+                                                   old_conditions.get("ReplicaFailure"), since_text))
         if d.get("status") != status:
             fresh = self.store.get(DEPLOYMENTS, ns, meta["name"])
             if fresh["metadata"].get("generation") != meta.get("generation"):
@@ -252,14 +264,19 @@ class Controller:
         ns = meta["namespace"]
         pods = self._pods(rs)
         wanted = spec["replicas"]
+        refused = None
         for _ in range(wanted - len(pods)):
             template = copy.deepcopy(spec["template"])
             pod_meta = template.get("metadata", {})
-            self.store.create(PODS, ns, {
-                "metadata": {"name": f"{meta['name']}-{uuid.uuid4().hex[:5]}", "labels": pod_meta.get("labels", {}),
-                             "annotations": pod_meta.get("annotations", {}), "ownerReferences": [_owner_ref(rs)]},
-                "spec": template["spec"],
-                "status": {"phase": "Pending", "qosClass": "Burstable"}})
+            pod = {"metadata": {"name": f"{meta['name']}-{uuid.uuid4().hex[:5]}", "labels": pod_meta.get("labels", {}),
+                                "annotations": pod_meta.get("annotations", {}), "ownerReferences": [_owner_ref(rs)]},
+                   "spec": template["spec"], "status": {"phase": "Pending", "qosClass": "Burstable"}}
+            try:
+                admission.pod_security(self.store, ns, pod)  # the controller creates pods through the API
+            except st.ApiError as e:
+                refused = e.message
+                break
+            self.store.create(PODS, ns, pod)
         if len(pods) > wanted:
             doomed = sorted(pods, key=lambda p: (_ready(p), p["metadata"]["creationTimestamp"]))[:len(pods) - wanted]
             for pod in doomed:
@@ -269,6 +286,14 @@ class Controller:
         status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
                   "availableReplicas": ready, "observedGeneration": meta.get("generation", 1)}
         status = {k: v for k, v in status.items() if v or k in ("replicas", "observedGeneration")}
+        failure = next((c for c in (rs.get("status") or {}).get("conditions") or () if c["type"] == "ReplicaFailure"),
+                       None)
+        if refused:
+            status["conditions"] = [failure or {
+                "type": "ReplicaFailure", "status": "True", "lastTransitionTime": st.now_rfc3339(),
+                "reason": "FailedCreate", "message": refused}]
+        elif failure and len(pods) < wanted:
+            status["conditions"] = [failure]
         if rs.get("status") != status:
             fresh = self.store.get(REPLICA_SETS, ns, meta["name"])
             fresh["status"] = status
@@ -300,11 +325,18 @@ class Controller:
             if any("running" in cs["state"] or cs["restartCount"] for cs in status["containerStatuses"]):
                 status["phase"] = "Running"
                 status.setdefault("podIP", f"10.244.{uuid.UUID(uid).int % 250}.{uuid.UUID(uid).int % 251 + 2}")
+            unready = [cs["name"] for cs in status["containerStatuses"] if not cs["ready"]]
             for cond in status["conditions"]:
                 if cond["type"] in ("Ready", "ContainersReady"):
                     value = "True" if all_ready else "False"
                     if cond["status"] != value:
                         cond.update(status=value, lastTransitionTime=stamp)
+                    if unready:
+                        cond.update(reason="ContainersNotReady",
+                                    message=f"containers with unready status: [{' '.join(unready)}]")
+                    else:
+                        cond.pop("reason", None)
+                        cond.pop("message", None)
         if status != pod.get("status"):
             fresh = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
             fresh["status"] = status
@@ -339,7 +371,7 @@ class Controller:
             cs["imageID"] = image if "@" in image else f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
             cs["state"] = {"running": {"startedAt": stamp}}
             crash = self.crashing(image)
-            cs.update(ready=not crash, started=True)
+            cs.update(ready=not crash and not self.unready(image), started=True)
         elif "running" in cs["state"] and self.crashing(image) and age >= 2 * self.pod_start_s:
             cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt":
                                               cs["state"]["running"]["startedAt"], "finishedAt": stamp}}

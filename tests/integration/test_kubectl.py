@@ -126,6 +126,7 @@ def test_apply_rollout_status_get_and_describe(kubectl, namespace):
 
 def test_diff_shows_the_change_and_writes_nothing(kubectl, namespace):
     kubectl.apply(_deployment(kubectl, namespace), namespace=namespace)
+    kubectl("rollout", "status", "deployment/presentation", "-n", namespace, "--timeout=120s")  # status settles
     before = _live(kubectl, namespace)["metadata"]["resourceVersion"]
     same = kubectl("diff", "--server-side", "-f", "-", check=False,
                    stdin=yaml.safe_dump(_deployment(kubectl, namespace)))

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from pipeline import files, jjb_guard
+from pipeline import casc, files, jjb_guard
 from pipeline.errors import BadInput
 
 # Appended to every job's description: ``update --delete-old`` deletes only jobs carrying it.
@@ -187,6 +187,19 @@ def check(jobs: Iterable[RenderedJob], jenkinsfile: str | Path | None,
             problems += credential_scope(text, str(path), default_branch)
     problems += [problem for call in calls if (problem := check_call(call, parser))]
     return problems
+
+
+def credentials_declared(jobs: Iterable[RenderedJob], jenkinsfile: Path, casc_path: Path) -> list[str]:
+    """Cross-check the credential ids the jobs and the Jenkinsfile use with those JCasC declares."""
+    uses = []
+    for job in jobs:
+        try:
+            uses += casc.used_in_job(ET.fromstring(job.xml), f"{job.source or 'jobs/'}: job {job.name!r}")
+        except ET.ParseError:
+            continue  # check() reports it
+    if jenkinsfile.is_file():
+        uses += casc.used_in_jenkinsfile(jenkinsfile.read_text(), str(jenkinsfile))
+    return casc.cross_check(casc_path, uses)
 
 
 def builds_branches(root: ET.Element) -> bool:
@@ -641,9 +654,13 @@ def command(action: str, *, jobs_dir: str, output: str, delete_old: bool, config
     if action == "check":
         jenkinsfile = Path(jobs_dir).parent / "Jenkinsfile"  # jobs/ sits beside the Jenkinsfile
         problems = check(jobs, jenkinsfile, parser, default_branch=config.default_branch)
+        casc_path = Path(jobs_dir).parent / casc.CASC_FILE
+        if casc_path.is_file():
+            problems += credentials_declared(jobs, jenkinsfile, casc_path)
         if problems:
             raise JobsCheckFailed(problems)
-        print(f"checked {len(jobs)} jobs and {jenkinsfile}: no problem", file=sys.stderr)
+        crossed = f", credentials against {casc_path}" if casc_path.is_file() else f" (no {casc_path} to check credentials against)"
+        print(f"checked {len(jobs)} jobs and {jenkinsfile}{crossed}: no problem", file=sys.stderr)
         return 0
 
     from pipeline import jenkins

@@ -24,7 +24,7 @@ def adapt(conf: str, *, http: int, https: int, upstream: int, cert: Path, key: P
         ("    listen [::]:443 ssl;\n", ""),
         ("/etc/ssl/jenkins/jenkins.crt", str(cert)),
         ("/etc/ssl/jenkins/jenkins.key", str(key)),
-        ("    server 127.0.0.1:30880;\n", f"    server 127.0.0.1:{upstream};\n"),
+        ("    server 10.96.0.80:8080;\n", f"    server 127.0.0.1:{upstream};\n"),
     ])
 
 
@@ -73,6 +73,8 @@ def test_jenkins_sees_the_documented_proxy_headers(proxy):
                 "x-real-ip": "127.0.0.1", "x-forwarded-for": "203.0.113.9, 127.0.0.1"}
     assert {name: seen.headers.get(name) for name in expected} == expected
     assert "upgrade" not in seen.headers
+    # HSTS: a browser that reached Jenkins over TLS never tries plain HTTP again
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
 
 
 def test_a_posted_config_streams_through_unbuffered(proxy):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -71,8 +72,13 @@ def test_service_is_jenkins_service_and_reaches_the_pod():
     labels = one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     nginx = (ROOT / "scripts/nginx/jenkins.conf").read_text()
-    node_port = {p["name"]: p.get("nodePort") for p in service["spec"]["ports"]}["http"]
-    assert f"server 127.0.0.1:{node_port};" in nginx
+    assert service["spec"]["type"] == "ClusterIP"
+    port = {p["name"]: p["port"] for p in service["spec"]["ports"]}["http"]
+    assert re.findall(r"^\s*server ([\d.]+:\d+);", nginx, re.M) == [f"{service['spec']['clusterIP']}:{port}"]
+    from pipeline import config
+
+    subnet = ipaddress.ip_network(config.ClusterConfig().service_subnet)
+    assert ipaddress.ip_address(service["spec"]["clusterIP"]) in subnet
 
 
 def test_image_is_a_fixed_lts():
@@ -82,11 +88,14 @@ def test_image_is_a_fixed_lts():
     assert tuple(int(n) for n in version.groups()) >= MINIMUM_LTS
 
 
-def test_image_installs_the_tools_the_jobs_call():
-    dockerfile = (DOCKER / "Dockerfile").read_text()
-    for tool in ("docker.io", "kubectl", "python3", "pip install", "pinotage --version", "jenkins-plugin-cli",
-                 "CASC_JENKINS_CONFIG"):
-        assert tool in dockerfile, tool
+def test_the_controller_image_carries_plugins_and_jcasc_and_the_agent_image_the_tools():
+    controller = (DOCKER / "Dockerfile").read_text()
+    for needed in ("jenkins-plugin-cli", "CASC_JENKINS_CONFIG"):
+        assert needed in controller, needed
+    assert "pinotage --version" not in controller and "apt-get install" not in controller, "the controller builds nothing"
+    agent = (ROOT / "docker/ci-agent/Dockerfile").read_text()
+    for tool in ("git", "python3", "--require-hashes", "pinotage --version"):
+        assert tool in agent, tool
 
 
 def test_every_plugin_is_pinned():
@@ -110,8 +119,10 @@ def test_plugins_cover_the_jobs_and_the_jenkinsfile():
 def test_casc_sets_the_security_realm_and_the_url_without_secrets():
     casc = yaml.safe_load((DOCKER / "casc.yaml").read_text())
     assert casc["jenkins"]["securityRealm"]["local"]["allowsSignup"] is False
-    [admin] = casc["jenkins"]["securityRealm"]["local"]["users"]
-    assert re.fullmatch(r"\$\{[A-Z_]+\}", admin["password"]), "the password must come from the environment"
+    users = casc["jenkins"]["securityRealm"]["local"]["users"]
+    assert [u["id"] for u in users] == ["admin", "pinotage-seed"]
+    for user in users:  # from the environment or the mounted Secret, never the file
+        assert re.fullmatch(r"\$\{(readFile:/run/secrets/pinotage/[\w-]+|[A-Z_]+)\}", user["password"]), user["id"]
     assert casc["unclassified"]["location"]["url"] == "${PINOTAGE_JENKINS_URL}"
     assert casc["security"]["apiToken"]["creationOfLegacyTokenEnabled"] is False
     assert "crumbIssuer" in casc["jenkins"]

@@ -373,15 +373,17 @@ def check_call(call: Call, parser: argparse.ArgumentParser) -> str:
 # --- compare ----------------------------------------------------------------
 
 def normalise(xml: str | bytes) -> list[str]:
-    """Return a job config as canonical lines: no layout, no plugin versions, stable attributes.
+    """Return a job config as canonical lines: no layout, no plugin attributes, fields in a stable order.
 
-    Jenkins stores what it was sent but rewrites it on every save from the UI,
-    with its own XML declaration, indentation and ``plugin="name@version"``
-    attributes; none of that is a change to the job.
+    Jenkins stores what it was sent but rewrites it whenever it saves the job
+    (XStream): its own XML declaration, indentation and escapes, no comments,
+    ``plugin="name@version"`` on the objects a plugin owns, and each object's
+    fields in its class's order. None of that is a change to the job. The
+    order of a list (builders, publishers, string entries) is kept: it is one.
     """
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
-    # Jenkins writes XML 1.1 declarations, which expat refuses.
+    # The declaration says nothing about the job (Jenkins writes version 1.1, JJB 1.0).
     xml = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", xml)
     root = ET.fromstring(xml)
     lines: list[str] = []
@@ -478,8 +480,8 @@ def _mark_managed(root: ET.Element) -> None:
 
 
 def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
-    attributes = "".join(f' {key}="{_plugin_name(key, value)}"'
-                         for key, value in sorted(element.attrib.items()))
+    # plugin= only names the plugin that owns the element's class, and Jenkins adds it on save
+    attributes = "".join(f' {key}="{value}"' for key, value in sorted(element.attrib.items()) if key != "plugin")
     text = "\n".join(line.rstrip() for line in (element.text or "").strip().replace("\r\n", "\n").split("\n"))
     indent = "  " * depth
     children = list(element)
@@ -488,13 +490,21 @@ def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
                      else f"{indent}<{element.tag}{attributes}/>")
         return
     lines.append(f"{indent}<{element.tag}{attributes}>")
-    for child in children:
+    for child in _fields_sorted(children):
         _canonical_lines(child, depth + 1, lines)
     lines.append(f"{indent}</{element.tag}>")
 
 
-def _plugin_name(key: str, value: str) -> str:
-    return value.split("@", 1)[0] if key == "plugin" else value
+def _fields_sorted(children: list[ET.Element]) -> list[ET.Element]:
+    """Sort an object's fields by name; keep a list's items in their order.
+
+    XStream writes an object's fields under their Java names (no dot, each once)
+    and a list's items under their class names (dotted) or repeated tags.
+    """
+    tags = [child.tag for child in children]
+    if len(set(tags)) == len(tags) and not any("." in tag for tag in tags):
+        return sorted(children, key=lambda child: child.tag)
+    return children
 
 
 def _escape(text: str) -> str:

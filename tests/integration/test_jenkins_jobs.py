@@ -2,15 +2,14 @@
 
 Set PINOTAGE_TEST_JENKINS_URL (with PINOTAGE_TEST_JENKINS_USER and
 PINOTAGE_TEST_JENKINS_TOKEN) to run the same tests against a real Jenkins; the
-jobs they make carry a random prefix and are deleted afterwards. The tests
+jobs they make carry a random prefix and are deleted afterwards (see
+jenkins_target). The double runs with CSRF crumbs on. The tests
 that need to reach inside the server (rotating its crumb, deleting every
 leftover managed job) run against the double only.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 import secrets
 import subprocess
@@ -23,6 +22,7 @@ from pipeline import cli, jobs
 from pipeline.errors import JenkinsError
 from pipeline.jenkins import JenkinsClient
 from tests.fakes.jenkins import FakeJenkins
+from tests.integration.jenkins_target import jenkins_target
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_YAML = """
@@ -48,42 +48,11 @@ JOBS_YAML = """
 """
 
 
-@dataclasses.dataclass
-class Jenkins:
-    url: str
-    user: str
-    token: str
-    prefix: str
-    fake: FakeJenkins | None
-
-    def environ(self, base: dict[str, str], token: str | None = None) -> dict[str, str]:
-        return {**base, "PINOTAGE_JENKINS_URL": self.url, "PINOTAGE_JENKINS_USER": self.user,
-                "PINOTAGE_JENKINS_TOKEN": self.token if token is None else token}
-
-    def client(self) -> JenkinsClient:
-        return JenkinsClient(self.url, self.user, self.token)
-
-    def posts(self) -> int:
-        return len(self.fake.writes()) if self.fake else -1
-
-
 @pytest.fixture
 def jenkins_server():
-    """A Jenkins to write jobs to: the double with auth, or the real one named by the environment."""
-    url = os.environ.get("PINOTAGE_TEST_JENKINS_URL")
-    if url:
-        server = Jenkins(url, os.environ.get("PINOTAGE_TEST_JENKINS_USER", ""),
-                         os.environ.get("PINOTAGE_TEST_JENKINS_TOKEN", ""), f"pinotage-test-{secrets.token_hex(3)}-",
-                         None)
+    """A Jenkins to write jobs to: the double with token auth and CSRF crumbs on, or a real one."""
+    with jenkins_target() as server:
         yield server
-        client = server.client()
-        for name in client.job_names():
-            if name.startswith(server.prefix):
-                client.delete(name)
-        return
-    token = "11" + secrets.token_hex(16)
-    with FakeJenkins(user="deployer", token=token) as fake:
-        yield Jenkins(fake.url, "deployer", token, "", fake)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.fakes.jenkins import routes, shapes
-from tests.fakes.jenkins.items import (BUILDABLE, JOB_CLASSES, VIEW_CLASSES, Build, Job, View, all_jobs,
+from tests.fakes.jenkins.items import (BUILDABLE, JOB_CLASSES, NEW_ITEMS, VIEW_CLASSES, Build, Job, View, all_jobs,
                                        bad_config, bad_name, parse, walk)
 from tests.fakes.jenkins.xstream import saved_form
 
@@ -39,7 +39,9 @@ def route(h, s: list[str], query: dict[str, list[str]], tree: dict[str, Any] | N
     if rest == ["api", "json"]:
         info = shapes.job_info(fake.url, full_name, job, lambda _: True)
         return h.json(shapes.filtered(info, tree) if tree is not None else shapes.shallow(info))
-    if not rest:
+    if not rest or rest == ["configure"]:
+        if rest and h.refuse("Job/Configure"):
+            return
         return h.send(200, f"<html><head><title>{full_name} [Jenkins]</title></head></html>")
     if len(rest) >= 2 and rest[0].isdigit():
         build = job.builds[int(rest[0]) - 1] if 0 < int(rest[0]) <= len(job.builds) else None
@@ -84,25 +86,41 @@ def post(h, full_name: str, job: Job, rest: list[str], query: dict[str, list[str
 
 
 def create(h, parent: dict[str, Job], prefix: str, query: dict[str, list[str]]) -> None:
-    """Create an item from its config.xml, at the top or in a folder, checking as Jenkins does."""
+    """Create an item from a config.xml, a copy or an item type (``mode``), at the top or in a folder."""
     if h.refuse("Job/Create"):
         return
-    name = query.get("name", [""])[0]
-    if refuse_new(h, name, name in parent, "job"):
+    form = parse_qs(h.body.decode("utf-8", "replace")) if "form-urlencoded" in h.headers.get("Content-Type", "") else {}
+    params = {k: v[0] for k, v in {**form, **query}.items()}  # a servlet reads the query first
+    name, mode = params.get("name", ""), params.get("mode", "")
+    by_xml = "xml" in h.headers.get("Content-Type", "")
+    if refuse_new(h, name, name in parent, "job", needs_xml=False):
         return
-    problem = bad_config(h.body, JOB_CLASSES)
-    if problem:
-        return h.error(500, f"Failed to parse the configuration of {prefix}{name}: {problem}")
-    parent[name] = Job(saved_form(h.body, h.fake.plugin_versions()))
-    h.send(200)
+    if by_xml:
+        problem = bad_config(h.body, JOB_CLASSES)
+        if problem:
+            return h.error(500, f"Failed to parse the configuration of {prefix}{name}: {problem}")
+        config = h.body
+    elif mode == "copy":
+        source = h.fake.item(prefix + params.get("from", "")) or h.fake.item(params.get("from", "").strip("/"))
+        if source is None:
+            return h.error(400, f"No such job: {params.get('from', '')}")
+        config = source.config.encode("utf-8")
+    elif mode in NEW_ITEMS:
+        config = NEW_ITEMS[mode].encode("utf-8")
+    else:
+        return h.error(400, "No mode given" if not mode else f"No item type ‘{mode}’ is known")
+    parent[name] = Job(saved_form(config, h.fake.plugin_versions()))
+    if by_xml:
+        return h.send(200)
+    h.send(302, headers={"Location": shapes.item_url(h.fake.url, prefix + name) + "configure"})
 
 
-def refuse_new(h, name: str, taken: bool, kind: str) -> bool:
+def refuse_new(h, name: str, taken: bool, kind: str, *, needs_xml: bool = True) -> bool:
     """Answer 400 for a bad or taken name or a body that is not XML; return whether it did."""
     problem = bad_name(name)
     if not problem and taken:
         problem = f"A {kind} already exists with the name ‘{name}’"
-    if not problem and "xml" not in h.headers.get("Content-Type", ""):
+    if not problem and needs_xml and "xml" not in h.headers.get("Content-Type", ""):
         problem = "No mode given"
     if problem:
         h.error(400, problem)

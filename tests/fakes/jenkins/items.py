@@ -71,6 +71,27 @@ class View:
         return [n for n in all_names if n in named or (pattern and re.fullmatch(pattern, n))]
 
 
+# What a new item of each type (createItem?mode=TYPE) holds before it is first configured.
+NEW_ITEMS = {
+    "hudson.model.FreeStyleProject":
+        "<project><actions/><description></description><keepDependencies>false</keepDependencies><properties/>"
+        "<scm class=\"hudson.scm.NullSCM\"/><canRoam>true</canRoam><disabled>false</disabled>"
+        "<blockBuildWhenDownstreamBuilding>false</blockBuildWhenDownstreamBuilding>"
+        "<blockBuildWhenUpstreamBuilding>false</blockBuildWhenUpstreamBuilding><triggers/>"
+        "<concurrentBuild>false</concurrentBuild><builders/><publishers/><buildWrappers/></project>",
+    "org.jenkinsci.plugins.workflow.job.WorkflowJob":
+        "<flow-definition><actions/><description></description><keepDependencies>false</keepDependencies>"
+        "<properties/><triggers/><disabled>false</disabled></flow-definition>",
+    FOLDER:
+        f"<{FOLDER}><actions/><description></description><properties/>"
+        "<folderViews class=\"com.cloudbees.hudson.plugins.folder.views.DefaultFolderViewHolder\">"
+        "<views><hudson.model.AllView><owner class=\"com.cloudbees.hudson.plugins.folder.Folder\" "
+        "reference=\"../../../..\"/><name>All</name><filterExecutors>false</filterExecutors>"
+        "<filterQueue>false</filterQueue><properties class=\"hudson.model.View$PropertyList\"/>"
+        "</hudson.model.AllView></views><tabBar class=\"hudson.views.DefaultViewsTabBar\"/></folderViews>"
+        "<healthMetrics/><icon class=\"com.cloudbees.hudson.plugins.folder.icons.StockFolderIcon\"/>"
+        f"</{FOLDER}>",
+}
 ALL_VIEW = ("<?xml version='1.1' encoding='UTF-8'?>\n<hudson.model.AllView>\n  <name>all</name>\n  <filterExecutors>false</filterExecutors>\n"
             "  <filterQueue>false</filterQueue>\n  <properties class=\"hudson.model.View$PropertyList\"/>\n"
             "</hudson.model.AllView>")

@@ -224,9 +224,22 @@ def test_fake_runs_on_its_own_and_prints_its_url():
     ("POST", "/job/params/build", None, {}, 400),
     ("GET", "/crumbIssuer/api/json", None, {}, 404),
     ("GET", "/wsagents/", None, {"Upgrade": "websocket"}, 400),
+    ("POST", "/job/build/config.xml", b"<flow-definition/>", {"Content-Type": "application/xml"}, 500),
+    ("POST", "/job/build/createItem?name=x", b"<project/>", {"Content-Type": "application/xml"}, 404),
+    ("GET", "/job/build/job/x/api/json", None, {}, 404),
+    ("POST", "/createItem?name=x&mode=no.such.Type", None, {}, 400),
+    ("GET", "/view/nope/api/json", None, {}, 404),
+    ("POST", "/createView?name=all", b"<hudson.model.ListView/>", {"Content-Type": "application/xml"}, 400),
+    ("POST", "/createView?name=v", b"<spaceship/>", {"Content-Type": "application/xml"}, 500),
+    ("POST", "/view/all/doDelete", None, {}, 400),
+    ("GET", "/computer/nope/api/json", None, {}, 404),
+    ("GET", "/credentials/store/nope/domain/_/api/json", None, {}, 404),
+    ("POST", "/credentials/store/system/domain/_/createCredentials", b"<x/>", {}, 405),
 ], ids=["unknown-job", "unknown-endpoint", "unknown-method", "duplicate-job", "no-xml-content-type",
         "unknown-item-type", "params-to-plain-job", "plain-build-of-parameterized-job", "crumbs-off",
-        "bad-websocket-handshake"])
+        "bad-websocket-handshake", "config-changes-item-type", "create-inside-a-job", "job-inside-a-job",
+        "unknown-mode", "unknown-view", "duplicate-view", "unknown-view-type", "delete-primary-view",
+        "unknown-node", "unknown-credentials-store", "create-credentials"])
 def test_fake_refuses_what_jenkins_refuses(method, path, body, headers, status):
     import requests
 
@@ -287,3 +300,20 @@ def test_fake_builds_queues_and_reports_like_jenkins():
         server.build_job("rebuild-box")
         with pytest.raises(requests.HTTPError, match="405"):
             server.build_job("presentation")  # a multibranch project is not a buildable job
+
+
+def test_a_user_without_job_configure_can_neither_diff_nor_update(jenkins_server, jobs_dir, environ, capsys):
+    if not jenkins_server.reader:
+        pytest.skip("set PINOTAGE_TEST_JENKINS_READER_USER and _TOKEN to a user with Overall/Read, Job/Read only")
+    assert run(["jobs", "update", "--jobs-dir", str(jobs_dir)], jenkins_server.environ(environ), capsys)[0] == 0
+    (jobs_dir / "test.yaml").write_text((jobs_dir / "test.yaml").read_text().replace("--limit 3", "--limit 4"))
+    user, token = jenkins_server.reader
+    before = jenkins_server.posts()
+    for action in ("diff", "update"):
+        code, out, err = run(["jobs", action, "--jobs-dir", str(jobs_dir)],
+                             jenkins_server.environ(environ, token=token, user=user), capsys)
+        assert code == 1, err
+        assert "[403]" in err and "may configure jobs" in err, err
+        assert token not in out + err
+    if jenkins_server.fake:
+        assert jenkins_server.posts() == before, "a refused user's update sent a write"

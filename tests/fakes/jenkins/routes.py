@@ -22,7 +22,7 @@ def route(h, s: list[str], query: dict[str, list[str]]) -> None:
     if s[:1] == ["job"] or s[:1] == ["view"] or s in (["createItem"], ["createView"]):
         return item_routes.route(h, s, query, tree)
     if s[:1] == ["credentials"] or s[:2] == ["manage", "credentials"]:
-        store = s[2:] if s[0] == "credentials" else s[3:]
+        store = s[1:] if s[0] == "credentials" else s[2:]
         if store[:1] != ["store"] or len(store) < 2 or store[1] != "system":
             return h.error(404, "Not Found")
         return credentials(h, "system", store[2:], tree)

@@ -90,7 +90,8 @@ class FakeJenkins:
         return f"http://{host}:{port}"
 
     def start(self) -> "FakeJenkins":
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-jenkins", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-jenkins", daemon=True)
         self._thread.start()
         return self
 

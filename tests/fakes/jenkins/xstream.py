@@ -40,6 +40,9 @@ OWNERS = {
     "hudson.plugins.timestamper.": "timestamper",
     "org.jenkinsci.plugins.workflow.job.properties.": "workflow-job",
 }
+# Class name prefixes of Jenkins core: XStream writes no plugin attribute on these.
+CORE = ("hudson.model.", "hudson.tasks.", "hudson.scm.", "hudson.triggers.", "hudson.views.", "hudson.util.",
+        "hudson.slaves.", "jenkins.model.", "jenkins.triggers.")
 # Field order of the classes whose fields the double knows (superclass fields first, as XStream writes).
 FIELDS = {
     "hudson.model.FreeStyleProject": (
@@ -74,13 +77,16 @@ def class_of(element: ET.Element, *, root: bool = False) -> str:
         return element.attrib["class"]
     if root and element.tag in ROOT_CLASSES:
         return ROOT_CLASSES[element.tag]
-    return element.tag if "." in element.tag else ""
+    # an element name escapes a class name's "_" as "__" and "$" as "_-"
+    return element.tag.replace("_-", "$").replace("__", "_") if "." in element.tag else ""
 
 
-def owner_of(java_class: str) -> str:
-    """Return the plugin owning a class ("" for core or unknown)."""
+def owner_of(java_class: str) -> str | None:
+    """Return the plugin owning a class: "" for core, None for a class the double cannot place."""
     matches = [prefix for prefix in OWNERS if java_class.startswith(prefix)]
-    return OWNERS[max(matches, key=len)] if matches else ""
+    if matches:
+        return OWNERS[max(matches, key=len)]
+    return "" if java_class.startswith(CORE) or java_class in ROOT_CLASSES.values() else None
 
 
 def _write(element: ET.Element, depth: int, enclosing: str | None, plugins: Mapping[str, str],
@@ -88,7 +94,7 @@ def _write(element: ET.Element, depth: int, enclosing: str | None, plugins: Mapp
     java_class = class_of(element, root=depth == 0)
     owner = owner_of(java_class) if java_class else ""
     attributes = _attributes(element, owner, enclosing, plugins)
-    inner_owner = owner or (enclosing if not java_class else "")
+    inner_owner = (owner or "") if java_class else enclosing
     indent = "  " * depth
     children = _ordered(list(element), java_class)
     text = element.text or ""
@@ -106,7 +112,7 @@ def _write(element: ET.Element, depth: int, enclosing: str | None, plugins: Mapp
     lines.append(f"{indent}</{element.tag}>")
 
 
-def _attributes(element: ET.Element, owner: str, enclosing: str | None, plugins: Mapping[str, str]) -> str:
+def _attributes(element: ET.Element, owner: str | None, enclosing: str | None, plugins: Mapping[str, str]) -> str:
     attributes = dict(element.attrib)
     posted_plugin = attributes.pop("plugin", None)
     ordered = {}
@@ -117,7 +123,7 @@ def _attributes(element: ET.Element, owner: str, enclosing: str | None, plugins:
         pass  # a reference to an object written before: XStream runs no converter, so no plugin attribute
     elif owner and owner != enclosing and owner in plugins:
         ordered["plugin"] = f"{owner}@{plugins[owner]}"
-    elif not owner and posted_plugin and class_of(element):
+    elif owner is None and posted_plugin:
         # a class the double cannot place: keep what the client said about it
         name = posted_plugin.split("@", 1)[0]
         ordered["plugin"] = f"{name}@{plugins[name]}" if name in plugins else posted_plugin

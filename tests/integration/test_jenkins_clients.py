@@ -7,12 +7,14 @@ compare takes that round trip as no change while a real edit still shows.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from pipeline import jobs
 from tests.integration.jenkins_target import jenkins_target
@@ -131,6 +133,11 @@ def test_python_jenkins_folders(jenkins_server):
     assert [job["fullname"] for job in client.get_all_jobs(folder_depth=0)
             if job["fullname"].startswith(f"{prefix}outer")] == [f"{prefix}outer"]
     assert "three down" in client.get_job_config(f"{prefix}outer/inner/deep")
+    tree = client.jenkins_open(requests.Request("GET", f"{jenkins_server.url}/api/json?tree=jobs[name,jobs]"))
+    [outer] = [job for job in json.loads(tree)["jobs"] if job["name"] == f"{prefix}outer"]
+    assert outer["jobs"] == [{"_class": "com.cloudbees.hudson.plugins.folder.Folder"}]  # asked for no field of it
+    client.copy_job(f"{prefix}outer/inner/deep", f"{prefix}outer/inner/copy")
+    assert "three down" in client.get_job_config(f"{prefix}outer/inner/copy")
     assert client.get_job_info(f"{prefix}outer/inner/deep")["fullName"] == f"{prefix}outer/inner/deep"
     import jenkins
 
@@ -151,6 +158,10 @@ def test_python_jenkins_views(jenkins_server):
     assert client.view_exists(f"{prefix}v")
     assert f"<name>{prefix}v</name>" in client.get_view_config(f"{prefix}v")  # the name it was created under
     assert [job["name"] for job in client.get_jobs(view_name=f"{prefix}v")] == [f"{prefix}listed"]
+    client.create_view(f"{prefix}by-regex", f"<hudson.model.ListView><includeRegex>{prefix}list.*</includeRegex>"
+                                             f"</hudson.model.ListView>")
+    assert [job["name"] for job in client.get_jobs(view_name=f"{prefix}by-regex")] == [f"{prefix}listed"]
+    client.delete_view(f"{prefix}by-regex")
     client.reconfig_view(f"{prefix}v", view.replace("<description>d</description>", "<description>e</description>"))
     assert "<description>e</description>" in client.get_view_config(f"{prefix}v")
     client.delete_view(f"{prefix}v")

@@ -317,3 +317,25 @@ def test_a_user_without_job_configure_can_neither_diff_nor_update(jenkins_server
         assert token not in out + err
     if jenkins_server.fake:
         assert jenkins_server.posts() == before, "a refused user's update sent a write"
+
+
+def test_the_repository_jobs_survive_jenkins_saving_them(environ, capsys):
+    """jobs/ as Jenkins saves it (here at once, and again as from the UI): diff is clean, update writes nothing."""
+    token = "11" + secrets.token_hex(16)
+    with FakeJenkins(user="deployer", token=token, crumbs=True) as fake:
+        env = {**environ, "PINOTAGE_JENKINS_URL": fake.url, "PINOTAGE_JENKINS_USER": "deployer",
+               "PINOTAGE_JENKINS_TOKEN": token}
+        jobs_dir = str(ROOT / "jobs")
+        code, _, err = run(["jobs", "update", "--jobs-dir", jobs_dir], env, capsys)
+        assert code == 0, err
+        client = JenkinsClient(fake.url, "deployer", token)
+        for name in client.job_names():
+            live = client.job_config(name)
+            assert live.startswith("<?xml version='1.1' encoding='UTF-8'?>") and 'plugin="' in live
+            client.reconfigure(name, live.encode())  # saved again, as from the UI
+        fake.clear_requests()
+        code, out, err = run(["jobs", "diff", "--jobs-dir", jobs_dir], env, capsys)
+        assert code == 0, out
+        code, _, err = run(["jobs", "update", "--jobs-dir", jobs_dir], env, capsys)
+        assert code == 0 and summary(err)[:3] == (0, 0, 0), err
+        assert fake.writes() == []

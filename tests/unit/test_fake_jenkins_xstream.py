@@ -85,3 +85,8 @@ def test_the_order_of_a_list_is_a_change_the_order_of_fields_is_not():
     strings = b"<project><jobNames><string>a</string><string>b</string></jobNames></project>"
     assert jobs.compare(jobs.RenderedJob("p", strings), strings.replace(b">a<", b">c<").replace(b">b<", b">a<")
                         .replace(b">c<", b">b<").decode()).state == "changed"
+
+
+def test_saving_twice_changes_nothing():
+    once = saved_form(PIPELINE, PLUGINS)
+    assert saved_form(once, PLUGINS) == once

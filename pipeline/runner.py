@@ -377,10 +377,18 @@ def docker_client(environ: Mapping[str, str], *, trusted: bool):
     """
     import docker
 
+    from pipeline import engine_tls
+
+    settings = docker_environ(environ)
+    engine_tls.check_files(settings, environ)
     try:
-        client = docker.from_env(environment=docker_environ(environ), timeout=300)
+        if settings.get("DOCKER_TLS_VERIFY"):
+            client = engine_tls.connect(settings)
+        else:
+            client = docker.from_env(environment=settings, timeout=300)
         client.ping()
     except docker.errors.DockerException as e:
+        engine_tls.raise_if_handshake(e, settings)
         raise PinotageError(f"no Docker engine answers ({e})", hint="start dockerd, or set DOCKER_HOST") from e
     if not trusted:
         _forget_logins(client.api)

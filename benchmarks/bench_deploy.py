@@ -10,13 +10,11 @@ peer: none dropped, in every run, of at least 1,000 requests at 100 or more a se
 
 from __future__ import annotations
 
-import secrets
 import socket
 import sys
 import threading
 import time
 import urllib.parse
-from pathlib import Path
 
 from benchmarks import bench_run, measure
 
@@ -47,7 +45,7 @@ def measure_drops(bench: "bench_run.Bench", quick: bool) -> list[dict]:
     url = f"http://127.0.0.1:{env['host_port']}/"
     counts: dict[str, list[Counted]] = {"deploy": [], "rollback": []}
     for i in range(ROUNDS[quick]):
-        _commit_slide(bench.repo, i)
+        bench.commit_slide(i)
         with Client(url, RATE_PER_S["deploy"]) as client:
             bench.pinotage_run(env, expect="full")
         counts["deploy"].append(client.counted())
@@ -140,13 +138,6 @@ class Client:
             return type(e).__name__
         status = head.split(b"\r\n", 1)[0]
         return "" if status.startswith(b"HTTP/1.1 200 ") else (status.decode(errors="replace")[:40] or "no answer")
-
-
-def _commit_slide(repo: Path, serial: int) -> None:
-    deck = repo / "docker" / "presentation" / "slides" / "pinotage.md"
-    deck.write_text(deck.read_text() + f"\n---\n\n## Round {serial}\n\n{secrets.token_hex(8)}\n")
-    bench_run._git(["-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q", "-am",
-                    f"slide {serial}"])
 
 
 if __name__ == "__main__":

@@ -244,6 +244,15 @@ class Bench:
             raise RuntimeError(f"the cold run did not build and deploy:\n{out}")
         return sample, _last_phases(env)
 
+    def commit_slide(self, serial: int) -> str:
+        """Append a slide with a fresh marker to the repository's deck and commit it; return the marker."""
+        marker = f"slide-{serial}-{secrets.token_hex(6)}"
+        deck = self.repo / "docker" / "presentation" / "slides" / "pinotage.md"
+        deck.write_text(deck.read_text() + f"\n---\n\n## {marker}\n")
+        _git(["-C", str(self.repo), "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-q",
+              "-am", marker])
+        return marker
+
     def discard(self, env: dict) -> None:
         """Remove one environment's containers, image tags, registry and files."""
         if env not in self.environments:

@@ -33,7 +33,6 @@ from pipeline.state import Image
 Progress = Callable[[str], None]
 
 BUILD_TAIL_LINES = 15
-SMOKE_POLL_S = 0.25
 STOP_NOTICE_S = 1.0  # how long a dropped connection waits to see whether the container exited
 SMOKE_LABEL = "pinotage.smoke"
 HEALTH_DEFAULT_PATH = "/healthz"  # the Dockerfile serves it whatever image.health_path is
@@ -249,7 +248,7 @@ def first_slide(html: str) -> str:
 
 def _wait_healthy(container: Any, url: str, deadline_s: float) -> None:
     path = "/" + url.split("/", 3)[-1]
-    seen = probe.wait_healthy(container, url, deadline_s, poll_s=SMOKE_POLL_S)
+    seen = probe.wait_healthy(container, url, deadline_s)
     if seen.healthy:
         return
     if seen.exit_code is not None:
@@ -270,7 +269,7 @@ def _stopped_within(container: Any, wait_s: float) -> bool:
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(SMOKE_POLL_S)
+        time.sleep(probe.POLL_S)
 
 
 def _raise_stopped(container: Any, before: str) -> None:

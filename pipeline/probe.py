@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Callable
 
-POLL_S = 0.25
+POLL_S = 0.02  # a refused connection on loopback costs well under a millisecond
 REQUEST_TIMEOUT_S = 2
 BODY_LIMIT_BYTES = 2_000_000
 
@@ -54,16 +54,14 @@ def header(url: str, name: str, *, timeout_s: float = REQUEST_TIMEOUT_S) -> tupl
 
 def wait_healthy(container: Any, url: str, deadline_s: float, *, poll_s: float = POLL_S,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Probed:
-    """Poll url until it answers 200, the container stops or turns unhealthy, or deadline_s passes."""
+    """Poll url until it answers 200, the container stops or turns unhealthy, or deadline_s passes.
+
+    The URL is asked first: a healthy container costs one request and no engine call. Only an
+    answer other than 200 makes the engine say whether the container is still worth waiting for.
+    """
     started = clock()
     last = "no answer yet"
     while clock() - started < deadline_s:
-        container.reload()
-        state = container.attrs.get("State") or {}
-        if state.get("Status") in ("exited", "dead"):
-            return Probed(False, clock() - started, exit_code=state.get("ExitCode"), last=last)
-        if (state.get("Health") or {}).get("Status") == "unhealthy":
-            return Probed(False, clock() - started, unhealthy=True, last=last)
         try:
             status, _ = get(url)
         except OSError as e:
@@ -72,6 +70,12 @@ def wait_healthy(container: Any, url: str, deadline_s: float, *, poll_s: float =
             if status == 200:
                 return Probed(True, clock() - started, last="HTTP 200")
             last = f"HTTP {status}"
+        container.reload()
+        state = container.attrs.get("State") or {}
+        if state.get("Status") in ("exited", "dead"):
+            return Probed(False, clock() - started, exit_code=state.get("ExitCode"), last=last)
+        if (state.get("Health") or {}).get("Status") == "unhealthy":
+            return Probed(False, clock() - started, unhealthy=True, last=last)
         sleep(poll_s)
     return Probed(False, clock() - started, last=last)
 

@@ -32,7 +32,6 @@ from pipeline.targets import IsAncestor, Progress
 from pipeline.targets import front as front_module
 
 LABEL = "org.pinotage"  # label prefix on every container this target makes
-POLL_S = 0.25
 STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
 RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
@@ -170,6 +169,12 @@ class DockerTarget:
     def _pull(self, image: Image, progress: Progress) -> None:
         import docker
 
+        try:
+            self.client.images.get(image.pinned)
+            progress(f"{image.pinned} is on this engine already")  # a digest names the content: no pull needed
+            return
+        except docker.errors.ImageNotFound:
+            pass
         progress(f"pulling {image.pinned}")
         try:
             self.client.images.pull(image.pinned, auth_config=self._auth())
@@ -227,7 +232,7 @@ class DockerTarget:
         """Wait until the container answers its health path; fail fast when it exits or is unhealthy."""
         url = f"http://{RELEASE_HOST}:{port}{self.config.image.health_path}"
         deadline_s = self.config.deadlines.rollout_s
-        seen = probe.wait_healthy(container, url, deadline_s, poll_s=POLL_S)
+        seen = probe.wait_healthy(container, url, deadline_s)
         if seen.healthy:
             progress(f"{container.name} healthy after {seen.waited_s:.1f} s")
             return

@@ -27,7 +27,6 @@ RELEASE_HEADER = "X-Pinotage-Release"  # names the container that answered, so a
 SWITCH_DEADLINE_S = 10  # new workers answering after a reload
 DRAIN_DEADLINE_S = 15  # old workers gone; nginx itself ends them after SHUTDOWN_S
 SHUTDOWN_S = 10
-POLL_S = 0.02
 
 
 class FrontError(Exception):
@@ -172,7 +171,7 @@ class Front:
                 if answered == name:
                     return
                 last = f"HTTP {status} from {answered or 'something else'}"
-            time.sleep(POLL_S)
+            time.sleep(probe.POLL_S)
         raise FrontError(f"the front at {url} did not answer from {name} within "
                          f"{SWITCH_DEADLINE_S} s (last: {last}); its log: {_log(container)}")
 
@@ -189,7 +188,7 @@ def _wait_gone(container, workers: set[str]) -> None:
     while workers and time.monotonic() < deadline:
         if not workers & _workers(container):
             return
-        time.sleep(POLL_S)
+        time.sleep(probe.POLL_S)
 
 
 def _exited(container, host_ip: str, host_port: int) -> str:

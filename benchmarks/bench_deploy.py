@@ -30,12 +30,7 @@ ROWS = {"deploy": "requests dropped during a deploy (`pinotage run` of a new com
 
 def run(quick: bool) -> list[dict]:
     """Count dropped requests over deploys and rollbacks, alternately; return the two rows."""
-    try:
-        with bench_run.Bench() as bench:
-            return measure_drops(bench, quick)
-    except (measure.NotMeasurable, RuntimeError) as e:
-        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        return [measure.not_measured(ROWS[k], "requests", GOAL, why) for k in ("deploy", "rollback")]
+    return bench_run.with_bench(measure_drops, quick, [(ROWS[k], "requests", GOAL) for k in ("deploy", "rollback")])
 
 
 def measure_drops(bench: "bench_run.Bench", quick: bool) -> list[dict]:

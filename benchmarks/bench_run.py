@@ -52,14 +52,18 @@ RSS_GOAL = "< 150 MB (Docker engine excluded)"
 
 def run(quick: bool) -> list[dict]:
     """Measure the no-op run against a cold one, the overhead and the peak RSS; return the rows."""
+    return with_bench(measure_runs, quick, [(NOOP_ROW, "s", NOOP_GOAL), (OVERHEAD_ROW, "%", OVERHEAD_GOAL),
+                                             (RSS_ROW, "MB", RSS_GOAL)])
+
+
+def with_bench(measure_rows, quick: bool, rows: list[tuple[str, str, str]]) -> list[dict]:
+    """Call measure_rows(bench, quick) with a Bench; when it cannot measure, say why in each of rows."""
     try:
         with Bench() as bench:
-            return measure_runs(bench, quick)
+            return measure_rows(bench, quick)
     except (measure.NotMeasurable, RuntimeError) as e:
         why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        return [measure.not_measured(NOOP_ROW, "s", NOOP_GOAL, why),
-                measure.not_measured(OVERHEAD_ROW, "%", OVERHEAD_GOAL, why),
-                measure.not_measured(RSS_ROW, "MB", RSS_GOAL, why)]
+        return [measure.not_measured(name, unit, goal, why) for name, unit, goal in rows]
 
 
 def measure_runs(bench: "Bench", quick: bool) -> list[dict]:

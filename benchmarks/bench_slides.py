@@ -43,13 +43,7 @@ SHARE_GOAL = "≤ 5 %"
 
 def run(quick: bool) -> list[dict]:
     """Measure the slides-only change against its floor, and Pinotage's share; return the rows."""
-    try:
-        with bench_run.Bench() as bench:
-            return measure_change(bench, quick)
-    except (measure.NotMeasurable, RuntimeError) as e:
-        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        return [measure.not_measured(SERVED_ROW, "s", SERVED_GOAL, why),
-                measure.not_measured(SHARE_ROW, "%", SHARE_GOAL, why)]
+    return bench_run.with_bench(measure_change, quick, [(SERVED_ROW, "s", SERVED_GOAL), (SHARE_ROW, "%", SHARE_GOAL)])
 
 
 def measure_change(bench: "bench_run.Bench", quick: bool) -> list[dict]:

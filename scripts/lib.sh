@@ -22,13 +22,15 @@ install_packages() {
 # Create the virtualenv and install Pinotage into it; skipped while setup.cfg and the lock are
 # unchanged. Every dependency (all extras) comes from requirements.lock, each checked against its
 # hashes; Pinotage itself is then installed without dependencies and without build isolation (the
-# lock holds setuptools), so nothing unhashed is fetched.
+# lock holds setuptools), so nothing unhashed is fetched. As the lock holds every extra, one install
+# serves scripts/demo and scripts/test alike: the stamp names the files, not the extras asked for.
 ensure_venv() {
-  local extras=${1:-} stamp log
+  local extras=${1:-} stamp installed log
   stamp=$(cat "$PINOTAGE_ROOT/setup.cfg" "$PINOTAGE_ROOT/pyproject.toml" "$PINOTAGE_ROOT/requirements.lock" \
-          | sha256sum | cut -c1-16)${extras:+-$extras}
+          | sha256sum | cut -c1-16)
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  [ "$(cat "$VENV/.pinotage-installed" 2>/dev/null)" = "$stamp" ] && return 0
+  installed=$(cat "$VENV/.pinotage-installed" 2>/dev/null || true)
+  [ "${installed%%-*}" = "$stamp" ] && return 0  # an earlier stamp ended in -EXTRAS
   say "installing pinotage${extras:+[$extras]} into $VENV"
   log=$(mktemp)
   if ! { "$VENV/bin/pip" install -q --require-hashes -r "$PINOTAGE_ROOT/requirements.lock" &&

@@ -339,3 +339,26 @@ def test_the_repository_jobs_survive_jenkins_saving_them(environ, capsys):
         code, _, err = run(["jobs", "update", "--jobs-dir", jobs_dir], env, capsys)
         assert code == 0 and summary(err)[:3] == (0, 0, 0), err
         assert fake.writes() == []
+
+
+def test_the_seed_user_s_permissions_in_casc_are_enough_to_update(jobs_dir, environ, capsys):
+    """The pinotage-seed user, with exactly the matrix docker/jenkins/casc.yaml grants it, updates jobs."""
+    import yaml
+
+    from tests.fakes.jenkins import User
+
+    casc = yaml.safe_load((ROOT / "docker" / "jenkins" / "casc.yaml").read_text())
+    [granted] = [entry["user"]["permissions"] for entry in casc["jenkins"]["authorizationStrategy"]["globalMatrix"]
+                 ["entries"] if entry.get("user", {}).get("name") == "pinotage-seed"]
+    token = "11" + secrets.token_hex(16)
+    with FakeJenkins(users=[User("pinotage-seed", token, frozenset(granted))], crumbs=True) as fake:
+        env = {**environ, "PINOTAGE_JENKINS_URL": fake.url, "PINOTAGE_JENKINS_USER": "pinotage-seed",
+               "PINOTAGE_JENKINS_TOKEN": token}
+        old = jobs_dir / "old.yaml"
+        old.write_text("- job:\n    name: retired\n    builders: [{shell: 'pinotage history'}]\n")
+        assert run(["jobs", "update", "--jobs-dir", str(jobs_dir)], env, capsys)[0] == 0
+        old.unlink()
+        (jobs_dir / "test.yaml").write_text((jobs_dir / "test.yaml").read_text().replace("--limit 3", "--limit 4"))
+        code, _, err = run(["jobs", "update", "--jobs-dir", str(jobs_dir), "--delete-old"], env, capsys)
+        assert (code, summary(err)) == (0, (0, 1, 1, 2)), err
+        assert [r.status for r in fake.writes() if r.status >= 400] == []

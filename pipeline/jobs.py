@@ -27,6 +27,8 @@ from pipeline.errors import BadInput
 # Appended to every job's description: ``update --delete-old`` deletes only jobs carrying it.
 MANAGED_MARK = "<!-- managed by pinotage: jobs/ -->"
 
+# What Jenkins writes for a field it filled in on load: a Java primitive's or an empty list's default.
+FILLED_DEFAULTS = ("", "false", "0")
 # Root tags of jobs that build branches or pull requests of the repository.
 BRANCH_JOB_ROOTS = (
     "org.jenkinsci.plugins.workflow.multibranch.WorkflowMultiBranchProject",
@@ -372,7 +374,7 @@ def check_call(call: Call, parser: argparse.ArgumentParser) -> str:
 
 # --- compare ----------------------------------------------------------------
 
-def normalise(xml: str | bytes) -> list[str]:
+def normalise(xml: str | bytes, *, ours: bytes | None = None) -> list[str]:
     """Return a job config as canonical lines: no layout, no plugin attributes, fields in a stable order.
 
     Jenkins stores what it was sent but rewrites it whenever it saves the job
@@ -380,12 +382,16 @@ def normalise(xml: str | bytes) -> list[str]:
     ``plugin="name@version"`` on the objects a plugin owns, and each object's
     fields in its class's order. None of that is a change to the job. The
     order of a list (builders, publishers, string entries) is kept: it is one.
+    Given ``ours`` (the job as rendered), a field Jenkins filled in with a
+    default value because ours lacks it is left out too.
     """
     if isinstance(xml, str):
         xml = xml.encode("utf-8")
     # The declaration says nothing about the job (Jenkins writes version 1.1, JJB 1.0).
     xml = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", xml)
     root = ET.fromstring(xml)
+    if ours is not None:
+        _drop_filled_defaults(root, ET.fromstring(re.sub(rb"^\s*<\?xml[^>]*\?>", b"", ours)))
     lines: list[str] = []
     _canonical_lines(root, 0, lines)
     return lines
@@ -395,7 +401,7 @@ def compare(job: RenderedJob, live_xml: str | None) -> Drift:
     """Compare one rendered job with the live config (None: Jenkins has no such job)."""
     if live_xml is None:
         return Drift(job.name, "missing")
-    want, have = normalise(job.xml), normalise(live_xml)
+    want, have = normalise(job.xml), normalise(live_xml, ours=job.xml)
     if want == have:
         return Drift(job.name, "same")
     text = "\n".join(difflib.unified_diff(have, want, f"jenkins/{job.name}", f"jobs/{job.name}",
@@ -495,16 +501,40 @@ def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
     lines.append(f"{indent}</{element.tag}>")
 
 
-def _fields_sorted(children: list[ET.Element]) -> list[ET.Element]:
-    """Sort an object's fields by name; keep a list's items in their order.
+def _is_object(children: list[ET.Element]) -> bool:
+    """Tell an object's fields from a list's items.
 
     XStream writes an object's fields under their Java names (no dot, each once)
     and a list's items under their class names (dotted) or repeated tags.
     """
     tags = [child.tag for child in children]
-    if len(set(tags)) == len(tags) and not any("." in tag for tag in tags):
-        return sorted(children, key=lambda child: child.tag)
-    return children
+    return len(set(tags)) == len(tags) and not any("." in tag for tag in tags)
+
+
+def _fields_sorted(children: list[ET.Element]) -> list[ET.Element]:
+    """Sort an object's fields by name; keep a list's items in their order."""
+    return sorted(children, key=lambda child: child.tag) if _is_object(children) else children
+
+
+def _drop_filled_defaults(live: ET.Element, ours: ET.Element) -> None:
+    """Remove from live the fields Jenkins filled in on load because ours has none.
+
+    Jenkins gives a missing field its Java default (false, 0, an empty list) and
+    writes it on save; sending ours again would do the same, so it is no change.
+    A field holding anything else (``<disabled>true</disabled>``) is one.
+    """
+    children = list(live)
+    if _is_object(children):
+        for child in children:
+            counterpart = ours.find(child.tag)
+            if counterpart is not None:
+                _drop_filled_defaults(child, counterpart)
+            elif not len(child) and not child.attrib and (child.text or "").strip() in FILLED_DEFAULTS:
+                live.remove(child)
+        return
+    for child, counterpart in zip(children, list(ours)):
+        if child.tag == counterpart.tag:
+            _drop_filled_defaults(child, counterpart)
 
 
 def _escape(text: str) -> str:

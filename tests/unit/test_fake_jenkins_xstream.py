@@ -28,12 +28,14 @@ def test_saved_form_is_what_xstream_writes():
 <flow-definition plugin="workflow-job@1400.v7">
   <actions/>
   <description>ship it</description>
+  <keepDependencies>false</keepDependencies>
   <properties/>
   <definition class="org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition" plugin="workflow-cps@3894.v3">
     <script>sh &apos;echo &quot;a&quot; &amp;&amp; b&apos;&#xd;
 </script>
     <sandbox>true</sandbox>
   </definition>
+  <disabled>false</disabled>
 </flow-definition>"""
 
 
@@ -49,10 +51,11 @@ def test_saved_form_is_what_xstream_writes():
      '<owner class="org.jenkinsci.plugins.workflow.job.WorkflowJob" reference="../.."/>'),
     (b"<project><builders><hudson.tasks.Shell plugin='shell@1'><command>x</command></hudson.tasks.Shell></builders>"
      b"</project>", "<hudson.tasks.Shell>\n"),
-    (b"<project><zzz>kept</zzz><builders/><actions/></project>", "<actions/>\n  <builders/>\n  <zzz>kept</zzz>"),
+    (b"<project><zzz>kept</zzz><builders/><actions/></project>", "<builders/>\n  <zzz>kept</zzz>\n</project>"),
+    (b"<project><builders/><actions/></project>", "<project>\n  <actions/>\n  <keepDependencies>false"),
 ], ids=["empty-string-field-open-and-closed", "plugin-on-a-plugin-class-not-on-its-own-children",
         "plugin-version-filled-in", "no-plugin-on-a-reference", "core-class-loses-a-posted-plugin",
-        "known-fields-in-class-order-unknown-after"])
+        "unknown-fields-after-known-ones", "known-fields-in-class-order-primitives-filled-in"])
 def test_saved_form_details(xml, expected):
     assert expected in saved_form(xml, PLUGINS)
 
@@ -90,3 +93,14 @@ def test_the_order_of_a_list_is_a_change_the_order_of_fields_is_not():
 def test_saving_twice_changes_nothing():
     once = saved_form(PIPELINE, PLUGINS)
     assert saved_form(once, PLUGINS) == once
+
+
+@pytest.mark.parametrize("live_edit, state", [
+    (lambda x: x, "same"),
+    (lambda x: x.replace("<disabled>false</disabled>", "<disabled>true</disabled>"), "changed"),
+], ids=["filled-in-default", "disabled-in-the-ui"])
+def test_a_field_jenkins_fills_in_on_load_is_no_change(live_edit, state):
+    sent = b"<flow-definition><description>d</description></flow-definition>"
+    live = saved_form(sent, PLUGINS)
+    assert "<keepDependencies>false</keepDependencies>" in live and "<disabled>false</disabled>" in live
+    assert jobs.compare(jobs.RenderedJob("p", sent), live_edit(live)).state == state

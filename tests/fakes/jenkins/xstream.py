@@ -54,6 +54,13 @@ FIELDS = {
         "actions", "description", "displayName", "logRotator", "keepDependencies", "properties", "definition",
         "triggers", "quietPeriod", "authToken", "disabled"),
 }
+# The Java primitive fields of those classes: one missing from a posted config.xml loads as its
+# default, and XStream writes every primitive, so it appears on save.
+PRIMITIVES = {
+    "hudson.model.FreeStyleProject": ("keepDependencies", "canRoam", "disabled", "blockBuildWhenDownstreamBuilding",
+                                      "blockBuildWhenUpstreamBuilding", "concurrentBuild"),
+    "org.jenkinsci.plugins.workflow.job.WorkflowJob": ("keepDependencies", "disabled"),
+}
 # Elements holding a Java String: empty, XStream writes them open and closed.
 STRING_FIELDS = {"description", "displayName", "command", "script", "scriptPath", "name", "defaultValue",
                  "credentialsId", "remote", "url", "repoOwner", "repository", "id", "assignedNode",
@@ -96,7 +103,8 @@ def _write(element: ET.Element, depth: int, enclosing: str | None, plugins: Mapp
     attributes = _attributes(element, owner, enclosing, plugins)
     inner_owner = (owner or "") if java_class else enclosing
     indent = "  " * depth
-    children = _ordered(list(element), java_class)
+    # a reference to an object written before carries no fields of its own
+    children = _ordered(list(element), java_class) if "reference" not in element.attrib else list(element)
     text = element.text or ""
     if not children:
         if text:
@@ -135,8 +143,16 @@ def _ordered(children: list[ET.Element], java_class: str) -> list[ET.Element]:
     order = FIELDS.get(java_class)
     if not order:
         return children
+    present = {c.tag for c in children}
+    children = children + [_false(tag) for tag in PRIMITIVES.get(java_class, ()) if tag not in present]
     known = sorted((c for c in children if c.tag in order), key=lambda c: order.index(c.tag))
     return known + [c for c in children if c.tag not in order]
+
+
+def _false(tag: str) -> ET.Element:
+    element = ET.Element(tag)
+    element.text = "false"
+    return element
 
 
 def _escape(text: str) -> str:

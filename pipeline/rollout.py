@@ -12,11 +12,13 @@ The rules are ``kubectl rollout status``'s (its ``DeploymentStatusViewer``), in 
    replicas than updated ones: wait;
 4. otherwise: done.
 
-Two additions. A Deployment that asks for zero replicas never passes, because zero pods prove
-nothing. And the new ReplicaSet's pods are read for states that will not heal by themselves
-(``ErrImagePull``, ``ImagePullBackOff``, ``CrashLoopBackOff``, ``CreateContainerConfigError``…,
-or ``Unschedulable`` for longer than a grace period), so a broken release fails in seconds
-rather than at the progress deadline.
+Three additions. A Deployment that asks for zero replicas never passes, because zero pods prove
+nothing. A ``ReplicaFailure`` condition saying Pod Security refused the pods fails at once: no
+pod of that template will ever be admitted. And the new ReplicaSet's pods are read for states
+that will not heal by themselves (``ErrImagePull``, ``ImagePullBackOff``, ``CrashLoopBackOff``,
+``CreateContainerConfigError``…, ``Unschedulable`` for longer than a grace period, or a container
+that has run past its own startup and readiness probes' failure budgets without becoming ready),
+so a broken release fails in seconds rather than at the progress deadline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from typing import Any, Iterable, Union
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 DEADLINE_REASON = "ProgressDeadlineExceeded"
 UNSCHEDULABLE_GRACE_S = 60.0
+NOT_READY_SLACK_S = 5.0  # past the probes' own budget: clock skew between the node and us, one probe's latency
+REFUSED_FOR_GOOD = ("violates PodSecurity",)  # admission refusals no retry of the same template can pass
 
 # waiting reasons that only a new release (or an operator) can clear
 POD_FAILURE_REASONS = (
@@ -73,6 +77,10 @@ def verdict(deployment: Object, replica_sets: Iterable[Object] = (), pods: Itera
     progressing = condition(status, "Progressing")
     if progressing and progressing.get("reason") == DEADLINE_REASON:
         return Failed(DEADLINE_REASON, f'deployment "{name}" exceeded its progress deadline')
+    failure = condition(status, "ReplicaFailure")
+    if failure and failure.get("status") == "True" and any(r in failure.get("message", "") for r in REFUSED_FOR_GOOD):
+        return Failed(failure.get("reason") or "ReplicaFailure", f'deployment "{name}" cannot create its pods: '
+                                                                 f'{failure.get("message")}')
     wanted = spec.get("replicas", 1)
     if wanted == 0:
         return Failed("ZeroReplicas", f'deployment "{name}" asks for 0 replicas; zero pods prove nothing')
@@ -150,12 +158,42 @@ def pod_failure(pod: Object, *, now: datetime, unschedulable_grace_s: float = UN
             detail = f": {waiting['message']}" if waiting.get("message") else ""
             return Failed(waiting["reason"], f"pod {name} container {container.get('name')}: "
                                              f"{waiting['reason']}{detail}")
+    never_ready = _never_ready(pod, now)
+    if never_ready is not None:
+        return never_ready
     scheduled = condition(status, "PodScheduled")
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         since = parse_time(scheduled.get("lastTransitionTime"))
         if since is not None and (now - since).total_seconds() >= unschedulable_grace_s:
             return Failed("Unschedulable", f"pod {name} unschedulable for {unschedulable_grace_s:.0f} s: "
                                            f"{scheduled.get('message', '')}".rstrip(": "))
+    return None
+
+
+def probe_budget_s(probe: Object | None) -> float:
+    """Return how long a probe may fail before the kubelet acts: delay + period × failures + timeout."""
+    if not probe:
+        return 0.0
+    return (probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+            + probe.get("timeoutSeconds", 1))
+
+
+def _never_ready(pod: Object, now: datetime) -> Failed | None:
+    """Fail a container that has run past its startup and readiness probes' budgets and is still not ready."""
+    containers = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or ()}
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        spec = containers.get(status.get("name")) or {}
+        running = (status.get("state") or {}).get("running") or {}
+        started = parse_time(running.get("startedAt"))
+        if status.get("ready") or started is None or not spec.get("readinessProbe"):
+            continue
+        budget = probe_budget_s(spec.get("startupProbe")) + probe_budget_s(spec["readinessProbe"])
+        ran = (now - started).total_seconds()
+        if ran > budget + NOT_READY_SLACK_S:
+            return Failed("NotReady", f"pod {pod['metadata']['name']} container {status.get('name')}: running "
+                                      f"{ran:.0f} s and never ready: its readiness probe has not passed within its "
+                                      f"budget ({budget:g} s, startup and readiness probes' delay + period x "
+                                      f"failureThreshold + timeout)")
     return None
 
 

@@ -2,7 +2,8 @@
 
 With PINOTAGE_TEST_KUBECONFIG set (an admin kubeconfig) the same tests run against that cluster;
 then PINOTAGE_TEST_KUBE_IMAGES names two or more images by digest that serve /healthz on 8080
-as a non-root user, and PINOTAGE_TEST_KUBE_CRASH_IMAGE (optional) one that exits at once.
+as a non-root user, PINOTAGE_TEST_KUBE_CRASH_IMAGE (optional) one that exits at once, and
+PINOTAGE_TEST_KUBE_UNREADY_IMAGE (optional) one that runs but never answers /healthz.
 Otherwise the fake runs on loopback and decides image existence by asking the test registry.
 
 Every test gets a fresh namespace holding k8s/presentation/rbac.yaml, and deploys as the
@@ -60,6 +61,7 @@ class Cluster:
     ca_file: str | None
     registry_url: str = ""  # the registry the images are in, and its login: the pull secret's
     registry_env: dict = dataclasses.field(default_factory=dict)
+    unready: Callable[[], str | None] = lambda: None  # -> an image whose pods run but never become ready
 
 
 def _push_tiny_image(registry, repository: str, label: str) -> str:
@@ -98,8 +100,10 @@ def cluster(tmp_path_factory, request):
         if len(refs) < 3:
             need("images for the real cluster", "PINOTAGE_TEST_KUBE_IMAGES must list three images by digest")
         crash = os.environ.get("PINOTAGE_TEST_KUBE_CRASH_IMAGE") or None
+        unready = os.environ.get("PINOTAGE_TEST_KUBE_UNREADY_IMAGE") or None
         yield Cluster(admin, lambda n: refs[n % len(refs)], refs[0].split("@")[0] + "@sha256:" + "0" * 64,
-                      lambda: crash, None, admin.configuration.host, admin.configuration.ssl_ca_cert)
+                      lambda: crash, None, admin.configuration.host, admin.configuration.ssl_ca_cert,
+                      unready=lambda: unready)
         return
 
     from tests.fakes.kube import FakeKube, registry_lookup
@@ -123,10 +127,16 @@ def cluster(tmp_path_factory, request):
         fake.crash_images.add(ref)
         return ref
 
+    def unready() -> str:
+        ref = image(98)
+        fake.unready_images.add(ref)
+        return ref
+
     try:
         yield Cluster(admin, image, f"{registry.url}/{repository}@sha256:{'0' * 64}", crash, fake, fake.url, None,
                       registry.url, {"PINOTAGE_REGISTRY_USER": registry.user,
-                                     "PINOTAGE_REGISTRY_PASSWORD": registry.password, "HOME": "/nonexistent"})
+                                     "PINOTAGE_REGISTRY_PASSWORD": registry.password, "HOME": "/nonexistent"},
+                      unready=unready)
     finally:
         import requests
 

@@ -108,3 +108,56 @@ def test_failure_names_the_pod_and_the_registry_message():
     result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD],
                      [pod("rs-new", waiting="ErrImagePull", message="manifest unknown")], now=NOW)
     assert result.message == "pod rs-new-pod container presentation: ErrImagePull: manifest unknown"
+
+
+PROBES = {"startupProbe": {"periodSeconds": 2, "failureThreshold": 30, "timeoutSeconds": 1},  # 61 s
+          "readinessProbe": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 1}}  # 11 s
+
+
+def running_pod(owner, *, ran_s, ready=False, probes=PROBES):
+    status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+              "containerStatuses": [{"name": "presentation", "ready": ready, "restartCount": 0, "started": True,
+                                     "state": {"running": {"startedAt": _stamp(ran_s)}}}]}
+    return {"metadata": {"name": f"{owner}-pod", "ownerReferences": [{"kind": "ReplicaSet", "uid": owner,
+                                                                       "controller": True}]},
+            "spec": {"containers": [{"name": "presentation", **probes}]}, "status": status}
+
+
+def refused(message):
+    dep = deployment(updated=0, total=2, available=2)
+    dep["status"]["conditions"].append({"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                        "message": message})
+    return dep
+
+
+PSA = ('pods "presentation-abc-x1" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true '
+       '(pod or container "presentation" must set securityContext.runAsNonRoot=true)')
+
+MORE_CASES = [
+    ("never-ready-past-probe-budget", [running_pod("rs-new", ran_s=78)], Failed, "NotReady"),
+    ("not-ready-within-probe-budget", [running_pod("rs-new", ran_s=70)], Waiting, "1 out of 2"),
+    ("ready-pod-is-fine", [running_pod("rs-new", ran_s=500, ready=True)], Waiting, "1 out of 2"),
+    ("no-readiness-probe-no-rule", [running_pod("rs-new", ran_s=500, probes={})], Waiting, "1 out of 2"),
+]
+
+
+@pytest.mark.parametrize("pods, kind, expected", [c[1:] for c in MORE_CASES], ids=[c[0] for c in MORE_CASES])
+def test_never_ready_rule(pods, kind, expected):
+    result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], pods, now=NOW)
+    assert type(result) is kind, result
+    assert expected in (result.reason if isinstance(result, Failed) else result.message)
+
+
+def test_never_ready_names_the_pod_and_the_probe_budget():
+    result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], [running_pod("rs-new", ran_s=80)],
+                     now=NOW)
+    assert result.message.startswith("pod rs-new-pod container presentation: running 80 s and never ready: "
+                                     "its readiness probe has not passed within its budget (72 s")
+
+
+def test_pod_security_refusal_fails_at_once_and_quota_waits():
+    result = verdict(refused(PSA), [NEW, OLD], [], now=NOW)
+    assert (type(result), result.reason) == (Failed, "FailedCreate")
+    assert result.message == f'deployment "presentation" cannot create its pods: {PSA}'
+    quota = refused('pods "presentation-abc-x1" is forbidden: exceeded quota: pods, requested: pods=1')
+    assert isinstance(verdict(quota, [NEW, OLD], [], now=NOW), Waiting)

@@ -114,6 +114,10 @@ ANSWERS = [
      "application/json", 400, "BadRequest"),
     ("delete-collection-refused", "DELETE", "/api/v1/namespaces/default/pods", None, "application/json", 405,
      "MethodNotAllowed"),
+    ("post-to-a-name-refused", "POST", "/api/v1/namespaces/default/configmaps/x",
+     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "application/json", 405, "MethodNotAllowed"),
+    ("dry-run-value-unsupported", "POST", "/api/v1/namespaces/default/configmaps?dryRun=Some",
+     {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, "application/json", 422, "Invalid"),
 ]
 
 
@@ -167,3 +171,36 @@ def test_watch_resumes_from_a_resource_version(server):
             break
     assert seen == [("MODIFIED", "1"), ("MODIFIED", "2"), ("DELETED", "2")]
     api.close()
+
+
+def test_protobuf_is_read_only_for_access_reviews_and_token_requests(server):
+    """kubectl's typed clients send protobuf; the fake reads the two kinds kubectl needs and refuses others."""
+    kubeconfig, fake = server
+    if fake is None:
+        pytest.skip("a real API server reads every protobuf body")
+
+    def field(number: int, payload: bytes) -> bytes:
+        return bytes([number << 3 | 2, len(payload)]) + payload
+
+    def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+        return b"k8s\x00" + field(1, field(1, api_version.encode()) + field(2, kind.encode())) + field(2, raw)
+
+    token = yaml.safe_load(open(kubeconfig))["users"][0]["user"]["token"]
+
+    def post(path: str, body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(fake.url + path, data=body, method="POST", headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/vnd.kubernetes.protobuf"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    attributes = field(2, b"get") + field(3, b"apps") + field(5, b"deployments") + field(1, b"default")
+    code, review = post("/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                        envelope("authorization.k8s.io/v1", "SelfSubjectAccessReview", field(2, field(1, attributes))))
+    assert (code, review["status"]["allowed"], review["spec"]["resourceAttributes"]["resource"]) == (
+        201, True, "deployments")
+    code, refused = post("/api/v1/namespaces/default/configmaps",
+                         envelope("v1", "ConfigMap", field(1, field(1, b"x"))))
+    assert (code, refused["reason"]) == (415, "UnsupportedMediaType")

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pipeline.config import tool_environ
 from pipeline.errors import BadInput, PinotageError
 from pipeline.shell import SubprocessShell
 
@@ -170,7 +171,7 @@ def audit_python(lock_path: Path, environ: Mapping[str, str]) -> list[Finding]:
     """Audit the hash-locked Python requirements with pip-audit against PyPI's advisories."""
     if not lock_path.is_file():
         raise BadInput(f"{lock_path}: no such requirements lock", hint="see docs/supply-chain.md to generate it")
-    done = SubprocessShell(env=dict(environ)).run(
+    done = SubprocessShell(env=tool_environ(environ)).run(
         [sys.executable, "-m", "pip_audit", "--requirement", str(lock_path), "--require-hashes", "--disable-pip",
          "--vulnerability-service", "pypi", "--format", "json", "--progress-spinner", "off"],
         timeout_s=PIP_AUDIT_TIMEOUT_S, check=False)
@@ -196,7 +197,7 @@ def run(app_dir: Path, python_lock: Path | None, environ: Mapping[str, str]) -> 
 
 def _npm_environ(environ: Mapping[str, str], work: str) -> dict[str, str]:
     """Pass the environment on (the registry, proxy and CA settings npm reads) with a cache of its own."""
-    env = dict(environ)
+    env = tool_environ(environ)
     env.setdefault("npm_config_cache", os.path.join(work, ".npm"))
     env["npm_config_update_notifier"] = "false"
     env["npm_config_fund"] = "false"

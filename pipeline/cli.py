@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("history", _history, "print the deploy ledger")
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument("--limit", type=int, default=20, help="newest N records (default: %(default)s)")
+    sub.add_argument("--package", metavar="NAME[@VERSION]",
+                     help="only the deploys whose image shipped this npm package (at this version)")
+
+    sub = add("sbom", _sbom, "print or save the SBOM of a deployed revision (default: the newest deploy)")
+    sub.add_argument("revision", nargs="?", metavar="REVISION", help="the target's revision, or a commit (7+ hex)")
+    sub.add_argument("-o", "--output", metavar="FILE", help="save it to FILE instead of printing it")
 
     sub = add("status", _status, "report a commit status to GitHub (needs PINOTAGE_GITHUB_TOKEN)")
     sub.add_argument("state_name", nargs="?", choices=("pending", "success", "failure", "error"), metavar="STATE")
@@ -290,14 +296,33 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.limit < 1:
         raise BadInput(f"--limit: expected a number above 0, got {args.limit}")
     config = load_config(args, environ)
-    records = runner.make_target(config, environ, print_progress).ledger().records()[-args.limit:]
+    records = runner.make_target(config, environ, print_progress).ledger().records()
+    if args.package:
+        from pipeline import sbom
+
+        name, version = sbom.parse_package(args.package)
+        records = [r for r in records if sbom.ships(r.packages, name, version)]
+    records = records[-args.limit:]
     if args.json:
         print(json.dumps([ledger.record_to_json(r) for r in records], indent=2))
     elif not records:
-        print("no deploys recorded yet")
+        print(f"no deploy shipped {args.package}" if args.package else "no deploys recorded yet")
     else:
         for line in ledger.table(records):
             print(line)
+    return 0
+
+
+def _sbom(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import runner, sbom
+    from pipeline.shell import print_progress
+
+    config = load_config(args, environ)
+    record = sbom.pick(runner.make_target(config, environ, print_progress).ledger().records(), args.revision)
+    sbom.write_out(sbom.load(config, record.sbom), args.output)
+    if args.output:
+        print(f"sbom:     {record.sbom} of {record.commit[:12]} (revision {record.revision or '-'})"
+              f" saved to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -163,6 +163,14 @@ class Config:
         return f"{self.registry.url}/{self.image.repository}" if self.registry.url else self.image.repository
 
 
+def tool_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the environment for an external tool (npm, pip-audit): all but Pinotage's settings and secrets.
+
+    Only the names are looked at before one is dropped: a secret's value is never read.
+    """
+    return {key: environ[key] for key in environ if not key.startswith(ENV_PREFIX) and key not in SECRETS.values()}
+
+
 def secret(name: str, environ: Mapping[str, str]) -> str | None:
     """Read one secret from the environment, at the moment a phase needs it."""
     from pipeline import redact

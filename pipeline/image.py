@@ -105,7 +105,7 @@ def find_pushed(config: Any, context: Any, credentials: Any, *, progress: Progre
 
 # --- build -----------------------------------------------------------------
 
-def build_args(config: Any, context: Any, *, created: str = "") -> dict[str, str]:
+def build_args(config: Any, context: Any, *, created: str = "", sbom_digest: str = "") -> dict[str, str]:
     """Return the Dockerfile's build arguments: base images, labels, health path. Never a secret."""
     args = {
         "REVISION": context.commit + ("-dirty" if context.dirty else ""),
@@ -117,12 +117,17 @@ def build_args(config: Any, context: Any, *, created: str = "") -> dict[str, str
         args["BUILD_BASE"] = config.image.build_base
     if config.image.final_base:
         args["FINAL_BASE"] = config.image.final_base
+    if sbom_digest:
+        args["SBOM_DIGEST"] = sbom_digest
     return args
 
 
 def build(client: Any, config: Any, context: Any, *, progress: Progress = _quiet,
-          created: str = "") -> Image:
-    """Build the image through the engine, streaming its lines; tag it with every tag."""
+          created: str = "", sbom: Any = None) -> Image:
+    """Build the image through the engine, streaming its lines; tag it with every tag.
+
+    ``sbom`` (a ``pipeline.sbom.Sbom``) is the app's SBOM: its digest becomes the image's label.
+    """
     import docker.errors
 
     tags = tags_for(context, config)
@@ -133,14 +138,16 @@ def build(client: Any, config: Any, context: Any, *, progress: Progress = _quiet
                        hint="image.context is relative to the folder of pinotage.yaml")
     try:
         events = client.api.build(path=str(folder), dockerfile=config.image.dockerfile, tag=f"{name}:{tags[0]}",
-                                  buildargs=build_args(config, context, created=created),
+                                  buildargs=build_args(config, context, created=created,
+                                                       sbom_digest=sbom.digest if sbom else ""),
                                   rm=True, forcerm=True, pull=False, decode=True)
         image_id = read_build_stream(events, progress=progress, deadline_s=config.deadlines.build_s)
         for tag in tags[1:]:
             client.api.tag(image_id, name, tag)
     except docker.errors.APIError as e:
         raise BuildFailed(f"the engine refused the build: {e.explanation or e}") from e
-    return Image(name=name, tag=tags[0], tags=tags, commit=context.commit, built=True)
+    return Image(name=name, tag=tags[0], tags=tags, commit=context.commit, built=True,
+                 sbom=sbom.digest if sbom else "", packages=sbom.packages if sbom else ())
 
 
 def read_build_stream(events: Iterable[Mapping[str, Any]], *, progress: Progress = _quiet,

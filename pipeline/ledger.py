@@ -46,6 +46,8 @@ class Record:
     phases_s: dict[str, float] = dataclasses.field(default_factory=dict)  # phase -> duration
     message: str = ""
     revision: str = ""  # the target's revision of what serves after the attempt ("" when unknown)
+    sbom: str = ""  # the digest of the image's SBOM (pipeline/sbom.py); "" when the build did not write one
+    packages: tuple[str, ...] = ()  # "name@version" of the npm packages the image ships
 
 
 class Ledger(Protocol):

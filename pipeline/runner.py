@@ -110,6 +110,7 @@ class Services:
     report_status: Callable[[str, str], None] | None  # (state, description); None: no status
     is_ancestor: IsAncestor
     phases: Any  # the image phases: pipeline.image, or a double in tests
+    make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
     _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def client(self) -> Any:
@@ -187,7 +188,12 @@ def build_stage(config: config_module.Config, context: BuildContext, services: S
     """Build this commit's image, unless ``found`` (the lookup's answer) is it: then return that."""
     if in_registry(found) and found.commit == context.commit:
         return found
-    return services.phases.build(services.client(), config, context, progress=progress)
+    client = services.client()  # no engine: nothing else is worth doing
+    if services.make_sbom is None:
+        return services.phases.build(client, config, context, progress=progress)
+    sbom = services.make_sbom()
+    progress(f"sbom: {len(sbom.packages)} shipped packages, {sbom.digest} ({sbom.path})")
+    return services.phases.build(client, config, context, progress=progress, sbom=sbom)
 
 
 def smoke_stage(config: config_module.Config, image: Image, services: Services, *,
@@ -306,7 +312,8 @@ def _attempt(config, target, timer: Timer, phase: str, act: Callable[[], Deploym
             app=config.app, commit=tried.commit if tried else "", image=_pinned(tried.image) if tried else "",
             target=target.name, build_url=tried.build_url if tried else "", started_at=started,
             finished_at=ledger.now(), outcome=outcome, phases_s=dict(timer.phases_s),
-            message="; ".join(part for part in (note, message) if part), revision=revision)
+            message="; ".join(part for part in (note, message) if part), revision=revision,
+            sbom=tried.image.sbom if tried else "", packages=tried.image.packages if tried else ())
         target.ledger().append(entry)
         return entry
 
@@ -366,7 +373,14 @@ def services_for(config: config_module.Config, plan: Plan, context: BuildContext
         report_status=_github_reporter(config, context, environ, say) if "status" in plan else None,
         is_ancestor=_git_ancestry(cwd),
         phases=_image_phases(),
+        make_sbom=lambda: _write_sbom(config, environ),
     )
+
+
+def _write_sbom(config: config_module.Config, environ: Mapping[str, str]):
+    from pipeline import sbom
+
+    return sbom.generate(config, environ)
 
 
 def docker_client(environ: Mapping[str, str], *, trusted: bool):

@@ -33,6 +33,8 @@ class Image:
     digest: str = ""  # "sha256:…", known once the registry holds it
     commit: str = ""
     built: bool = True  # False when the registry already had it and the build was skipped
+    sbom: str = ""  # the digest of the app's SBOM the build wrote (pipeline/sbom.py); "" when unknown
+    packages: tuple[str, ...] = ()  # "name@version" of the npm packages the image ships, from that SBOM
 
     @property
     def ref(self) -> str:

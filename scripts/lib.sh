@@ -43,6 +43,17 @@ ensure_venv() {
   echo "$stamp" > "$VENV/.pinotage-installed"
 }
 
+# Install the CycloneDX SBOM tool the build runs (pipeline/sbom.py) under tools/cyclonedx, from
+# its committed lockfile; skipped while that lockfile is unchanged.
+ensure_sbom_tool() {
+  local dir=$PINOTAGE_ROOT/tools/cyclonedx stamp
+  stamp=$(sha256sum "$dir/package-lock.json" | cut -c1-16)
+  [ "$(cat "$dir/node_modules/.pinotage-installed" 2>/dev/null)" = "$stamp" ] && return 0
+  say "installing the CycloneDX SBOM tool into $dir"
+  npm ci --prefix "$dir" --no-audit --no-fund --ignore-scripts --loglevel=error >&2
+  echo "$stamp" > "$dir/node_modules/.pinotage-installed"
+}
+
 # Start dockerd when no engine answers, and wait until it does.
 start_dockerd() {
   docker info >/dev/null 2>&1 && return 0

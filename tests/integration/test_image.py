@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli, config as config_module, image as phases, runner
+from pipeline import cli, config as config_module, image as phases, runner, sbom
 from pipeline.context import BuildContext, plan_for
 from pipeline.errors import AuthError, PushFailed, SmokeFailed
 from pipeline.registry import Credentials, RegistryClient
@@ -88,6 +88,11 @@ def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_cl
     docker_cleanup["images"].extend(f"{built['name']}:{tag}" for tag in built["tags"])
     assert built["built"] is True and built["tag"] == context.commit
     assert "Step " in err  # build lines streamed as progress
+    # The build wrote the app's SBOM, and the image carries its digest as a label.
+    labels = docker_client.images.get(f"{built['name']}:{built['tag']}").labels
+    assert built["sbom"].startswith("sha256:") and labels[sbom.SBOM_LABEL] == built["sbom"]
+    assert sbom.digest_of(sbom.load(load(env), built["sbom"])) == built["sbom"]
+    assert "http-server@" in " ".join(built["packages"])
 
     code, out, err = pinotage(["smoke", "--state", str(state)], env, capsys)
     assert code == 0, err

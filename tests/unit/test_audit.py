@@ -99,3 +99,12 @@ def test_audit_settings_are_checked(tmp_path, override, problem):
 def test_audit_defaults():
     settings = config_module.load(environ={}, cwd="/").audit
     assert (settings.fail_on, settings.unreachable, settings.python_lock) == ("high", "fail", "requirements.lock")
+
+
+def test_tools_get_no_pinotage_setting_and_no_secret_is_read():
+    from tests.unit.test_runner_cli import SecretTrap
+
+    environ = SecretTrap({"PATH": "/usr/bin", "npm_config_registry": "http://127.0.0.1:9/",
+                          "PINOTAGE_REGISTRY_PASSWORD": "never-read", "PINOTAGE_GITHUB_TOKEN": "never-read",
+                          "PINOTAGE_DEPLOY_TARGET": "docker"})
+    assert config_module.tool_environ(environ) == {"PATH": "/usr/bin", "npm_config_registry": "http://127.0.0.1:9/"}

@@ -14,6 +14,7 @@ from pipeline import config as config_module
 from pipeline import context as ctx
 from pipeline import runner
 from pipeline.errors import DeployFailed, DeployRefused, PinotageError
+from pipeline.sbom import Sbom
 from pipeline.state import Deployment, Image, Release
 
 COMMIT = "a" * 40
@@ -351,3 +352,29 @@ def test_the_jenkins_stages_one_at_a_time_decide_as_run_does(event, in_registry,
     assert (image, smoked, pushed) == {"built-and-pushed": (PUSHED, True, True),
                                        "found-and-skipped": (in_registry, False, False),
                                        "built-not-pushed": (BUILT, True, False)}[outcome]
+
+
+def test_the_build_gets_the_sbom_and_the_ledger_record_keeps_it():
+    calls = []
+    made = Sbom(digest="sha256:" + "5" * 64, path="/state/sbom/5.cdx.json", packages=("http-server@14.1.1",))
+
+    class PhasesWithSbom(Phases):
+        def build(self, client, config, context, *, progress, sbom):
+            assert sbom is made
+            self.calls.append("build")
+            return dataclasses.replace(BUILT, sbom=sbom.digest, packages=sbom.packages)
+
+    class AnyImageTarget(Target):
+        def deploy(self, release, *, is_ancestor, progress):
+            self.calls.append("deploy")
+            return Deployment(target="docker", revision="7", release=release)
+
+    target = AnyImageTarget(calls)
+    context, plan, services = make("default-branch", calls, phases=PhasesWithSbom(calls), target=target)
+    services.make_sbom = lambda: calls.append("sbom") or made
+    built = runner.build_stage(config_module.Config(), context, services, progress=lambda line: None)
+    assert calls == ["sbom", "build"] and built.sbom == made.digest
+    runner.deploy(config_module.Config(), context, dataclasses.replace(built, digest=PUSHED.digest), services,
+                  say=lambda line: None, progress=lambda line: None)
+    [record] = target.store
+    assert (record.sbom, record.packages) == (made.digest, ("http-server@14.1.1",))

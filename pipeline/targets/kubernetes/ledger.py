@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from pipeline.errors import ClusterError
-from pipeline.ledger import Record
+from pipeline.ledger import Record, record_from_json
 from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, cluster_error, read_or_none
 
 LEDGER_KEY = "records.json"
@@ -22,7 +22,7 @@ class ClusterLedger:
     def records(self) -> list[Record]:
         """Return every record, oldest first."""
         found = self._get()
-        return [Record(**item) for item in _parse(found)] if found else []
+        return [record_from_json(item, where=f"configmap/{self.name}") for item in _parse(found)] if found else []
 
     def append(self, record: Record) -> None:
         """Add a record; a concurrent writer's 409 re-reads and appends again."""

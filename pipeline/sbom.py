@@ -1,0 +1,158 @@
+"""The app's software bill of materials: a CycloneDX SBOM of its npm dependencies, per build.
+
+The build writes it from the app's lockfile with the CycloneDX tool from the npm registry
+(``cyclonedx-npm``, installed by scripts/test and scripts/demo under ``tools/cyclonedx``, or on
+PATH), reproducibly, into the state folder under its own digest; the image carries that digest as
+the label ``SBOM_LABEL``, and the ledger record keeps the digest and the packages the image ships
+(the SBOM's components that are not development-only), so ``pinotage history --package`` finds
+the deploys that shipped a package and ``pinotage sbom`` prints a deployed revision's SBOM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from pipeline.config import tool_environ
+from pipeline.errors import BadInput, PinotageError
+from pipeline.shell import SubprocessShell
+
+SBOM_LABEL = "org.pinotage.sbom.digest"
+LOCAL_TOOL = "tools/cyclonedx/node_modules/.bin/cyclonedx-npm"  # under the repository, made by scripts/lib.sh
+TOOL = "cyclonedx-npm"
+SBOM_TIMEOUT_S = 180
+DEV_PROPERTY = "cdx:npm:package:development"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sbom:
+    """An SBOM written to the state folder: its digest, its file, and the packages the image ships."""
+
+    digest: str  # "sha256:…" of the file's bytes
+    path: str
+    packages: tuple[str, ...]  # "name@version", sorted
+
+
+def components(document: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """Return (name, version, development-only) for every component of a CycloneDX document."""
+    found = []
+    for component in document.get("components", []):
+        name = f"{component['group']}/{component['name']}" if component.get("group") else component["name"]
+        dev = any(p.get("name") == DEV_PROPERTY and p.get("value") == "true"
+                  for p in component.get("properties", []))
+        found.append((name, component.get("version", ""), dev))
+    return found
+
+
+def shipped(document: Mapping[str, Any]) -> tuple[str, ...]:
+    """Return the "name@version" of every component the image ships (not development-only)."""
+    return tuple(sorted({f"{name}@{version}" for name, version, dev in components(document) if not dev}))
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def folder(config: Any) -> Path:
+    """Return where SBOMs are kept: the state folder's ``sbom``."""
+    return config.path(config.state_dir) / "sbom"
+
+
+def find_tool(config: Any, environ: Mapping[str, str]) -> str:
+    """Return the CycloneDX tool: the app repository's install, then Pinotage's own checkout's, then PATH."""
+    for local in (config.path(LOCAL_TOOL), Path(__file__).resolve().parents[1] / LOCAL_TOOL):
+        if local.is_file():
+            return str(local.resolve())  # the tool runs in a folder of its own
+    on_path = shutil.which(TOOL, path=environ.get("PATH"))
+    if on_path:
+        return on_path
+    raise BadInput(f"{TOOL} is not installed: the build writes the app's SBOM with it",
+                   hint="scripts/test and scripts/demo install it (npm ci --prefix tools/cyclonedx)")
+
+
+def generate(config: Any, environ: Mapping[str, str], *, progress: Callable[[str], None] | None = None) -> Sbom:
+    """Write the app's SBOM from its lockfile (all of it, development packages marked); return it."""
+    app = config.path(config.image.context)
+    for name in ("package.json", "package-lock.json"):
+        if not (app / name).is_file():
+            raise BadInput(f"image.context: {app / name}: no such file (the SBOM is made from the app's lockfile)")
+    tool = find_tool(config, environ)
+    with tempfile.TemporaryDirectory(prefix="pinotage-sbom-") as work:
+        for name in ("package.json", "package-lock.json"):
+            shutil.copy(app / name, Path(work, name))
+        out = Path(work, "sbom.cdx.json")
+        env = {**tool_environ(environ), "npm_config_update_notifier": "false"}
+        env.pop("NODE_ENV", None)  # "production" would make the tool omit development packages
+        SubprocessShell(cwd=work, env=env, progress=progress).run(
+            [tool, "--package-lock-only", "--flatten-components", "--output-reproducible", "--output-format", "JSON",
+             "--output-file", str(out), "package.json"], timeout_s=SBOM_TIMEOUT_S)
+        data = out.read_bytes()
+    document = json.loads(data)
+    digest = digest_of(data)
+    path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return Sbom(digest=digest, path=str(path), packages=shipped(document))
+
+
+def load(config: Any, digest: str) -> bytes:
+    """Read a kept SBOM by digest, checking that its bytes still have that digest."""
+    path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise PinotageError(f"the SBOM {digest} is not in {path.parent}",
+                            hint="it is kept where the build ran (Jenkins archives it with the build)") from e
+    if digest_of(data) != digest:
+        raise PinotageError(f"{path}: its digest is {digest_of(data)}, not {digest}", hint="the file was changed")
+    return data
+
+
+def parse_package(text: str) -> tuple[str, str]:
+    """Split NAME[@VERSION] (a scoped name keeps its leading '@'); the version is "" when not given."""
+    at = text.rfind("@")
+    if at <= 0:
+        name, version = text, ""
+    else:
+        name, version = text[:at], text[at + 1:]
+    if name.strip("@") == "" or (at > 0 and not version):
+        raise BadInput(f"--package: expected NAME or NAME@VERSION, got {text!r}")
+    return name, version
+
+
+def ships(packages: tuple[str, ...] | list[str], name: str, version: str) -> bool:
+    """Tell whether a record's packages include NAME (at VERSION, when given)."""
+    return any(p == f"{name}@{version}" if version else p.rsplit("@", 1)[0] == name for p in packages)
+
+
+def same_revision(record: Any, revision: str) -> bool:
+    """Tell whether a ledger record is of REVISION: the target's revision, or a commit (prefix of 7+)."""
+    return record.revision == revision or (len(revision) >= 7 and record.commit.startswith(revision))
+
+
+def pick(records: list[Any], revision: str | None) -> Any:
+    """Return the newest deployed record of REVISION (None: the newest deployed one) that has an SBOM."""
+    deployed = [r for r in records if r.outcome == "deployed" and (revision is None or same_revision(r, revision))]
+    if not deployed:
+        raise BadInput(f"no deploy of revision {revision!r} in the ledger" if revision else "no deploy in the ledger",
+                       hint="see 'pinotage history'")
+    record = deployed[-1]
+    if not record.sbom:
+        raise PinotageError(f"the deploy of {record.commit[:12]} recorded no SBOM",
+                            hint="its image was found in the registry, or built before SBOMs were written")
+    return record
+
+
+def write_out(data: bytes, output: str | None) -> None:
+    """Print the SBOM, or save it to a file."""
+    if output:
+        Path(output).write_bytes(data)
+    else:
+        text = data.decode("utf-8")  # CycloneDX JSON is UTF-8
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -31,7 +31,7 @@ PROFILES_KEY = "profiles"
 # settings that name a file or folder. From pinotage.yaml (which a pull request edits) each must
 # stay inside the repository, so a pull request cannot point a build at files outside its checkout;
 # the environment and flags come from the operator and the Jenkinsfile Jenkins trusts.
-CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state_dir", "cluster.ledger_file",
+CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state_dir",
                   "audit.python_lock")
 TARGETS = ("docker", "kubernetes")
 TAG_KINDS = ("commit", "short-commit", "branch")
@@ -125,7 +125,6 @@ class ClusterConfig:
     pod_subnet: str = "10.244.0.0/16"  # must match the network add-on's manifest
     service_subnet: str = "10.96.0.0/12"
     backup_namespaces: tuple[str, ...] = ("sharelatex", "logging")  # besides deploy.namespace
-    ledger_file: str = ""  # where redeploy finds the last good image; empty: the local target's ledger file
 
 
 @dataclasses.dataclass(frozen=True)

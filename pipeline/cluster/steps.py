@@ -26,7 +26,6 @@ from pipeline.cluster.topology import (BOX_DIR, CONTROL_PLANE, KUBEADM_INIT, KUB
                                        Node, Topology, box_file_stem, render_init, render_join)
 from pipeline.config import Config
 from pipeline.errors import BadInput, ClusterCheckFailed, CommandFailed
-from pipeline.ledger import FileLedger, last_deployed
 
 BOX_BUILD_S = 3600
 BOX_ADD_S = 900
@@ -339,32 +338,24 @@ def _dry_run_pods(workers: list[str]) -> str:
 
 # --- redeploy --------------------------------------------------------------
 
-def ledger_path(config: Config) -> Path:
-    """Return the ledger file redeploy reads: cluster.ledger_file, else the local target's ledger."""
-    return config.path(config.cluster.ledger_file or f"{config.state_dir}/ledger-{config.app}.jsonl")
+KUBECONFIG_ON_NODE = 'cat "$HOME/.kube/config"'  # the admin kubeconfig the init step installed
 
 
 def redeploy(ctx: StepContext) -> None:
-    """Apply the app's manifests (its namespace and deployer credentials) and roll out the last good image."""
+    """Apply the app's manifests, then deploy the last good release through the Kubernetes target."""
     run, config = ctx.run, ctx.config
-    app, namespace = config.app, config.deploy.namespace
-    ledger = ledger_path(config)
-    record = last_deployed([r for r in FileLedger(ledger).records() if r.app == app])
     _upload_manifests(ctx)
     # The kustomization holds the namespace, the deployer ServiceAccount, Role and RoleBinding
     # (the credentials the pipeline deploys with), the Deployment and the Service.
-    run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/{app}"))
-    if record is None:
-        run.note(f"no successful deploy of {app} in {ledger}: nothing to redeploy")
+    run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/{config.app}"))
+    admin = run.secret(ssh(CONTROL_PLANE, KUBECONFIG_ON_NODE), assume="")
+    if run.dry_run:
+        run.note("then deploy the last good release (the cluster's ledger, else the newest backup) through the"
+                 " Kubernetes target: Lease, rollout gate, rollback, a ledger record")
         return
-    run.note(f"last good deploy: {record.commit[:12]} {record.image}")
-    current = run.check(kubectl("-n", namespace, "get", "deployment", app,
-                                "-o", "jsonpath={.spec.template.spec.containers[0].image}"), assume="").output.strip()
-    if current != record.image:
-        run.act(kubectl("-n", namespace, "set", "image", f"deployment/{app}", f"{app}={record.image}"))
-    rollout_s = config.deadlines.rollout_s
-    run.act(kubectl("-n", namespace, "rollout", "status", f"deployment/{app}", f"--timeout={rollout_s}s"),
-            timeout_s=rollout_s + 30)
+    from pipeline.cluster import redeploy as again
+
+    run.note(again.redeploy(config, admin.output, say=run.note, progress=run.note))
 
 
 # --- drain, remove ---------------------------------------------------------

@@ -1,7 +1,9 @@
 """The cluster steps through the one command runner: the exact command sequences.
 
 The shell is a double that answers from a script, in order, and refuses any command it was
-not told about; the steps, the executor and the fact readers are the real ones.
+not told about; the steps, the executor and the fact readers are the real ones. The redeploy
+step's deploy talks to the Kubernetes API double (tests/fakes/kube), whose admin kubeconfig the
+scripted control plane hands over.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pipeline.cluster.executor import Executor
 from pipeline.cluster.steps import CONTROL_PLANE_STATE, WORKER_STATE
 from pipeline.cluster.topology import topology
 from pipeline.errors import BadInput, ClusterCheckFailed, CommandFailed
-from pipeline.ledger import FileLedger, Record
+from pipeline.ledger import Record
 from pipeline.shell import Completed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,8 +100,7 @@ UPLOAD = ssh("control", "rm -rf pinotage/k8s && mkdir -p pinotage/k8s && base64 
 TOKEN_CREATE = ssh("control", "sudo kubeadm token create --print-join-command --ttl 15m")
 FLANNEL_IMAGE_CHECK = kubectl("-n kube-flannel get daemonset kube-flannel-ds --ignore-not-found "
                               "-o 'jsonpath={.spec.template.spec.containers[0].image}'")
-APP_IMAGE_CHECK = kubectl("-n presentation get deployment presentation "
-                          "-o 'jsonpath={.spec.template.spec.containers[0].image}'")
+KUBECONFIG_READ = ssh("control", 'cat "$HOME/.kube/config"')
 KUBECONFIG = ssh("control", 'mkdir -p "$HOME/.kube" && sudo install -m 0600 -o "$(id -u)" -g "$(id -g)" '
                             '/etc/kubernetes/admin.conf "$HOME/.kube/config"')
 NO_BOXES = "1700000000,,ui,info,There are no installed boxes! Use `vagrant box add` to add some.\n"
@@ -128,7 +129,7 @@ def join_worker(name, token, *, fails_with="", code=1):
             (ssh("control", f"sudo kubeadm token delete {token_id}"), f'bootstrap token "{token_id}" deleted')]
 
 
-def network_and_after(flannel_running: bool, labelled: str, app_image: str):
+def network_and_after(flannel_running: bool, labelled: str, admin_kubeconfig: str):
     image = "docker.io/flannel/flannel:v0.26.1"
     seq = [(FLANNEL_IMAGE_CHECK, image if flannel_running else "")]
     if not flannel_running:
@@ -140,17 +141,15 @@ def network_and_after(flannel_running: bool, labelled: str, app_image: str):
     ]
     seq += [(kubectl(f"label node {w} node-role.kubernetes.io/worker= --overwrite"), f"node/{w} labeled")
             for w in ("worker1", "worker2") if f"node/{w}" not in labelled]
-    seq += smoke_ok() + [
+    return seq + smoke_ok() + redeploy_commands(admin_kubeconfig)
+
+
+def redeploy_commands(admin_kubeconfig: str):
+    return [
         (UPLOAD, ""),
         (kubectl("apply -k pinotage/k8s/presentation"), "deployment.apps/presentation configured"),
-        (APP_IMAGE_CHECK, app_image),
+        (KUBECONFIG_READ, admin_kubeconfig),
     ]
-    if app_image != IMAGE:
-        seq.append((kubectl(f"-n presentation set image deployment/presentation presentation={IMAGE}"),
-                    "deployment.apps/presentation image updated"))
-    seq.append((kubectl("-n presentation rollout status deployment/presentation --timeout=600s"),
-                'deployment "presentation" successfully rolled out'))
-    return seq
 
 
 def smoke_ok(*, cross_node_answer="hello from hello-b"):
@@ -170,17 +169,69 @@ def smoke_ok(*, cross_node_answer="hello from hello-b"):
     ]
 
 
+def ledger_records() -> list[dict]:
+    """The app's deploys: the newest good one is IMAGE (a later attempt failed)."""
+    return [dataclasses.asdict(Record(id=at, app="presentation", commit=commit * 40, image=image, target="kubernetes",
+                                      build_url="", started_at=at, finished_at=at, outcome=outcome))
+            for image, commit, outcome, at in ((OLD_IMAGE, "a", "deployed", "2026-01-01T10:00:00+00:00"),
+                                               (IMAGE, "c", "deployed", "2026-01-02T10:00:00+00:00"),
+                                               (OLD_IMAGE, "d", "failed", "2026-01-03T10:00:00+00:00"))]
+
+
+LEDGER_CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "pinotage-ledger-presentation", "namespace": "presentation"},
+                    "data": {"records.json": json.dumps(ledger_records())}}
+
+
+@dataclasses.dataclass
+class Cluster:
+    fake: object
+    admin: object  # a kubernetes ApiClient
+    kubeconfig: str  # the admin kubeconfig's text, as the control plane hands it over
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """The new cluster's API (the double), with the app's namespace and its ledger of deploys."""
+    import kubernetes
+
+    from tests.fakes.kube import FakeKube
+
+    fake = FakeKube(token="admin-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12], pod_start_s=0.05).start()
+    path = fake.kubeconfig(tmp_path / "admin.yaml")
+    text = path.read_text()
+    path.unlink()
+    admin = kubernetes.config.new_client_from_config_dict(yaml.safe_load(text), persist_config=False)
+    core = kubernetes.client.CoreV1Api(admin)
+    core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "presentation"}})
+    core.create_namespaced_config_map("presentation", LEDGER_CONFIGMAP)
+    try:
+        yield Cluster(fake, admin, text)
+    finally:
+        admin.close()
+        fake.stop()
+
+
+def cluster_ledger(cluster) -> list[dict]:
+    import kubernetes
+
+    found = kubernetes.client.CoreV1Api(cluster.admin).read_namespaced_config_map("pinotage-ledger-presentation",
+                                                                                  "presentation")
+    return json.loads(found.data["records.json"])
+
+
+def live(cluster) -> dict:
+    import kubernetes
+
+    return json.loads(kubernetes.client.AppsV1Api(cluster.admin).read_namespaced_deployment(
+        "presentation", "presentation", _preload_content=False).data)
+
+
 @pytest.fixture
 def project(tmp_path, environ):
-    """A copy of the files the steps read (templates, manifests), with a ledger holding one good deploy."""
+    """A copy of the files the steps read (templates, manifests)."""
     for folder in ("scripts/kubeadm", "scripts/packer", "scripts/vagrant", "k8s"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
-    ledger = FileLedger(tmp_path / ".pinotage/ledger-presentation.jsonl")
-    for image, outcome, at in ((OLD_IMAGE, "deployed", "2026-01-01T10:00:00+00:00"),
-                               (IMAGE, "deployed", "2026-01-02T10:00:00+00:00"),
-                               (OLD_IMAGE, "failed", "2026-01-03T10:00:00+00:00")):
-        ledger.append(Record(id=at, app="presentation", commit="c" * 40, image=image, target="kubernetes",
-                             build_url="", started_at=at, finished_at=at, outcome=outcome))
     return tmp_path
 
 
@@ -201,7 +252,7 @@ def execute(step, project, environ, script, *, node=None, dry_run=False, force=F
     return shell
 
 
-def fresh_rebuild(project):
+def fresh_rebuild(project, admin_kubeconfig: str):
     box_dir = project / "build/box/pinotage-kubeadm-1.31.4"
     return [
         (["vagrant", "box", "list", "--machine-readable"], NO_BOXES),
@@ -221,12 +272,12 @@ def fresh_rebuild(project):
         *join_worker("worker1", TOKEN_1),
         (ssh("worker2", WORKER_STATE), "fresh\n"),
         *join_worker("worker2", TOKEN_2),
-        *network_and_after(False, "", ""),
+        *network_and_after(False, "", admin_kubeconfig),
     ]
 
 
-def test_fresh_rebuild_runs_every_command_in_order(project, environ):
-    shell = execute("rebuild", project, environ, fresh_rebuild(project))
+def test_fresh_rebuild_runs_every_command_in_order(project, environ, cluster):
+    shell = execute("rebuild", project, environ, fresh_rebuild(project, cluster.kubeconfig))
     by_argv = {c.argv: c for c in shell.calls}
     init = yaml.safe_load_all(by_argv[tuple(ssh("control", "sudo kubeadm init --config /dev/stdin "
                                                            "--skip-token-print"))].input_text)
@@ -279,7 +330,7 @@ def test_the_box_step(project, environ, force, old_package, listed, packer, adde
         assert metadata["versions"][0]["providers"][0]["checksum"] == hashlib.sha256(checksum_of).hexdigest()
 
 
-def test_a_resumed_rebuild_skips_what_is_done(project, environ):
+def test_a_resumed_rebuild_skips_what_is_done(project, environ, cluster):
     script = [
         (["vagrant", "box", "list", "--machine-readable"], OUR_BOX),
         (["vagrant", "status", "--machine-readable"], status(control="running", worker1="running", worker2="poweroff")),
@@ -291,7 +342,7 @@ def test_a_resumed_rebuild_skips_what_is_done(project, environ):
         (ssh("worker2", WORKER_STATE), "joined\n"),
         (ssh("worker2", "sudo kubeadm reset --force"), "[reset] Deleted contents of the etcd data directory"),
         *join_worker("worker2", TOKEN_2),
-        *network_and_after(True, "node/worker1\n", IMAGE),
+        *network_and_after(True, "node/worker1\n", cluster.kubeconfig),
     ]
     shell = execute("rebuild", project, environ, script)
     assert any("control plane is initialised" in line for line in shell.said)
@@ -330,15 +381,66 @@ def test_a_join_that_fails_for_another_reason_stops_and_still_deletes_its_token(
         execute("join", project, environ, script)
 
 
-def test_tokens_are_never_shown_nor_passed_as_arguments(project, environ):
-    shell = execute("rebuild", project, environ, fresh_rebuild(project))
-    for token in (TOKEN_1, TOKEN_2):
+def test_tokens_are_never_shown_nor_passed_as_arguments(project, environ, cluster):
+    shell = execute("rebuild", project, environ, fresh_rebuild(project, cluster.kubeconfig))
+    admin_token = yaml.safe_load(cluster.kubeconfig)["users"][0]["user"]["token"]
+    for token in (TOKEN_1, TOKEN_2, admin_token):
         assert not [line for line in shell.said if token in line]
         assert not [c.argv for c in shell.calls if any(token in arg for arg in c.argv)]
         assert not list((project / "build").rglob("*")) or all(
             token not in p.read_text() for p in (project / "build").rglob("*") if p.is_file())
-    token_commands = [c for c in shell.calls if "token create" in c.argv[-1]]
-    assert {c.channel for c in token_commands} == {"quiet"}, "the join command must not be streamed as progress"
+    token_commands = [c for c in shell.calls if "token create" in c.argv[-1] or c.argv[-1].startswith("cat ")]
+    assert {c.channel for c in token_commands} == {"quiet"}, "a join command or a kubeconfig must not be streamed"
+    assert not [p for p in project.rglob("*") if p.is_file() and admin_token in p.read_text(errors="replace")]
+
+
+# --- redeploy ----------------------------------------------------------------
+
+def test_redeploy_deploys_the_last_good_release_of_the_clusters_ledger_through_the_target(project, environ, cluster):
+    shell = execute("redeploy", project, environ, redeploy_commands(cluster.kubeconfig))
+    deployment = live(cluster)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert deployment["metadata"]["annotations"]["pinotage.dev/commit"] == "c" * 40
+    records = cluster_ledger(cluster)
+    assert [(r["outcome"], r["image"]) for r in records[3:]] == [("deployed", IMAGE)], "one record for the redeploy"
+    assert records[3]["id"] == deployment["metadata"]["annotations"]["pinotage.dev/ledger-id"]
+    made = {(r.verb, r.resource) for r in cluster.fake.requests}
+    assert {("create", "leases"), ("patch", "deployments"), ("watch", "pods")} <= made, "Lease, apply, gate"
+    assert any("from the cluster's ledger" in line for line in shell.said)
+    assert any("passed the rollout gate" in line for line in shell.said)
+
+
+def test_redeploy_of_a_release_that_is_live_already_deploys_nothing(project, environ, cluster):
+    execute("redeploy", project, environ, redeploy_commands(cluster.kubeconfig))
+    shell = execute("redeploy", project, environ, redeploy_commands(cluster.kubeconfig))
+    assert len(cluster_ledger(cluster)) == 4
+    assert any("live" in line for line in shell.said[-2:]), shell.said[-3:]
+
+
+def test_redeploy_on_a_new_cluster_reads_the_newest_backup(project, environ, cluster):
+    import kubernetes
+
+    kubernetes.client.CoreV1Api(cluster.admin).delete_namespaced_config_map("pinotage-ledger-presentation",
+                                                                            "presentation")
+    older, newer = project / ".pinotage/backups/20260101T000000Z", project / ".pinotage/backups/20260102T000000Z"
+    older.mkdir(parents=True), newer.mkdir(parents=True)
+    stale = {**LEDGER_CONFIGMAP, "data": {"records.json": json.dumps(ledger_records()[:1])}}
+    (older / "presentation.yaml").write_text(yaml.safe_dump_all([{"kind": "Namespace"}, stale]))
+    (newer / "presentation.yaml").write_text(yaml.safe_dump_all([{"kind": "Namespace"}, LEDGER_CONFIGMAP]))
+    shell = execute("redeploy", project, environ, redeploy_commands(cluster.kubeconfig))
+    assert live(cluster)["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
+    assert [r["outcome"] for r in cluster_ledger(cluster)] == ["deployed"], "the new cluster's ledger starts afresh"
+    assert any(f"from {newer / 'presentation.yaml'}" in line for line in shell.said)
+
+
+def test_redeploy_without_a_good_release_anywhere_deploys_nothing(project, environ, cluster):
+    import kubernetes
+
+    kubernetes.client.CoreV1Api(cluster.admin).delete_namespaced_config_map("pinotage-ledger-presentation",
+                                                                            "presentation")
+    shell = execute("redeploy", project, environ, redeploy_commands(cluster.kubeconfig))
+    assert "nothing to redeploy" in shell.said[-1]
+    assert not [r for r in cluster.fake.requests if r.resource == "deployments" and r.verb == "patch"]
 
 
 @pytest.mark.parametrize("answer, message", [
@@ -411,7 +513,8 @@ def test_a_dry_run_runs_nothing_and_lists_a_fresh_rebuild(project, environ):
     for expected in ("packer build", "vagrant up --provider virtualbox control worker1 worker2",
                      "kubeadm init --config /dev/stdin", "kubeadm token create --print-join-command",
                      "kubectl apply -f pinotage/k8s/network/flannel.yaml", "kubectl apply -k pinotage/k8s/smoke",
-                     f"set image deployment/presentation presentation={IMAGE}"):
+                     "-c 'cat \"$HOME/.kube/config\"'  (output kept in memory)",
+                     "through the Kubernetes target: Lease, rollout gate, rollback, a ledger record"):
         assert expected in listing
     assert not (project / "build").exists(), "a dry run writes no file"
 

@@ -183,11 +183,11 @@ def test_bad_profiles_name_where(tmp_path, file_text, profile, expected):
     ("image: {dockerfile: /tmp/Dockerfile}\n", "pinotage.yaml:1: image.dockerfile: '/tmp/Dockerfile' is an absolute"),
     ("deploy: {manifest: /etc/passwd}\n", "pinotage.yaml:1: deploy.manifest: '/etc/passwd' is an absolute path"),
     ("state_dir: ..\n", "pinotage.yaml:1: state_dir: '..' is a '..' that leaves it"),
-    ("cluster: {ledger_file: a/../../x.jsonl}\n", "pinotage.yaml:1: cluster.ledger_file: 'a/../../x.jsonl' is a '..'"),
+    ("state_dir: a/../../x\n", "pinotage.yaml:1: state_dir: 'a/../../x' is a '..'"),
     ("profiles:\n  p:\n    image: {context: /}\n", "pinotage.yaml:3 (profile p): image.context: '/' is an absolute"),
     ("image: {context: escape}\n", "pinotage.yaml:1: image.context: 'escape' is a symlink that leads out of it"),
 ], ids=["absolute-context", "dotdot-context", "dotdot-dockerfile", "absolute-dockerfile", "absolute-manifest",
-        "dotdot-state-dir", "dotdot-ledger", "in-a-profile", "symlink-out"])
+        "dotdot-state-dir", "dotdot-inside-then-out", "in-a-profile", "symlink-out"])
 def test_paths_from_the_file_stay_in_the_repository(tmp_path, file_text, expected):
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -203,10 +203,10 @@ def test_paths_from_the_file_stay_in_the_repository(tmp_path, file_text, expecte
 def test_paths_inside_the_repository_and_from_the_operator_are_accepted(tmp_path):
     write(tmp_path, "image: {context: docker/../docker/app, dockerfile: sub/../Dockerfile}\nstate_dir: .pinotage\n")
     loaded = config.load(environ={"PINOTAGE_DEPLOY_MANIFEST": "/srv/k8s/app.yaml"}, cwd=str(tmp_path),
-                         overrides=["cluster.ledger_file=/backups/ledger.jsonl"])
+                         overrides=["state_dir=/var/lib/pinotage"])
     assert loaded.image.context == "docker/../docker/app"
     assert loaded.deploy.manifest == "/srv/k8s/app.yaml"  # the environment and flags are the operator's
-    assert loaded.cluster.ledger_file == "/backups/ledger.jsonl"
+    assert loaded.state_dir == "/var/lib/pinotage"
 
 
 def test_the_jenkinsfile_selects_the_shipped_production_profile_docker_hub_on_kubernetes():

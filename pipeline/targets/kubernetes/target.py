@@ -52,8 +52,12 @@ LEDGER_ID = "pinotage.dev/ledger-id"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 
-def make_target(config, environ: Mapping[str, str], progress: Progress) -> "KubernetesTarget":
-    """Build the target from the configuration (the runner calls this for deploy.target=kubernetes)."""
+def make_target(config, environ: Mapping[str, str], progress: Progress, *, api=None) -> "KubernetesTarget":
+    """Build the target from the configuration (the runner calls this for deploy.target=kubernetes).
+
+    ``api`` is a client made elsewhere (cluster redeploy's, from the new control plane); without
+    one, the kubeconfig settings name the cluster.
+    """
     from pipeline import files, kube, safe_yaml
 
     path = config.path(config.deploy.manifest)
@@ -65,8 +69,12 @@ def make_target(config, environ: Mapping[str, str], progress: Progress) -> "Kube
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
         raise BadInput(f"{where}: the Deployment has no metadata.name")
-    cluster = kube.connect(config, environ)
-    return KubernetesTarget(cluster.api, namespace=cluster.namespace, manifest=manifest, app=config.app,
+    if api is None:
+        cluster = kube.connect(config, environ)
+        api, namespace = cluster.api, cluster.namespace
+    else:
+        namespace = config.deploy.namespace
+    return KubernetesTarget(api, namespace=namespace, manifest=manifest, app=config.app,
                             rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s,
                             read_pull_secret=lambda: pull_secret.read(config, environ))
 

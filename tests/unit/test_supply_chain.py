@@ -202,3 +202,12 @@ def test_the_fake_jenkins_answers_as_the_shipped_lts():
     from tests.fakes import jenkins as fake
 
     assert f"jenkins/jenkins:{fake.VERSION}-lts-" in (ROOT / "docker/jenkins/Dockerfile").read_text()
+
+
+def test_every_build_runs_the_audit_stage_with_no_credential():
+    text = (ROOT / "Jenkinsfile").read_text()
+    start = text.index("stage('Audit')")
+    block = text[start:text.index("stage(", start + 1)]
+    assert "sh 'pinotage audit" in block
+    assert "when" not in block and "withCredentials" not in block  # branch and PR builds too, no secret
+    assert text.index("stage('Build')") < start < text.index("stage('Release')")

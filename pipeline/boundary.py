@@ -40,7 +40,7 @@ def run(call: Callable[[], int]) -> int:
     try:
         return call()
     except PinotageError as e:
-        report(e.lines(), e.hint)
+        report(e.lines() + list(getattr(e, "__notes__", ())), e.hint)
         return e.exit_code
     except KeyboardInterrupt:
         print("pinotage: interrupted", file=sys.stderr)

@@ -322,7 +322,7 @@ def _attempt(config, target, timer: Timer, phase: str, act: Callable[[], Deploym
             deployment = act()
     except DeployRefused as e:
         if release is not None:
-            write("refused", release, e.message)
+            _keeping(e, lambda: write("refused", release, e.message))
         raise
     except DeployFailed as e:
         back = e.returned_to
@@ -330,14 +330,26 @@ def _attempt(config, target, timer: Timer, phase: str, act: Callable[[], Deploym
             message = f"rolled back to {back.commit[:12]} ({_pinned(back.image)}): {e.message}"
         else:
             message = e.message
-        write("rolled-back" if e.rolled_back else "failed", e.attempted or release, message, e.revision)
+        _keeping(e, lambda: write("rolled-back" if e.rolled_back else "failed", e.attempted or release, message,
+                                  e.revision))
         raise
     except PinotageError as e:
-        write("failed", release, e.message)
+        _keeping(e, lambda: write("failed", release, e.message))
         raise
     # A target that does not say what it returned to is read back: the record names what went live.
     serving = deployment.release or release or target.deployed()
     return deployment, write("deployed", serving, "", deployment.revision)
+
+
+def _keeping(error: PinotageError, write: Callable[[], object]) -> None:
+    """Write a failure's ledger record; a write that fails too is added to the error, never in its place."""
+    from pipeline import boundary
+
+    try:
+        write()
+    except Exception as e:  # noqa: BLE001 -- whatever broke the write, the run's own error comes first
+        said = e.message if isinstance(e, PinotageError) else boundary.service_failure(e) or f"{type(e).__name__}: {e}"
+        error.add_note(f"and the ledger record of this failure was not written: {said}")
 
 
 def _status(services: Services, state: str, description: str, say: Progress) -> None:

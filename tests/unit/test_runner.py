@@ -13,7 +13,7 @@ import pytest
 from pipeline import config as config_module
 from pipeline import context as ctx
 from pipeline import runner
-from pipeline.errors import DeployFailed, DeployRefused, PinotageError
+from pipeline.errors import ClusterError, DeployFailed, DeployRefused, PinotageError
 from pipeline.sbom import Sbom
 from pipeline.state import Deployment, Image, Release
 
@@ -378,3 +378,26 @@ def test_the_build_gets_the_sbom_and_the_ledger_record_keeps_it():
                   say=lambda line: None, progress=lambda line: None)
     [record] = target.store
     assert (record.sbom, record.packages) == (made.digest, ("http-server@14.1.1",))
+
+
+class LedgerDownTarget(Target):
+    """A target whose deploy fails and whose ledger storage then refuses the record."""
+
+    def append(self, record):
+        self.calls.append("append")
+        raise ClusterError("configmap/pinotage-ledger-presentation: the API server answered 503")
+
+
+def test_a_failed_ledger_write_is_reported_beside_the_deploy_error_never_instead(capsys):
+    from pipeline import boundary
+
+    calls = []
+    failure = DeployFailed("the rollout of abc failed (never healthy)", rolled_back=False)
+    with pytest.raises(DeployFailed) as caught:
+        go("default-branch", calls, target=LedgerDownTarget(calls, error=failure))
+    assert caught.value is failure and calls[-1] == "append"
+    assert boundary.run(lambda: (_ for _ in ()).throw(caught.value)) == 1
+    assert capsys.readouterr().err.splitlines()[:2] == [
+        "pinotage: error: the rollout of abc failed (never healthy)",
+        "pinotage: error: and the ledger record of this failure was not written: "
+        "configmap/pinotage-ledger-presentation: the API server answered 503"]

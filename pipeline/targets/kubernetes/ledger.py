@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+from typing import Callable
 
-from pipeline.errors import ClusterError
+from pipeline.errors import BadInput, ClusterError
 from pipeline.ledger import Record, record_from_json
 from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, cluster_error, read_or_none
 
 LEDGER_KEY = "records.json"
-LEDGER_KEEP = 200  # records kept in the ConfigMap (its limit is 1 MiB)
+LEDGER_KEEP = 200  # records kept in the ConfigMap
+LEDGER_MAX_BYTES = 900 * 1024  # a ConfigMap holds at most 1 MiB, its metadata included
+EDITED_HINT = "the ledger ConfigMap was edited by hand? see it with 'kubectl get configmap NAME -o yaml'"
+
+
+def _warn(line: str) -> None:
+    print(f"pinotage: warning: {line}", file=sys.stderr)
 
 
 class ClusterLedger:
     """Store the deploy records (the runner writes them) in a ConfigMap: newest last, at most LEDGER_KEEP."""
 
-    def __init__(self, core, namespace: str, name: str):
-        self.core, self.namespace, self.name = core, namespace, name
+    def __init__(self, core, namespace: str, name: str, *, warn: Callable[[str], None] = _warn):
+        self.core, self.namespace, self.name, self.warn = core, namespace, name, warn
 
     def records(self) -> list[Record]:
-        """Return every record, oldest first."""
+        """Return every record, oldest first, each checked."""
         found = self._get()
-        return [record_from_json(item, where=f"configmap/{self.name}") for item in _parse(found)] if found else []
+        where = f"configmap/{self.name} {LEDGER_KEY}"
+        return [record_from_json(item, where=f"{where} record {number}")
+                for number, item in enumerate(_parse(found), 1)] if found else []
 
     def append(self, record: Record) -> None:
         """Add a record; a concurrent writer's 409 re-reads and appends again."""
@@ -31,7 +41,8 @@ class ClusterLedger:
         for _ in range(CONFLICT_ATTEMPTS * 2):
             found = self._get()
             items = (_parse(found) if found else []) + [dataclasses.asdict(record)]
-            data = {LEDGER_KEY: json.dumps(items[-LEDGER_KEEP:], indent=1)}
+            text, dropped = fit(items)
+            data = {LEDGER_KEY: text}
             try:
                 if found is None:
                     self.core.create_namespaced_config_map(self.namespace, {
@@ -42,6 +53,9 @@ class ClusterLedger:
                 else:
                     found["data"] = data
                     self.core.replace_namespaced_config_map(self.name, self.namespace, found, _preload_content=False)
+                if dropped:
+                    self.warn(f"configmap/{self.name}: dropped the {dropped} oldest deploy records to stay under"
+                              f" {LEDGER_KEEP} records and {LEDGER_MAX_BYTES // 1024} KiB")
                 return
             except ApiException as e:
                 if e.status == 409:
@@ -55,8 +69,23 @@ class ClusterLedger:
             f"configmap/{self.name}")
 
 
-def _parse(configmap: dict) -> list[dict]:
+def fit(items: list[dict]) -> tuple[str, int]:
+    """Serialise the newest records that fit the ConfigMap; return the JSON and how many were dropped."""
+    keep = items[-LEDGER_KEEP:]
+    text = json.dumps(keep, separators=(",", ":"))
+    while len(text.encode()) > LEDGER_MAX_BYTES and len(keep) > 1:
+        keep = keep[max(1, len(keep) // 10):]  # drop the oldest tenth at a time: a few passes at most
+        text = json.dumps(keep, separators=(",", ":"))
+    return text, len(items) - len(keep)
+
+
+def _parse(configmap: dict) -> list:
+    where = f"configmap/{(configmap.get('metadata') or {}).get('name', '?')} {LEDGER_KEY}"
+    text = (configmap.get("data") or {}).get(LEDGER_KEY, "[]")
     try:
-        return json.loads((configmap.get("data") or {}).get(LEDGER_KEY, "[]"))
-    except ValueError as e:
-        raise ClusterError(f"configmap/{configmap['metadata']['name']}: {LEDGER_KEY} is not JSON ({e})") from e
+        items = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise BadInput(f"{where}: not JSON ({getattr(e, 'msg', type(e).__name__)})", hint=EDITED_HINT) from None
+    if not isinstance(items, list):
+        raise BadInput(f"{where}: expected a list of deploy records", hint=EDITED_HINT)
+    return items

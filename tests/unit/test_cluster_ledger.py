@@ -1,0 +1,55 @@
+"""The cluster ledger's ConfigMap: the newest records that fit, and records checked when read back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.errors import BadInput
+from pipeline.targets.kubernetes import ledger as cluster_ledger
+
+
+def item(n: int, message: str = "") -> dict:
+    return {"id": f"id-{n}", "app": "p", "commit": f"{n:040x}", "image": f"r/p@sha256:{n:064x}", "target": "kubernetes",
+            "build_url": "", "started_at": "2026-01-01T00:00:00+00:00", "finished_at": "2026-01-01T00:00:01+00:00",
+            "outcome": "deployed", "message": message}
+
+
+def test_fit_keeps_the_newest_records_under_the_count():
+    text, dropped = cluster_ledger.fit([item(n) for n in range(250)])
+    kept = json.loads(text)
+    assert dropped == 50 and len(kept) == cluster_ledger.LEDGER_KEEP and kept[-1]["id"] == "id-249"
+
+
+def test_fit_keeps_the_newest_records_under_the_configmap_size_limit():
+    items = [item(n, message="x" * 8000) for n in range(150)]  # 1.2 MB in all
+    text, dropped = cluster_ledger.fit(items)
+    kept = json.loads(text)
+    assert len(text.encode()) <= cluster_ledger.LEDGER_MAX_BYTES
+    assert dropped == 150 - len(kept) > 0
+    assert [k["id"] for k in kept] == [f"id-{n}" for n in range(150 - len(kept), 150)]
+
+
+class FakeCore:
+    """Answers the one read the ledger makes, with the ConfigMap it was given."""
+
+    def __init__(self, data: str):
+        self.data = data
+
+    def read_namespaced_config_map(self, name, namespace, _preload_content):
+        body = json.dumps({"metadata": {"name": name}, "data": {cluster_ledger.LEDGER_KEY: self.data}}).encode()
+        return type("Response", (), {"data": body})()
+
+
+@pytest.mark.parametrize("data, expected", [
+    ('{"a": 1}', "configmap/l records.json: expected a list of deploy records"),
+    ("[" * 100_000, "configmap/l records.json: not JSON"),
+    (json.dumps([item(1), {**item(2), "commit": 7}]),
+     "configmap/l records.json record 2: not a deploy record: commit is a number, expected a string"),
+    (json.dumps([{**item(1), "x": 1}]), "record 1: not a deploy record: unknown key 'x'"),
+], ids=["not-a-list", "nested-deep", "wrong-type", "extra-key"])
+def test_records_read_back_are_checked(data, expected):
+    with pytest.raises(BadInput) as e:
+        cluster_ledger.ClusterLedger(FakeCore(data), "ns", "l").records()
+    assert expected in e.value.message

@@ -8,9 +8,10 @@ same way. If the release never gets healthy, or the front cannot switch, the new
 and the previous release serves on, untouched; ``DeployFailed`` says so.
 
 What is live is read from the engine itself: the front's configuration names the container it
-serves, and containers carry the release in labels. The ledger's storage is a file under the
-state directory, written by the runner only. A file lock serialises deploys and rollbacks of one
-app, so the order check is made on the state just read.
+serves, and containers carry the release in labels. The ledger's storage is a file, written by
+the runner only, and a file lock serialises deploys and rollbacks of one app on one engine, so
+the order check is made on the state just read; both sit where every checkout on the machine
+finds them (``targets/local_lock.py``), unless ``state_dir`` is set.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import fcntl
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from pipeline import config as config_module
 from pipeline import probe
 from pipeline.errors import DeployFailed, DeployRefused
 from pipeline.ledger import FileLedger, pick_rollback, release_of
 from pipeline.state import Deployment, Image, Release
-from pipeline.targets import IsAncestor, Progress
+from pipeline.targets import IsAncestor, Progress, local_lock
 from pipeline.targets import front as front_module
 
 LABEL = "org.pinotage"  # label prefix on every container this target makes
@@ -52,7 +53,14 @@ class DockerTarget:
         self._connect = connect
         self._client = None
         self.app = config.app
-        self.state_dir = config.path(config.state_dir)
+        self._state_dir = config.path(config.state_dir) if config.sources.get("state_dir", "default") != "default" \
+            else None  # unset: per engine and app, where every checkout finds it (targets/local_lock.py)
+
+    @property
+    def state_dir(self) -> Path:
+        if self._state_dir is None:
+            self._state_dir = local_lock.engine_dir(self.environ, self.client.info().get("ID", ""), self.app)
+        return self._state_dir
 
     @property
     def client(self):
@@ -68,7 +76,7 @@ class DockerTarget:
         return _release_of(container) if container is not None else None
 
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
-        with self._locked():
+        with self._locked(progress):
             live_container = self._serving()
             live = _release_of(live_container) if live_container is not None else None
             if live is not None and is_ancestor(release.commit, live.commit):
@@ -82,7 +90,7 @@ class DockerTarget:
                               release=release)
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
-        with self._locked():
+        with self._locked(progress):
             live_container = self._serving()
             live = _release_of(live_container) if live_container is not None else None
             record = pick_rollback(self.ledger().records(), live=live, to_commit=to_commit)
@@ -297,13 +305,10 @@ class DockerTarget:
         host = self.config.deploy.host_ip
         return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = Path(self.state_dir, f"docker-{self.app}.lock")
-        with open(path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+    def _locked(self, progress: Progress):
+        who = self.environ.get("BUILD_URL") or f"pinotage in {self.config.root}"
+        return local_lock.hold(Path(self.state_dir, f"docker-{self.app}.lock"), who=who,
+                               deadline_s=self.config.deadlines.lock_s, progress=progress)
 
 
 # --- helpers --------------------------------------------------------------------

@@ -29,6 +29,7 @@ RECORD = {"id": "20260101T000000Z-abcdef", "app": "presentation", "commit": "a" 
           "finished_at": "2026-01-01T00:01:00+00:00", "outcome": "deployed", "phases_s": {"deploy": 1.0}}
 LEDGER = ".pinotage/ledger-presentation.jsonl"
 KUBE = ["--set", "deploy.target=kubernetes", "--set", "kubeconfig=kubeconfig.yaml"]
+HISTORY = ["history", "--set", "state_dir=.pinotage"]  # the ledger under the folder, not the machine's
 MANIFEST = {"k8s/presentation/deployment.yaml": (REPO / "k8s/presentation/deployment.yaml").read_text()}
 
 
@@ -73,11 +74,11 @@ CASES = [
     ("state-wrong-type", {"s.json": state(image={"name": "r/p", "tag": ["t"]})}, ["push", "--state", "s.json"], {},
      2, "image: not an image: tag is a list, expected a string"),
     ("state-unknown-section", {"s.json": state(extra={})}, ["push", "--state", "s.json"], {}, 2, "unknown key 'extra'"),
-    ("ledger-wrong-type", {LEDGER: json.dumps({**RECORD, "commit": 7}) + "\n"}, ["history"], {}, 2,
+    ("ledger-wrong-type", {LEDGER: json.dumps({**RECORD, "commit": 7}) + "\n"}, HISTORY, {}, 2,
      "ledger-presentation.jsonl:1: not a deploy record: commit is a number, expected a string"),
-    ("ledger-not-utf8", {LEDGER: json.dumps(RECORD).encode() + b'\n{"id": "\xff"}\n'}, ["history"], {}, 2,
+    ("ledger-not-utf8", {LEDGER: json.dumps(RECORD).encode() + b'\n{"id": "\xff"}\n'}, HISTORY, {}, 2,
      "ledger-presentation.jsonl:2: the ledger line is not UTF-8"),
-    ("ledger-a-directory", {LEDGER: None}, ["history"], {}, 2, "is a directory, expected the ledger file"),
+    ("ledger-a-directory", {LEDGER: None}, HISTORY, {}, 2, "is a directory, expected the ledger file"),
     ("kubeconfig-token-newline", {**MANIFEST, "kubeconfig.yaml": KUBECONFIG % json.dumps(TOKEN + "\n")}, ["history", *KUBE], {},
      2, "user 'u': the token holds a space or a line break"),
     ("kubeconfig-not-utf8", {**MANIFEST, "kubeconfig.yaml": b"users: \xff" + TOKEN.encode()}, ["history", *KUBE], {}, 2,

@@ -1,0 +1,53 @@
+"""The local target's lock and ledger home: one per engine and app, whichever checkout asks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipeline.errors import DeployLocked
+from pipeline.targets import local_lock
+
+
+def test_every_checkout_finds_the_same_folder_per_engine_and_app(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_lock, "SHARED_HOME", tmp_path / "absent")
+    environ = {"XDG_STATE_HOME": str(tmp_path / "state"), "HOME": "/nonexistent"}
+    assert local_lock.engine_dir(environ, "ABCD:EF/12", "slides") == tmp_path / "state/pinotage/ABCD_EF_12/slides"
+    assert local_lock.engine_dir({"HOME": str(tmp_path)}, "E", "a") == tmp_path / ".local/state/pinotage/E/a"
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setattr(local_lock, "SHARED_HOME", tmp_path / "shared")
+    assert local_lock.engine_dir(environ, "E", "a") == tmp_path / "shared/E/a"
+
+
+def test_a_second_holder_waits_names_the_first_then_goes_on(tmp_path):
+    path = tmp_path / "docker-a.lock"
+    said, order = [], []
+    first_in = threading.Event()
+
+    def first():
+        with local_lock.hold(path, who="build 41", deadline_s=5, progress=said.append):
+            first_in.set()
+            time.sleep(0.6)
+            order.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    first_in.wait(5)
+    with local_lock.hold(path, who="build 42", deadline_s=5, progress=said.append):
+        order.append("second in")
+    thread.join()
+    assert order == ["first done", "second in"]
+    assert len(said) == 1 and said[0].startswith("waiting for the deploy lock: held by build 41, pid ")
+
+
+def test_a_holder_past_the_deadline_is_deploy_locked_naming_it(tmp_path):
+    path = tmp_path / "docker-a.lock"
+    with local_lock.hold(path, who="build 41", deadline_s=1, progress=lambda _: None):
+        with pytest.raises(DeployLocked) as e:
+            with local_lock.hold(path, who="build 42", deadline_s=0.5, progress=lambda _: None):
+                pass
+    assert "holds the lock (build 41, pid " in e.value.message and "gave up after 0.5 s" in e.value.message
+    with local_lock.hold(path, who="build 43", deadline_s=0.5, progress=lambda _: None):
+        pass  # released when the holder left

@@ -18,6 +18,7 @@ Reading the engine's JSON streams is kept apart from asking for them (``read_bui
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import random
@@ -26,7 +27,7 @@ import secrets
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-from pipeline import probe
+from pipeline import probe, sandbox
 from pipeline.errors import AuthError, BadInput, BuildFailed, PushFailed, SmokeFailed
 from pipeline.state import Image
 
@@ -196,21 +197,24 @@ def smoke(client: Any, config: Any, image: Image, *, progress: Progress = _quiet
     deadline_s = config.deadlines.smoke_s
     name = f"pinotage-smoke-{secrets.token_hex(4)}"
     container = None
-    try:
+    labels = {SMOKE_LABEL: image.commit or "1"}
+    with contextlib.ExitStack() as stack:
         try:
+            stack.enter_context(sandbox.network(client, name, labels))
+            stack.callback(_remove, container_of=lambda: container)
             container = client.containers.run(
-                image.ref, detach=True, name=name, environment={"PORT": str(port)},
-                ports={f"{port}/tcp": ("127.0.0.1", None)}, labels={SMOKE_LABEL: image.commit or "1"})
+                image.ref, detach=True, name=name, environment={"PORT": str(port)}, network=name, labels=labels,
+                **sandbox.RUN_LIMITS)
         except docker.errors.ImageNotFound as e:
             raise SmokeFailed(f"no image {image.ref} on this engine to smoke-test",
                               hint="run 'pinotage build' first") from e
         except docker.errors.APIError as e:
             raise SmokeFailed(f"the engine could not start {image.ref}: {e.explanation or e}") from e
         container.reload()
-        host_port = probe.published_port(container, port)
-        if host_port is None:
-            _raise_stopped(container, f"{port}/tcp was published")
-        base = f"http://127.0.0.1:{host_port}"
+        address = sandbox.address(container, name)
+        if not address:
+            _raise_stopped(container, "it had an address")
+        base = f"http://{address}:{port}"
         progress(f"started {name} from {image.ref}; waiting up to {deadline_s} s for {config.image.health_path}")
         _wait_healthy(container, base + config.image.health_path, deadline_s)
         progress(f"{config.image.health_path} answers 200")
@@ -230,12 +234,16 @@ def smoke(client: Any, config: Any, image: Image, *, progress: Progress = _quiet
             raise SmokeFailed(f"{image.ref}: the first slide does not contain {config.image.first_slide_text!r}"
                               f" (it reads {shown!r})", hint="check image.first_slide_text and slides/")
         progress(f"the first slide shows {config.image.first_slide_text!r}")
-    finally:
-        if container is not None:
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.NotFound:
-                pass
+
+
+def _remove(*, container_of: Callable[[], Any]) -> None:
+    """Remove the smoke container, whatever ended the smoke test (a failure, Ctrl-C, SIGTERM)."""
+    import docker.errors
+
+    container = container_of()
+    if container is not None:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
 
 
 def first_slide(html: str) -> str:

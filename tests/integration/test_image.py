@@ -356,3 +356,37 @@ def test_the_image_healthcheck_follows_port_and_health_path(health_path, environ
         container.reload()
         status = container.attrs["State"]["Health"]["Status"]
     assert status == expected, container.attrs["State"]["Health"]["Log"][-1:]
+
+
+# A server whose first slide says what the sandbox left it: capabilities, privileges, limits, routes.
+_SAYS_ITS_SANDBOX = r"""
+const fs = require('fs');
+const read = (p) => { try { return fs.readFileSync(p, 'utf8'); } catch (e) { return 'none'; } };
+const status = read('/proc/self/status');
+const field = (name) => (status.match(new RegExp('^' + name + ':\\s*(\\S+)', 'm')) || [])[1];
+const routes = read('/proc/net/route').split('\n').slice(1).filter((l) => l.trim());
+const report = ['caps=' + field('CapEff'), 'nonewprivs=' + field('NoNewPrivs'),
+  'pids=' + read('/sys/fs/cgroup/pids.max').trim(), 'memory=' + read('/sys/fs/cgroup/memory.max').trim(),
+  'default-route=' + (routes.some((l) => l.split('\t')[1] === '00000000') ? 'yes' : 'no')].join(' ');
+require('http').createServer((q, s) => s.end('<section>' + report + '</section>')).listen(process.env.PORT);
+"""
+
+
+def test_the_smoke_container_runs_without_capabilities_privileges_or_a_way_out(env, base_images, docker_client,
+                                                                              docker_cleanup):
+    """Pull-request code runs in the smoke test: no capabilities, no new privileges, limits, no route out."""
+    import io
+
+    from pipeline import sandbox
+
+    ref = f"h8test/sandbox-{secrets.token_hex(3)}:1"
+    dockerfile = f"FROM {base_images.runtime}\nENTRYPOINT {json.dumps(['node', '-e', _SAYS_ITS_SANDBOX])}\n"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True, forcerm=True)
+    docker_cleanup["images"].append(ref)
+    name, tag = ref.split(":")
+    expected = (f"caps=0000000000000000 nonewprivs=1 pids={sandbox.PIDS_LIMIT} memory={512 * 1024 * 1024}"
+                " default-route=no")
+    config = load(env, "deadlines.smoke_s=20", f"image.first_slide_text={expected}", "image.health_path=/")
+    phases.smoke(docker_client, config, Image(name=name, tag=tag, commit="5andb0x"))  # raises, quoting the slide
+    assert not docker_client.containers.list(all=True, filters={"label": f"{phases.SMOKE_LABEL}=5andb0x"})
+    assert not docker_client.networks.list(filters={"label": f"{phases.SMOKE_LABEL}=5andb0x"})

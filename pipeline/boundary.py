@@ -9,10 +9,13 @@ redacting streams (``pipeline.redact``), and at most ``MAX_LINES`` problems are 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import sys
+import threading
 import traceback
-from typing import Callable
+from typing import Callable, Iterator
 
 from pipeline.errors import EXIT_FAILED, PinotageError
 
@@ -35,15 +38,23 @@ SERVICE_ERRORS = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a Jenkins abort sends it): unwinds as Ctrl-C does, so every clean-up on the way runs."""
+
+
 def run(call: Callable[[], int]) -> int:
     """Run a command; print an expected error as short lines and return its exit code."""
     try:
-        return call()
+        with _terminate_as_interrupt():
+            return call()
     except PinotageError as e:
         report(e.lines() + list(getattr(e, "__notes__", ())), e.hint)
         return e.exit_code
+    except Terminated:
+        print("pinotage: terminated (SIGTERM); cleaned up", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("pinotage: interrupted", file=sys.stderr)
+        print("pinotage: interrupted; cleaned up", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 -- sorted below into a service's failure or a bug
         line = service_failure(e)
@@ -54,6 +65,23 @@ def run(call: Callable[[], int]) -> int:
             return EXIT_BUG
         report([line], UNREACHABLE_HINT)
         return EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into Terminated while the command runs (only the main thread may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def report(lines: list[str], hint: str = "") -> None:

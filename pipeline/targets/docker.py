@@ -134,6 +134,12 @@ class DockerTarget:
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
                 legacy.stop(timeout=STOP_TIMEOUT_S)
             self._front().switch(front_module.Upstream(container.name, RELEASE_HOST, port), self._health_url())
+        except KeyboardInterrupt:  # an abort (Ctrl-C, or the SIGTERM of a Jenkins abort): the new one goes
+            if kept is None:
+                _remove(container)
+            elif container is not None:
+                _stop(container)
+            raise
         except (DeployFailed, front_module.FrontError, docker.errors.APIError) as e:
             reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
             if kept is None:

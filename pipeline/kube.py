@@ -57,7 +57,7 @@ def connect(config, environ: Mapping[str, str]) -> Cluster:
             what = f"context {context!r}" if context else "the current context"
             raise BadInput(f"{source}: {os.pathsep.join(files)}: cannot use {what}: {e}",
                            hint="check deploy.kube_context against 'kubectl config get-contexts'") from e
-        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as e:
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
             # from None: the loader's message may quote the file, which holds credentials
             raise BadInput(f"{source}: {os.pathsep.join(files)}: not a readable kubeconfig ({type(e).__name__})",
                            hint=UNREADABLE_HINT) from None
@@ -92,7 +92,8 @@ def _check_readable(source: str, file: str) -> None:
                        hint=UNREADABLE_HINT) from None
     for value in _credentials(document):
         redact.remember(value)
-    for entry in (document or {}).get("users") or []:
+    users = (document or {}).get("users")
+    for entry in users if isinstance(users, list) else []:
         user = entry.get("user") if isinstance(entry, dict) else None
         token = user.get("token") if isinstance(user, dict) else None
         if isinstance(token, str) and token != token.strip() or isinstance(token, str) and any(

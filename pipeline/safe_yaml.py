@@ -70,13 +70,14 @@ class _Loader(yaml.SafeLoader):
 
 def compose(text: str, *, where: str, quote: bool = True) -> yaml.Node | None:
     """Parse one YAML document into checked nodes (keeping line numbers); raise BadInput."""
-    loader = _Loader(text)
     try:
-        return loader.get_single_node()
+        loader = _Loader(text)  # the reader refuses control characters already here
+        try:
+            return loader.get_single_node()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         raise BadInput(problem(e, where, quote=quote)) from None
-    finally:
-        loader.dispose()
 
 
 def load(text: str, *, where: str, quote: bool = True) -> Any:
@@ -85,14 +86,15 @@ def load(text: str, *, where: str, quote: bool = True) -> Any:
     ``quote=False`` keeps the parser's words about the text out of the message, for files that
     hold credentials.
     """
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        return None if node is None else loader.construct_document(node)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            return None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         raise BadInput(problem(e, where, quote=quote)) from None
-    finally:
-        loader.dispose()
 
 
 def plain(node: yaml.Node) -> Any:

@@ -379,6 +379,13 @@ def read_push_stream(events: Iterable[Mapping[str, Any]], *, progress: Progress 
     return PushResult(digest, size)
 
 
+def _refusal(message: str, name: str) -> str:
+    """Say a refused push plainly: a token without push scope is the usual cause on a token registry."""
+    if "requested access to the resource is denied" in message or "insufficient_scope" in message:
+        return f"the login's token has no push access to {name} ({message})"
+    return message
+
+
 def push(client: Any, config: Any, image: Image, credentials: Any, *, progress: Progress = _quiet,
          retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Image:
     """Push every tag of the image, retrying what a retry can fix; return the image with its digest."""
@@ -410,9 +417,10 @@ def _push_tag(client: Any, name: str, tag: str, auth: dict[str, str] | None, *, 
         except PushRejected as e:
             rejected = e
         if rejected.kind == REFUSED:
-            raise AuthError(f"the registry refused the push of {name}:{tag}: {rejected.message}",
+            raise AuthError(f"the registry refused the push of {name}:{tag}: {_refusal(rejected.message, name)}",
                             hint="check PINOTAGE_REGISTRY_USER / PINOTAGE_REGISTRY_PASSWORD (or the docker"
-                                 " login) and the account's rights on the repository") from None
+                                 " login) and the account's rights on the repository; on Docker Hub, an access"
+                                 " token with Read & Write scope") from None
         if rejected.kind == FATAL:
             raise PushFailed(f"push of {name}:{tag} failed: {rejected.message}", attempts=attempt) from None
         delay = retry.delay_s(attempt)

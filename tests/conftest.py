@@ -92,6 +92,12 @@ def start_registry(tmp: Path, *, user: str, password: str) -> tuple[subprocess.P
             need("a registry", f"{tool} is not installed")
     htpasswd = tmp / "htpasswd"
     subprocess.run(["htpasswd", "-Bbc", str(htpasswd), user, password], check=True, capture_output=True)
+    process, port = serve_registry(tmp, f"{{htpasswd: {{realm: pinotage-test, path: {htpasswd}}}}}")
+    return process, Registry(f"127.0.0.1:{port}", user, password)
+
+
+def serve_registry(tmp: Path, auth: str) -> tuple[subprocess.Popen, int]:
+    """Run docker-registry on a loopback port with this ``auth:`` section (YAML flow); return it once it answers."""
     port = free_port()
     config = tmp / "config.yml"
     config.write_text(
@@ -99,17 +105,16 @@ def start_registry(tmp: Path, *, user: str, password: str) -> tuple[subprocess.P
         "log: {level: warn, accesslog: {disabled: true}}\n"
         f"storage: {{filesystem: {{rootdirectory: {tmp / 'data'}}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: '127.0.0.1:{port}'}}\n"
-        f"auth: {{htpasswd: {{realm: pinotage-test, path: {htpasswd}}}}}\n"
+        f"auth: {auth}\n"
     )
     log = open(tmp / "registry.log", "wb")
     process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
-    registry = Registry(f"127.0.0.1:{port}", user, password)
     try:
-        wait_for_http(f"{registry.api}/v2/", accept=(401,))
+        wait_for_http(f"http://127.0.0.1:{port}/v2/", accept=(401,))
     except TimeoutError:
         process.kill()
         need("a registry", (tmp / "registry.log").read_text()[-500:])
-    return process, registry
+    return process, port
 
 
 @pytest.fixture(scope="session")

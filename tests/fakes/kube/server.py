@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from tests.fakes import send_json
 from tests.fakes.kube import discovery, rbac, wire
 from tests.fakes.kube import store as st
 from tests.fakes.kube.reads import Reads
@@ -137,12 +138,7 @@ class _Handler(Reads, Writes, BaseHTTPRequestHandler):
     # --- plumbing -------------------------------------------------------------
 
     def send_json(self, code: int, body: Object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def body(self) -> tuple[str, Any]:
         raw = self.raw_body

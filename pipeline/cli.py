@@ -18,6 +18,7 @@ from pipeline.cluster import rebuild as cluster_rebuild  # the step tables only:
 from pipeline.errors import EXIT_BAD_INPUT, BadInput, PinotageError
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
+DOCTOR_AREAS = ("config", "registry", "kubernetes", "jenkins", "github")  # pipeline.doctor.AREAS, without its import
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--url", help="where GitHub delivers (default: jenkins.url + github-webhook/)")
     sub.add_argument("--dry-run", action="store_true", help="show what would change and write nothing")
 
+    sub = add("doctor", _doctor, "check every link of the production loop, read-only: ok, FAIL with a hint, or skipped")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+    sub.add_argument("--only", action="append", metavar="AREA", choices=DOCTOR_AREAS,
+                     help=f"check only this area (repeatable): {', '.join(DOCTOR_AREAS)}")
+
     jobs = add("jobs", _missing_subcommand, "render, check, diff and update the Jenkins jobs in jobs/")
     jobs.set_defaults(command_name="jobs")
     jobs_subs = jobs.add_subparsers(title="jobs commands", metavar="ACTION", parser_class=_Parser)
@@ -196,6 +202,18 @@ def _jobs_action(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return jobs.command(args.jobs_action, jobs_dir=args.jobs_dir, output=getattr(args, "output", ""),
                         delete_old=getattr(args, "delete_old", False), config=load_config(args, environ),
                         environ=environ, parser=build_parser())
+
+
+def _doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import doctor
+    from pipeline.doctor import local
+
+    areas = [area for area in DOCTOR_AREAS if not args.only or area in args.only]
+    findings = doctor.run(areas, lambda: load_config(args, environ), environ)
+    print(doctor.to_json(findings) if args.json else "\n".join(doctor.render(findings)))
+    if any(f.check == local.LOADS and f.status is doctor.Status.FAIL for f in findings):
+        return EXIT_BAD_INPUT
+    return doctor.exit_code(findings)
 
 
 def _cluster(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -47,6 +47,28 @@ class JenkinsClient:
         return self._read("read the Jenkins version",
                           lambda: (self._server.get_whoami(), self._server.get_version())[1])
 
+    def whoami(self) -> str:
+        """Return the id of the user the token signs in as."""
+        return self._read("sign in", lambda: self._server.get_whoami()["id"])
+
+    def get_json(self, path: str) -> dict | None:
+        """GET one REST API page (``computer/api/json?tree=…``); None when Jenkins has no such page."""
+        import json
+
+        import jenkins
+        import requests
+
+        def fetch() -> dict | None:
+            try:
+                return json.loads(self._server.jenkins_open(requests.Request("GET", f"{self.url}/{path}")))
+            except jenkins.NotFoundException:
+                return None
+
+        try:
+            return self._read(f"read {path.split('?')[0]}", fetch)
+        except ValueError as e:  # not JSON: a proxy's page, or no Jenkins at all
+            raise JenkinsError(f"Jenkins at {self.url}: {path.split('?')[0]} is not JSON") from e
+
     def job_names(self) -> list[str]:
         """List the top-level jobs."""
         jobs = self._read("list the jobs", lambda: self._server.get_all_jobs(folder_depth=0))

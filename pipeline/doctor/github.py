@@ -1,4 +1,9 @@
-"""The GitHub area: the token's scopes, the repository's webhook to Jenkins and its last delivery."""
+"""The GitHub area: the token's scopes, the repository's webhook to Jenkins and its last delivery.
+
+One read, the repository's hook list, answers all three: GitHub sends the token's scopes with
+every answer, and each hook carries its ``last_response``. Whether the hook is what Pinotage
+wants is decided by the same pure function ``pinotage github hook`` uses.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ from typing import Any, Callable, Iterator
 from pipeline.doctor import Finding, Probe, Status, Unreachable
 
 AREA = "github"
-TIMEOUT_S = 15
-# what the classic token's X-OAuth-Scopes must hold: statuses, and reading the webhook
+# what a classic token's X-OAuth-Scopes must hold, and the scopes that grant it
 NEEDED_SCOPES = {"commit statuses": ("repo", "repo:status"),
-                 "webhooks": ("admin:repo_hook", "write:repo_hook", "read:repo_hook")}
+                 "the webhook": ("admin:repo_hook", "write:repo_hook", "read:repo_hook", "repo")}
 
 
 def check(probe: Probe) -> Iterator[Finding]:
     """Yield the GitHub checks for github.repo."""
+    from pipeline import github
     from pipeline.config import secret
+    from pipeline.errors import GithubError
 
     found = probe.finding(AREA)
     config = probe.config
@@ -24,84 +30,63 @@ def check(probe: Probe) -> Iterator[Finding]:
         return
     token = secret("github.token", probe.environ)
     if not token:
-        raise Unreachable("token", "PINOTAGE_GITHUB_TOKEN is not set", "export a token with repo:status and"
-                          " admin:repo_hook (or a GitHub App's installation token)")
-    api = config.github.api_url.rstrip("/")
+        raise Unreachable("token", "PINOTAGE_GITHUB_TOKEN is not set",
+                          "export a token with repo:status and admin:repo_hook")
     slug = config.github.repo
-    response = _get(f"{api}/repos/{slug}", token)
-    if response.status_code == 401:
-        raise Unreachable("token", "GitHub refused PINOTAGE_GITHUB_TOKEN (HTTP 401)", "is the token current?")
-    if response.status_code == 404:
-        raise Unreachable("token", f"no repository {slug} visible to this token (HTTP 404)",
-                          "check github.repo, and that the token may read the repository")
-    if response.status_code != 200:
-        raise Unreachable("token", f"GitHub answered HTTP {response.status_code} for repository {slug}")
-    yield _scopes(found, response.headers.get("X-OAuth-Scopes"))
-    yield from _webhook(found, api, slug, token, config.jenkins.url)
-
-
-def hook_url(jenkins_url: str) -> str:
-    """Return the address the GitHub plugin receives pushes at."""
-    return f"{jenkins_url.rstrip('/')}/github-webhook/"
-
-
-def _scopes(found: Callable[..., Finding], header: str | None) -> Finding:
-    if header is None:
-        return found("token scopes", Status.SKIPPED, "a fine-grained or app token: GitHub lists no scopes")
-    granted = {scope.strip() for scope in header.split(",") if scope.strip()}
-    missing = [need for need, any_of in NEEDED_SCOPES.items() if not granted & set(any_of)]
-    if missing:
-        return found("token scopes", Status.FAIL, f"the token's scopes ({', '.join(sorted(granted)) or 'none'})"
-                     f" do not cover {' and '.join(missing)}", "grant repo:status and admin:repo_hook")
-    return found("token scopes", Status.OK, ", ".join(sorted(granted)))
-
-
-def _webhook(found: Callable[..., Finding], api: str, slug: str, token: str, jenkins_url: str) -> Iterator[Finding]:
-    if not jenkins_url:
+    try:
+        answer = github.call("GET", f"{config.github.api_url.rstrip('/')}/repos/{slug}/hooks", token=token,
+                             what=f"GitHub hooks of {slug}")
+    except GithubError as e:
+        raise Unreachable("token", e.message, e.hint) from None
+    if answer.status == 401:
+        raise Unreachable("token", f"GitHub refused PINOTAGE_GITHUB_TOKEN (401 {answer.message})",
+                          "is the token current?")
+    yield _scopes(found, answer.scopes)
+    if answer.status != 200:
+        yield found("webhook", Status.FAIL, f"GitHub answered {answer.status} {answer.message} for {slug}'s hooks",
+                    "the token needs admin:repo_hook and admin rights on the repository")
+        return
+    if not config.jenkins.url:
         yield found("webhook", Status.SKIPPED, "jenkins.url is not set: no address to compare the hook with")
         return
-    response = _get(f"{api}/repos/{slug}/hooks", token)
-    if response.status_code in (403, 404):
-        yield found("webhook", Status.FAIL, f"the token may not read {slug}'s webhooks (HTTP {response.status_code})",
-                    "grant admin:repo_hook (or the app's Webhooks: read)")
+    yield from _webhook(found, answer.body, config.jenkins.url.rstrip("/") + "/" + github.HOOK_PATH)
+
+
+def _scopes(found: Callable[..., Finding], scopes: tuple[str, ...] | None) -> Finding:
+    if scopes is None:
+        return found("token scopes", Status.SKIPPED, "a fine-grained or app token: GitHub lists no scopes")
+    missing = [need for need, any_of in NEEDED_SCOPES.items() if not set(scopes) & set(any_of)]
+    if missing:
+        return found("token scopes", Status.FAIL, f"the token grants {', '.join(scopes) or 'no scope'}, nothing"
+                     f" that covers {' or '.join(missing)}", "grant repo:status and admin:repo_hook")
+    return found("token scopes", Status.OK, ", ".join(scopes))
+
+
+def _webhook(found: Callable[..., Finding], hooks: list[dict], url: str) -> Iterator[Finding]:
+    from pipeline import github
+
+    change = github.plan_hook(hooks, url)
+    if change.action == "create":
+        elsewhere = [h.get("config", {}).get("url", "?") for h in hooks
+                     if github.HOOK_PATH in h.get("config", {}).get("url", "")]
+        yield found("webhook", Status.FAIL, f"points at {', '.join(elsewhere)}, not {url}" if elsewhere
+                    else f"no webhook sends to {url}", "run 'pinotage github hook'")
         return
-    hooks = response.json() if response.status_code == 200 else []
-    wanted = hook_url(jenkins_url)
-    ours = [h for h in hooks if (h.get("config") or {}).get("url") == wanted]
-    if not ours:
-        elsewhere = [(h.get("config") or {}).get("url", "?") for h in hooks
-                     if "/github-webhook/" in (h.get("config") or {}).get("url", "")]
-        detail = f"points at {', '.join(elsewhere)}, not {wanted}" if elsewhere else f"no webhook to {wanted}"
-        yield found("webhook", Status.FAIL, detail, "run 'pinotage github hook'")
-        return
-    hook = ours[0]
-    events = set(hook.get("events") or ())
-    if not hook.get("active") or not {"push", "pull_request"} <= events:
-        yield found("webhook", Status.FAIL, f"hook {hook.get('id')} is {'active' if hook.get('active') else 'inactive'}"
-                    f" with events {', '.join(sorted(events)) or 'none'}", "run 'pinotage github hook'")
+    if change.action == "update":
+        yield found("webhook", Status.FAIL, f"hook {change.hook_id} differs: {'; '.join(change.differs)}",
+                    "run 'pinotage github hook'")
     else:
-        yield found("webhook", Status.OK, f"hook {hook.get('id')} sends push and pull_request to {wanted}")
+        yield found("webhook", Status.OK, f"hook {change.hook_id} sends push and pull_request to {url}")
+    hook = next(h for h in hooks if h.get("id") == change.hook_id)
     yield _last_delivery(found, hook.get("last_response") or {})
 
 
 def _last_delivery(found: Callable[..., Finding], last: dict[str, Any]) -> Finding:
-    code = last.get("code")
-    if code is None:
+    if last.get("status") in (None, "unused"):
         return found("last delivery", Status.SKIPPED, "no delivery yet")
-    if 200 <= int(code) < 300:
-        return found("last delivery", Status.OK, f"HTTP {code}")
-    return found("last delivery", Status.FAIL, f"Jenkins answered the last delivery with HTTP {code}"
-                 f" {last.get('message') or ''}".rstrip(),
-                 "check the hook secret and that /github-webhook/ reaches Jenkins (docs/jenkins.md)")
-
-
-def _get(url: str, token: str) -> Any:
-    import requests
-
-    try:
-        return requests.get(url, timeout=TIMEOUT_S, headers={
-            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28"})
-    except requests.RequestException as e:
-        raise Unreachable("token", f"cannot reach {url.split('/repos/')[0]} ({type(e).__name__})",
-                          "check github.api_url and the network") from None
+    code = last.get("code")
+    if code and 200 <= int(code) < 300:
+        return found("last delivery", Status.OK, f"Jenkins answered {code}")
+    answer = f"Jenkins answered {code}" if code else "no answer"
+    return found("last delivery", Status.FAIL, f"the last delivery failed: {answer} ({last.get('message') or '?'})",
+                 "check the webhook secret and that /github-webhook/ reaches Jenkins (docs/jenkins.md)")

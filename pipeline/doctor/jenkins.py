@@ -20,12 +20,12 @@ BUILT_IN = "hudson.model.Hudson$MasterComputer"
 CREDENTIALS = "credentials/store/system/domain/_/api/json?tree=credentials[id]"
 COMPUTERS = "computer/api/json?tree=computer[_class,displayName,numExecutors,offline,assignedLabels[name]]"
 _PINNED_RE = re.compile(r"jenkins/jenkins:(\d+(?:\.\d+)+)")
-_CREDENTIAL_ID_RE = re.compile(r"""credentials(?:Id|-id)?\s*[:(=]\s*['"]?([A-Za-z0-9_.-]+)""")
 
 
 def check(probe: Probe) -> Iterator[Finding]:
     """Yield the Jenkins checks."""
     from pipeline import jenkins as jenkins_client
+    from pipeline import jobs
     from pipeline.errors import JenkinsError
 
     found = probe.finding(AREA)
@@ -40,8 +40,9 @@ def check(probe: Probe) -> Iterator[Finding]:
     yield _executors(found, computers)
     yield _pod_template(found, client)
     yield _hypervisor(found, computers)
-    yield _credentials(found, client, probe.root)
-    yield _jobs(found, probe, client)
+    rendered = jobs.render(probe.root / "jobs")
+    yield _credentials(found, client, used_credential_ids(probe.root, rendered))
+    yield _jobs(found, client, rendered)
 
 
 def _version(found: Callable[..., Finding], running: str, root: Path) -> Finding:
@@ -87,8 +88,7 @@ def _hypervisor(found: Callable[..., Finding], computers: list[dict]) -> Finding
     return found("hypervisor agent", Status.OK, f"{', '.join(online)} online")
 
 
-def _credentials(found: Callable[..., Finding], client: Any, root: Path) -> Finding:
-    wanted = used_credential_ids(root)
+def _credentials(found: Callable[..., Finding], client: Any, wanted: set[str]) -> Finding:
     listed = client.get_json(CREDENTIALS)
     if listed is None:
         return found("credential ids", Status.FAIL, "Jenkins has no credentials store API",
@@ -101,11 +101,10 @@ def _credentials(found: Callable[..., Finding], client: Any, root: Path) -> Find
     return found("credential ids", Status.OK, f"all {len(wanted)} ids the Jenkinsfile and jobs/ use exist")
 
 
-def _jobs(found: Callable[..., Finding], probe: Probe, client: Any) -> Finding:
+def _jobs(found: Callable[..., Finding], client: Any, rendered: list) -> Finding:
     from pipeline import jenkins as jenkins_client
     from pipeline import jobs
 
-    rendered = jobs.render(probe.root / "jobs")
     live = jenkins_client.live_configs(client, [job.name for job in rendered])
     drifted = [job.name for job in rendered if jobs.compare(job, live[job.name]).state != "same"]
     if drifted:
@@ -114,10 +113,22 @@ def _jobs(found: Callable[..., Finding], probe: Probe, client: Any) -> Finding:
     return found("jobs", Status.OK, f"all {len(rendered)} jobs match jobs/")
 
 
-def used_credential_ids(root: Path) -> set[str]:
-    """Return the credential ids the Jenkinsfile and the job YAML name."""
-    texts = [root / "Jenkinsfile", *sorted((root / "jobs").glob("*.yaml"))]
-    return {match for path in texts if path.is_file() for match in _CREDENTIAL_ID_RE.findall(path.read_text())}
+def used_credential_ids(root: Path, rendered: list) -> set[str]:
+    """Return the credential ids the Jenkinsfile, the rendered jobs and JCasC itself name."""
+    import xml.etree.ElementTree as ET
+
+    import yaml
+
+    from pipeline import casc
+
+    uses = [cid for job in rendered for cid, _ in casc.used_in_job(ET.fromstring(job.xml), job.name)]
+    jenkinsfile = root / "Jenkinsfile"
+    if jenkinsfile.is_file():
+        uses += [cid for cid, _ in casc.used_in_jenkinsfile(jenkinsfile.read_text(), "Jenkinsfile")]
+    casc_file = root / casc.CASC_FILE
+    if casc_file.is_file():
+        uses += casc.used_in_casc(yaml.safe_load(casc_file.read_text()))
+    return set(uses)
 
 
 def _numbers(version: str) -> tuple[int, ...]:

@@ -16,9 +16,10 @@ from pipeline.doctor import Finding, Probe, Status, Unreachable
 
 AREA = "kubernetes"
 ROLE = "pinotage-deployer"
+DOCTOR_RBAC = "doctor-rbac.yaml"  # the ClusterRole that lets the deployer read what the checks need
 RESTRICTED = ("pod-security.kubernetes.io/enforce", "restricted")
 DEFAULT_CLASS = "storageclass.kubernetes.io/is-default-class"
-SUPPORTED_SKEW_MINORS = 1  # the Python client is supported against its own minor version and one either side
+SUPPORTED_SKEW_MINORS = 1  # kubectl supports a server one minor version older or newer than itself
 
 
 def check(probe: Probe) -> Iterator[Finding]:
@@ -26,6 +27,7 @@ def check(probe: Probe) -> Iterator[Finding]:
     from kubernetes import client
 
     from pipeline import kube
+    from pipeline.targets.kubernetes import pull_secret
 
     found = probe.finding(AREA)
     cluster = kube.connect(probe.config, probe.environ)
@@ -35,30 +37,29 @@ def check(probe: Probe) -> Iterator[Finding]:
     except Unreachable as e:
         raise Unreachable(e.check, f"{cluster.api.configuration.host}: {e.detail}", e.hint) from None
     yield found("api", Status.OK, f"{version.git_version} answers ({cluster.source})")
-    yield _skew(found, version)
+    yield _skew(found, version, probe.config.cluster.kubernetes_version)
     core = client.CoreV1Api(cluster.api)
     yield _namespace(found, core, namespace)
     manifests = _manifests(probe)
     rules = _role_rules(manifests)
-    pull_secrets = _pull_secrets(manifests)
     auth = client.AuthorizationV1Api(cluster.api)
     yield _allowed(found, auth, namespace, rules)
-    yield _nothing_more(found, auth, namespace, pull_secrets)
-    yield _pull_secret(found, core, namespace, pull_secrets, probe)
+    yield _nothing_more(found, auth, namespace, {pull_secret.secret_name(probe.config.app)})
+    yield _pull_secret(found, core, namespace, probe)
     yield _storage_class(found, client.StorageV1Api(cluster.api))
     yield _lease(found, client.CoordinationV1Api(cluster.api), namespace, f"pinotage-deploy-{probe.config.app}")
 
 
-def _skew(found: Callable[..., Finding], version: Any) -> Finding:
-    import kubernetes
-
-    client_minor = int(kubernetes.__version__.split(".")[0])
+def _skew(found: Callable[..., Finding], version: Any, pinned: str) -> Finding:
+    """Compare the server's minor version with cluster.kubernetes_version, which kubectl and the packages pin."""
     server_minor = int("".join(ch for ch in version.minor if ch.isdigit()) or 0)
-    if abs(server_minor - client_minor) > SUPPORTED_SKEW_MINORS:
+    pinned_minor = int(pinned.split(".")[1])
+    if abs(server_minor - pinned_minor) > SUPPORTED_SKEW_MINORS:
         return found("version skew", Status.FAIL,
-                     f"server 1.{server_minor}, Python client for 1.{client_minor} (supported: ±{SUPPORTED_SKEW_MINORS})",
-                     "upgrade the cluster, or pin the kubernetes package to the server's version")
-    return found("version skew", Status.OK, f"server 1.{server_minor}, client for 1.{client_minor}")
+                     f"server 1.{server_minor}, but cluster.kubernetes_version is {pinned} (kubectl and the"
+                     f" cluster packages are pinned to it; they support ±{SUPPORTED_SKEW_MINORS} minor)",
+                     "set cluster.kubernetes_version to the cluster's version, or upgrade the cluster")
+    return found("version skew", Status.OK, f"server 1.{server_minor}, pinned {pinned}")
 
 
 def _namespace(found: Callable[..., Finding], core: Any, namespace: str) -> Finding:
@@ -67,7 +68,8 @@ def _namespace(found: Callable[..., Finding], core: Any, namespace: str) -> Find
         return found("namespace", Status.FAIL, f"namespace {namespace} does not exist",
                      "apply k8s/presentation (kubectl apply -k k8s/presentation) as a cluster admin")
     if ns is _FORBIDDEN:
-        return found("namespace", Status.SKIPPED, f"the deployer may not read namespace {namespace}")
+        return found("namespace", Status.SKIPPED, f"this user may not read namespace {namespace}"
+                     f" (k8s/presentation/{DOCTOR_RBAC} lets the deployer)")
     labels = ns.metadata.labels or {}
     if labels.get(RESTRICTED[0]) != RESTRICTED[1]:
         return found("namespace", Status.FAIL, f"namespace {namespace} does not enforce Pod Security restricted"
@@ -118,29 +120,40 @@ def _nothing_more(found: Callable[..., Finding], auth: Any, namespace: str, pull
     return found("least privilege", Status.OK, "no wildcard, no secret beyond the pull secret")
 
 
-def _pull_secret(found: Callable[..., Finding], core: Any, namespace: str, names: set[str],
-                 probe: Probe) -> Finding:
+def _pull_secret(found: Callable[..., Finding], core: Any, namespace: str, probe: Probe) -> Finding:
     from pipeline import registry
+    from pipeline.targets.kubernetes import pull_secret
 
-    needed = registry.read_credentials(probe.config, probe.environ) is not None
-    if not names:
-        if needed:
-            return found("pull secret", Status.FAIL, "the registry needs a login but the Deployment names no"
-                         " imagePullSecrets", "name the pull secret in the Deployment's imagePullSecrets")
+    if registry.read_credentials(probe.config, probe.environ) is None:
         return found("pull secret", Status.SKIPPED, "the registry needs no login")
-    missing = [name for name in sorted(names)
-               if _call("pull secret", lambda: core.read_namespaced_secret(name, namespace), missing=None) is None]
-    if missing:
-        return found("pull secret", Status.FAIL, f"secret {', '.join(missing)} is missing in {namespace}:"
-                     " nodes cannot pull the image", "a master build's deploy creates it; or create it by hand with"
-                     " kubectl create secret docker-registry")
-    return found("pull secret", Status.OK, f"{', '.join(sorted(names))} exists in {namespace}")
+    name = pull_secret.secret_name(probe.config.app)
+    exists = _call("pull secret", lambda: core.read_namespaced_secret(name, namespace), missing=False)
+    if exists is _FORBIDDEN:  # the deployer may apply its pull secret but not read it: ask a dry run
+        exists = _would_create(core, name, namespace) is False
+    if not exists:
+        return found("pull secret", Status.FAIL, f"secret {name} is missing in {namespace}: nodes cannot pull"
+                     " the image", "the next deploy applies it; 'pinotage cluster redeploy' does too")
+    return found("pull secret", Status.OK, f"{name} exists in {namespace}")
+
+
+def _would_create(core: Any, name: str, namespace: str) -> bool | None:
+    """Ask, by a server-side apply with dryRun=All (nothing stored), whether the Secret is missing.
+
+    The API server answers 201 to an apply that would create, 200 to one that would change or keep
+    an existing object. None: the deployer may not even apply it.
+    """
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}}
+    answer = _call("pull secret", lambda: core.patch_namespaced_secret(
+        name, namespace, body, dry_run="All", field_manager="pinotage-doctor",
+        _content_type="application/apply-patch+yaml", _preload_content=False))  # the body holds the login: unread
+    return None if answer is _FORBIDDEN else answer.status == 201
 
 
 def _storage_class(found: Callable[..., Finding], storage: Any) -> Finding:
     classes = _call("storage class", lambda: storage.list_storage_class())
     if classes is _FORBIDDEN:
-        return found("storage class", Status.SKIPPED, "this user may not list StorageClasses (cluster scope)")
+        return found("storage class", Status.SKIPPED, "this user may not list StorageClasses"
+                     f" (k8s/presentation/{DOCTOR_RBAC} lets the deployer)")
     defaults = [c.metadata.name for c in classes.items
                 if (c.metadata.annotations or {}).get(DEFAULT_CLASS) == "true"]
     if not defaults:
@@ -187,14 +200,6 @@ def _role_rules(documents: list[dict]) -> list[dict]:
         if document.get("kind") == "Role" and meta.get("name") == ROLE:
             return list(document.get("rules") or [])
     return []
-
-
-def _pull_secrets(documents: list[dict]) -> set[str]:
-    for document in documents:
-        if document.get("kind") == "Deployment":
-            pod = ((document.get("spec") or {}).get("template") or {}).get("spec") or {}
-            return {entry["name"] for entry in pod.get("imagePullSecrets") or () if entry.get("name")}
-    return set()
 
 
 def _requests(rules: list[dict]) -> Iterator[tuple[str, str, str, str]]:

@@ -188,8 +188,15 @@ def test_deployer_role_rule(check):
 
 
 def test_deployer_binding_is_namespaced_and_binds_the_service_account():
-    kinds = {doc["kind"] for _, doc in _all()}
-    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}
+    # the one cluster-scoped grant is pinotage doctor's: reads of the app's namespace and the StorageClasses
+    [cluster_role] = [doc for _, doc in _all() if doc["kind"] == "ClusterRole"]
+    assert cluster_role["rules"] == [
+        {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["presentation"], "verbs": ["get"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["list"]}]
+    [cluster_binding] = [doc for _, doc in _all() if doc["kind"] == "ClusterRoleBinding"]
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    assert cluster_binding["subjects"] == [{"kind": "ServiceAccount", "name": "pinotage-deployer",
+                                            "namespace": "presentation"}]
     binding = _one("RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": _one("Role")["metadata"]["name"]}

@@ -1,10 +1,11 @@
 """A Kubernetes API test double: an HTTP server on loopback that the official clients talk to.
 
 It stores namespaces, deployments, replicasets, pods, services, configmaps, secrets, leases,
-serviceaccounts (with TokenRequest), roles, rolebindings, clusterroles and clusterrolebindings;
+serviceaccounts (with TokenRequest), roles, rolebindings, clusterroles, clusterrolebindings and
+storageclasses;
 serves discovery and OpenAPI v3 (``discovery.py``, so kubectl works against it), get/list/watch/
 create/update/patch (merge, strategic merge, server-side apply)/delete, ``dryRun=All``,
-``/status`` and ``/scale``, SelfSubjectAccessReview, with the API server's answers; enforces RBAC
+``/status`` and ``/scale``, SelfSubjectAccessReview and SelfSubjectRulesReview, with the API server's answers; enforces RBAC
 (``rbac.py``) and admission (``admission.py``: defaults, validation, Pod Security); records every
 request; and runs a simulated controller (see ``controller.py``). It holds no Pinotage logic.
 

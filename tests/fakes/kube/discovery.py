@@ -35,11 +35,13 @@ DETAILS = {
     "rolebindings": ("rolebinding", [], [], []),
     "clusterroles": ("clusterrole", [], [], []),
     "clusterrolebindings": ("clusterrolebinding", [], [], []),
+    "storageclasses": ("storageclass", ["sc"], [], []),
     "selfsubjectaccessreviews": ("selfsubjectaccessreview", [], [], []),
+    "selfsubjectrulesreviews": ("selfsubjectrulesreview", [], [], []),
 }
 OBJECT_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 SUBRESOURCE_KINDS = {"scale": ("autoscaling", "v1", "Scale"), "token": ("authentication.k8s.io", "v1", "TokenRequest")}
-REVIEW_ONLY = {"selfsubjectaccessreviews"}  # create-only, nothing stored
+REVIEW_ONLY = {"selfsubjectaccessreviews", "selfsubjectrulesreviews"}  # create-only, nothing stored
 
 
 def group_versions() -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""RBAC as the API server's authorizer decides it, and SelfSubjectAccessReview.
+"""RBAC as the API server's authorizer decides it, SelfSubjectAccessReview and SelfSubjectRulesReview.
 
 Roles and ClusterRoles grant; RoleBindings (to a Role or a ClusterRole, within their namespace)
 and ClusterRoleBindings (cluster-wide) bind them to Users, Groups and ServiceAccounts. A
@@ -10,9 +10,14 @@ binding allows. Nothing else is granted by default.
 
 from __future__ import annotations
 
-from tests.fakes.kube.store import KINDS, Store
+from tests.fakes.kube.store import KINDS, ApiError, Store
 
 ADMIN = "kubernetes-admin"
+SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews")
+# what the default system:basic-user and system:discovery ClusterRoles grant every authenticated user
+BASIC_USER_RULES = [{"verbs": ["create"], "apiGroups": ["authorization.k8s.io"], "resources": list(SELF_REVIEWS)}]
+DISCOVERY_PATHS = ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*",
+                   "/readyz", "/version", "/version/"]
 SERVICE_ACCOUNT = "system:serviceaccount:"
 
 
@@ -55,7 +60,7 @@ def decide(store: Store, user: str, verb: str, group: str, resource: str, namesp
     groups = groups_of(user)
     if "system:masters" in groups:
         return True, ""
-    if (group, resource, verb) == ("authorization.k8s.io", "selfsubjectaccessreviews", "create"):
+    if group == "authorization.k8s.io" and resource in SELF_REVIEWS and verb == "create":
         return True, 'RBAC: allowed by ClusterRoleBinding "system:basic-user" of ClusterRole "system:basic-user"'
     cluster_roles = {r["metadata"]["name"]: r for r in store.find(KINDS["clusterroles"])}
     bindings = [(b, cluster_roles.get(b.get("roleRef", {}).get("name")))
@@ -97,3 +102,33 @@ def review(store: Store, user: str, body: dict) -> dict:
         status["reason"] = reason
     return {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
             "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+
+
+def rules_review(store: Store, user: str, body: dict) -> dict:
+    """Answer a SelfSubjectRulesReview: every rule bound to user in spec.namespace, as the authorizer lists them."""
+    spec = body.get("spec") or {}
+    namespace = spec.get("namespace") or ""
+    if not namespace:
+        raise ApiError(400, "BadRequest", "no namespace on request")
+    groups = groups_of(user)
+    if "system:masters" in groups:
+        resource_rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+    else:
+        resource_rules = [dict(rule) for rule in BASIC_USER_RULES]
+        cluster_roles = {r["metadata"]["name"]: r for r in store.find(KINDS["clusterroles"])}
+        roles = {r["metadata"]["name"]: r for r in store.find(KINDS["roles"], namespace)}
+        bindings = [*store.find(KINDS["clusterrolebindings"]), *store.find(KINDS["rolebindings"], namespace)]
+        for binding in bindings:
+            ref = binding.get("roleRef") or {}
+            role = (roles if ref.get("kind") == "Role" else cluster_roles).get(ref.get("name"))
+            if role is None or not _binds(binding, user, groups):
+                continue
+            for rule in role.get("rules") or ():
+                if rule.get("resources"):
+                    resource_rules.append({key: list(rule[key]) for key in
+                                           ("verbs", "apiGroups", "resources", "resourceNames") if rule.get(key)})
+    return {"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {"creationTimestamp": None}, "spec": spec,
+            "status": {"resourceRules": resource_rules,
+                       "nonResourceRules": [{"verbs": ["get"], "nonResourceURLs": DISCOVERY_PATHS}],
+                       "incomplete": False}}

@@ -235,7 +235,7 @@ class _Handler(Reads, Writes, BaseHTTPRequestHandler):
             handler = getattr(self, f"{sub}_{verb}")
         elif verb == "create" and name:
             raise _not_allowed()
-        elif kind.resource == "selfsubjectaccessreviews":
+        elif kind.resource in discovery.REVIEW_ONLY:
             handler = self.review
         else:
             handler = getattr(self, verb)

@@ -219,6 +219,8 @@ class Writes:
     def review(self, kind: Kind, namespace, name, query, user):
         _, body = self.body()
         self._check_kind(kind, body)
+        if kind.resource == "selfsubjectrulesreviews":
+            return 201, rbac.rules_review(self.api.store, user, body)
         return 201, rbac.review(self.api.store, user, body)
 
     # --- helpers --------------------------------------------------------------
@@ -249,9 +251,12 @@ class Writes:
     def _check_kind(self, kind: Kind, body) -> None:
         if not isinstance(body, dict):
             raise st.bad_request("the body must be an object")
-        if body.get("kind") != kind.kind or body.get("apiVersion") != kind.api_version:
-            raise st.bad_request(f"the API version in the data ({body.get('apiVersion')}) and kind "
-                                 f"({body.get('kind')}) do not match the request ({kind.api_version}, {kind.kind})")
+        # as the API server's decoder does: a missing apiVersion or kind is the request's
+        body.setdefault("apiVersion", kind.api_version)
+        body.setdefault("kind", kind.kind)
+        if body["kind"] != kind.kind or body["apiVersion"] != kind.api_version:
+            raise st.bad_request(f"the API version in the data ({body['apiVersion']}) and kind "
+                                 f"({body['kind']}) do not match the request ({kind.api_version}, {kind.kind})")
 
     def _owned_by(self, kind, namespace, name, before, after, manager) -> None:
         key = (kind.resource, namespace, name)

@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("revision", nargs="?", metavar="REVISION", help="the target's revision, or a commit (7+ hex)")
     sub.add_argument("-o", "--output", metavar="FILE", help="save it to FILE instead of printing it")
 
+    add("diff", _diff, "show how the live Deployment differs, in the fields Pinotage manages, from k8s/ with the"
+        " image the ledger last deployed (exit 0: no drift, 1: drift, 2: bad input)")
+
     sub = add("status", _status, "report a commit status to GitHub (needs PINOTAGE_GITHUB_TOKEN)")
     sub.add_argument("state_name", nargs="?", choices=("pending", "success", "failure", "error"), metavar="STATE")
     sub.add_argument("--build-result", action="store_true", help="instead of STATE: success when"
@@ -314,19 +317,27 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.limit < 1:
         raise BadInput(f"--limit: expected a number above 0, got {args.limit}")
     config = load_config(args, environ)
-    records = runner.make_target(config, environ, print_progress).ledger().records()
+    target = runner.make_target(config, environ, print_progress)
+    every = target.ledger().records()
+    records, live, notes = every, None, []
     if args.package:
         from pipeline import sbom
 
         name, version = sbom.parse_package(args.package)
         records = [r for r in records if sbom.ships(r.packages, name, version)]
     records = records[-args.limit:]
+    try:
+        live = target.deployed()
+        notes = ledger.live_note(every, live)
+    except PinotageError as e:  # the ledger is still worth showing when the target does not answer
+        print(f"pinotage: warning: live release not known ({e.message})", file=sys.stderr)
     if args.json:
-        print(json.dumps([ledger.record_to_json(r) for r in records], indent=2))
+        print(json.dumps([{**ledger.record_to_json(r), "live": r is ledger.live_record(records, live)}
+                          for r in records], indent=2))
     elif not records:
         print(f"no deploy shipped {args.package}" if args.package else "no deploys recorded yet")
     else:
-        for line in ledger.table(records):
+        for line in ledger.table(records, live=live) + notes:
             print(line)
     return 0
 
@@ -342,6 +353,31 @@ def _sbom(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(f"sbom:     {record.sbom} of {record.commit[:12]} (revision {record.revision or '-'})"
               f" saved to {args.output}", file=sys.stderr)
     return 0
+
+
+def _diff(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from pipeline import drift, ledger, runner
+    from pipeline.shell import print_progress
+    from pipeline.targets.kubernetes.target import FIELD_MANAGER
+
+    config = load_config(args, environ)
+    if config.deploy.target != "kubernetes":
+        raise BadInput(f"deploy.target: 'pinotage diff' compares with a cluster, got {config.deploy.target!r}",
+                       hint="--profile production, or --set deploy.target=kubernetes")
+    target = runner.make_target(config, environ, print_progress)
+    record = ledger.last_deployed(target.ledger().records())
+    if record is None:
+        raise BadInput("the ledger holds no successful deploy: nothing to compare the cluster with",
+                       hint="see 'pinotage history'")
+    what = f"deployment/{target.deployment_name} in namespace {target.namespace}"
+    live, would = target.would_apply(ledger.release_of(record))
+    if live is None:
+        print(f"{what}: missing, though the ledger last deployed {record.image} ({record.commit[:12]})")
+        return 1
+    diffs = drift.differences(live, would, FIELD_MANAGER)
+    for line in drift.report(what, diffs):
+        print(line)
+    return 1 if diffs else 0
 
 
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

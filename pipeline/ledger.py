@@ -204,13 +204,36 @@ def release_of(record: Record) -> Release:
                    build_url=record.build_url, ledger_id=record.id)
 
 
-def table(records: list[Record]) -> list[str]:
-    """Format records as an aligned text table, oldest first."""
-    header = ("started", "outcome", "commit", "image", "target", "took", "build")
+def live_record(records: list[Record], live: Release | None) -> Record | None:
+    """Return the record of what is live: the one its ledger id names, else the newest deploy of its image."""
+    if live is None:
+        return None
+    named = [r for r in records if live.ledger_id and r.id == live.ledger_id]
+    same = [r for r in records if r.outcome == "deployed" and live.image.digest and r.image == live.image.pinned]
+    return (named or same or [None])[-1]
+
+
+def live_note(records: list[Record], live: Release | None) -> list[str]:
+    """Say when the live image is not the one the ledger last recorded as deployed (changed outside Pinotage)."""
+    last = last_deployed(records)
+    if live is None or last is None:
+        return [] if last is None else [f"live: nothing, though the ledger last deployed {last.image}"]
+    shown = live.image.pinned if live.image.digest else live.image.ref
+    if shown == last.image:
+        return []
+    return [f"live: {shown} is not {last.image}, the image the ledger last deployed ({last.commit[:12]}):"
+            " it was changed outside Pinotage ('pinotage diff' shows how)"]
+
+
+def table(records: list[Record], *, live: Release | None = None) -> list[str]:
+    """Format records as an aligned text table, oldest first; a ``*`` marks the record of what is live."""
+    header = ("", "started", "outcome", "commit", "image", "target", "took", "build")
+    serving = live_record(records, live)
     rows = [header]
     for r in records:
         took = f"{sum(r.phases_s.values()):.1f} s" if r.phases_s else "-"
         digest = r.image.rsplit("@", 1)[-1]
-        rows.append((r.started_at, r.outcome, r.commit[:12], digest[:19], r.target, took, r.build_url or "-"))
+        rows.append(("*" if r is serving else "", r.started_at, r.outcome, r.commit[:12], digest[:19], r.target,
+                     took, r.build_url or "-"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

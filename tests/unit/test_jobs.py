@@ -32,8 +32,8 @@ def xml_of(job: jobs.RenderedJob) -> ET.Element:
 
 # --- jobs/ renders to the jobs the design asks for ----------------------------
 
-def test_jobs_dir_renders_the_four_jobs(rendered):
-    assert sorted(rendered) == ["jobs-seed", "presentation", "rebuild-box", "rebuild-cluster"]
+def test_jobs_dir_renders_every_job(rendered):
+    assert sorted(rendered) == ["drift-check", "jobs-seed", "presentation", "rebuild-box", "rebuild-cluster"]
 
 
 @pytest.mark.parametrize("name, path, expected", [
@@ -43,8 +43,12 @@ def test_jobs_dir_renders_the_four_jobs(rendered):
     ("rebuild-box", "concurrentBuild", "false"),
     ("jobs-seed", ".//hudson.plugins.git.BranchSpec/name", "origin/master"),
     ("jobs-seed", ".//includedRegions", "jobs/.*"),
+    ("drift-check", ".//hudson.triggers.TimerTrigger/spec", "H * * * *"),
+    ("drift-check", ".//hudson.plugins.git.BranchSpec/name", "origin/master"),
+    ("drift-check", ".//hudson.tasks.Shell/command", "#!/bin/sh -eu\npinotage diff --profile production\n"),
 ], ids=["fork-prs-trusted-by-permission", "multibranch-uses-jenkinsfile", "rebuild-cluster-not-concurrent",
-        "rebuild-box-not-concurrent", "seed-follows-master", "seed-runs-on-jobs-changes"])
+        "rebuild-box-not-concurrent", "seed-follows-master", "seed-runs-on-jobs-changes", "drift-hourly",
+        "drift-checks-master", "drift-runs-diff"])
 def test_rendered_job_has(rendered, name, path, expected):
     element = xml_of(rendered[name]).find(path)
     if path == ".//trust":
@@ -70,11 +74,12 @@ def test_every_job_is_marked_managed(rendered):
     assert all(jobs.is_managed(job.xml) for job in rendered.values())
 
 
-def test_only_the_seed_job_holds_a_credential_besides_the_scan_credential(rendered):
+def test_only_the_ops_jobs_that_need_one_hold_a_credential_besides_the_scan_credential(rendered):
     trees = {name: xml_of(job) for name, job in rendered.items()}
-    holding = {name for name, tree in trees.items()
-               if jobs.credential_references(tree, allowed=jobs.scan_credential(tree))}
-    assert holding == {"jobs-seed"}
+    holding = {name: jobs.credential_references(tree, allowed=jobs.scan_credential(tree))
+               for name, tree in trees.items()}
+    assert {name for name, found in holding.items() if found} == {"jobs-seed", "drift-check"}
+    assert "<credentialsId>pinotage-kubeconfig</credentialsId>" in holding["drift-check"]
     [scan] = jobs.scan_credential(xml_of(rendered["presentation"]))
     assert scan.text == jobs.SCAN_CREDENTIAL_ID
     assert jobs.credential_references(xml_of(rendered["presentation"])) == [
@@ -306,7 +311,7 @@ def test_plan_update_deletes_nothing_unless_asked(rendered):
 
 def test_render_writes_one_file_per_job(tmp_path, environ, capsys):
     assert cli.main(["jobs", "render", "--jobs-dir", str(ROOT / "jobs"), "-o", str(tmp_path)], environ) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs-seed", "presentation", "rebuild-box",
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift-check", "jobs-seed", "presentation", "rebuild-box",
                                                           "rebuild-cluster"]
     ET.parse(tmp_path / "presentation")
 

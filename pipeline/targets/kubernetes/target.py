@@ -114,6 +114,26 @@ class KubernetesTarget:
         live = self._read()
         return _release_of(live) if live else None
 
+    def would_apply(self, release: Release) -> tuple[dict | None, dict | None]:
+        """Return the live Deployment and what a deploy of ``release`` would make of it; write nothing.
+
+        The deploy's own rendering of ``deploy.manifest`` is server-side applied with ``dryRun=All``
+        (field manager ``pinotage``, forced, as a deploy is), so the answer carries the server's
+        defaults and the managedFields the apply would leave. What a deploy takes from its run
+        rather than from k8s/ (the commit, build URL, ledger id and change-cause annotations, the
+        pull secret's name) is copied from the live object. (None, None) when nothing is live.
+        """
+        live = self._read()
+        if live is None:
+            return None, None
+        annotations = live["metadata"].get("annotations") or {}
+        pulls = live["spec"]["template"]["spec"].get("imagePullSecrets") or []
+        body = self._render(dataclasses.replace(release, build_url=annotations.get(BUILD_URL, "")),
+                            annotations.get(LEDGER_ID, ""), annotations.get(CHANGE_CAUSE, ""), live=None,
+                            pull_secret=pulls[0]["name"] if len(pulls) == 1 else "")
+        body["metadata"]["annotations"][COMMIT] = annotations.get(COMMIT, release.commit)
+        return live, self._apply(body, dry_run=True)
+
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
         """Apply the release, gate it, and roll back by itself when the gate fails."""
         ledger_id = release.ledger_id or new_id()
@@ -238,13 +258,14 @@ class KubernetesTarget:
             body["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": pull_secret}]
         return body
 
-    def _apply(self, body: dict) -> dict:
+    def _apply(self, body: dict, *, dry_run: bool = False) -> dict:
         from kubernetes.client import ApiException
 
         try:
             response = self.apps.patch_namespaced_deployment(
                 self.deployment_name, self.namespace, body, field_manager=FIELD_MANAGER, force=True,
-                _content_type="application/apply-patch+yaml", _preload_content=False)
+                _content_type="application/apply-patch+yaml", _preload_content=False,
+                **({"dry_run": "All"} if dry_run else {}))
         except ApiException as e:
             if e.status == 409:
                 raise _Conflict() from e

@@ -41,7 +41,10 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    orders = {key.split("/", 1)[1]: value for key, value in patch.items() if key.startswith(ORDER_DIRECTIVE)}
     for key, value in patch.items():
+        if key.startswith(ORDER_DIRECTIVE):
+            continue
         if key.startswith("$"):
             raise bad_request(f"the fake API server does not understand the directive {key}")
         if value is None:
@@ -58,7 +61,22 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
             out[key] = merged
         else:
             out[key] = strategic_merge_patch(out.get(key), value)
+    for key, order in orders.items():
+        out[key] = _in_order(out.get(key), order, key)
     return out
+
+
+ORDER_DIRECTIVE = "$setElementOrder/"
+
+
+def _in_order(items: Any, order: Any, key: str) -> list:
+    """Sort a merged keyed list as a ``$setElementOrder`` directive lists it (kubectl sends one with each list)."""
+    merge_key = _list_key(list(order or []) + list(items or [])) if isinstance(order, list) else None
+    if not isinstance(items, list) or merge_key is None:
+        raise bad_request(f"$setElementOrder/{key}: expected a list of the items' merge keys")
+    wanted = [entry.get(merge_key) for entry in order]
+    placed = sorted((i for i in items if i.get(merge_key) in wanted), key=lambda i: wanted.index(i.get(merge_key)))
+    return placed + [i for i in items if i.get(merge_key) not in wanted]
 
 
 SKIPPED_PATHS = {("metadata", "resourceVersion"), ("metadata", "managedFields"), ("metadata", "uid"),

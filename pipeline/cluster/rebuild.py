@@ -26,7 +26,8 @@ STEPS: dict[str, str] = {
     "join": "join the workers that are not nodes yet, each with a fresh token",
     "network": "apply the pinned flannel add-on and wait for every node to be Ready",
     "label": "give the workers their role label",
-    "smoke": "run k8s/smoke on the workers, check pod-to-pod traffic and CoreDNS, then delete it",
+    "storage": "install the default StorageClass (k8s/storage, a pinned local-path provisioner)",
+    "smoke": "run k8s/smoke on the workers, check pod-to-pod traffic, CoreDNS and that a claim binds, then delete it",
     "redeploy": "apply the app's manifests and deployer credentials, then roll out the last good image",
     "backup": "export the app's namespaces as YAML under state_dir/backups",
 }
@@ -34,7 +35,7 @@ NODE_STEPS: dict[str, str] = {  # these take a node name
     "drain": "evict a node's pods and mark it unschedulable",
     "remove": "drain a worker, delete its Node, reset it and destroy its VM",
 }
-REBUILD = ("box", "up", "init", "join", "network", "label", "smoke", "redeploy")
+REBUILD = ("box", "up", "init", "join", "network", "label", "storage", "smoke", "redeploy")
 REBUILD_HELP = f"run every step in order: {', '.join(REBUILD)}"
 
 

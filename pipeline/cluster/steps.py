@@ -38,6 +38,7 @@ SMOKE_S = 180
 JOIN_TOKEN_TTL = "15m"
 SMOKE_NAMESPACE = "pinotage-smoke"
 FLANNEL_MANIFEST = "k8s/network/flannel.yaml"
+STORAGE_NAMESPACE = "local-path-storage"  # k8s/storage
 MANIFESTS_ON_NODE = "pinotage/k8s"  # under the vagrant user's home on the control plane
 
 # One word on the last line says what a node holds; the steps decide from it.
@@ -289,8 +290,16 @@ def label(ctx: StepContext) -> None:
 
 # --- smoke -----------------------------------------------------------------
 
+def storage(ctx: StepContext) -> None:
+    """Install the default StorageClass (k8s/storage: the pinned local-path provisioner) and wait for it."""
+    _upload_manifests(ctx)
+    ctx.run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/storage"))
+    ctx.run.act(kubectl("-n", STORAGE_NAMESPACE, "rollout", "status", "deployment/local-path-provisioner",
+                        f"--timeout={WAIT_S}s"), timeout_s=WAIT_S + 30)
+
+
 def smoke(ctx: StepContext) -> None:
-    """Run k8s/smoke on the workers, check pod-to-pod traffic across nodes and CoreDNS, then delete it."""
+    """Run k8s/smoke on the workers, check pod-to-pod traffic across nodes, CoreDNS and a bound claim; delete it."""
     run = ctx.run
     workers = [w.name for w in ctx.topo.workers]
     _upload_manifests(ctx)
@@ -298,6 +307,9 @@ def smoke(ctx: StepContext) -> None:
     try:
         run.act(kubectl("-n", SMOKE_NAMESPACE, "rollout", "status", "deployment/hello", f"--timeout={SMOKE_S}s"),
                 timeout_s=SMOKE_S + 30)
+        # the default StorageClass binds a claim once its pod is scheduled (WaitForFirstConsumer)
+        run.act(kubectl("-n", SMOKE_NAMESPACE, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc/smoke-claim",
+                        f"--timeout={SMOKE_S}s"), timeout_s=SMOKE_S + 30)
         listing = run.check(kubectl_encoded("-n", SMOKE_NAMESPACE, "get", "pods", "-l", "app=hello", "-o", "json"),
                             assume=encode(_dry_run_pods(workers)))
         a, b = facts.smoke_pods(decode(listing.output), workers)

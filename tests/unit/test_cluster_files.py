@@ -16,7 +16,7 @@ from pipeline.cluster import facts, steps, topology
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.31.0"  # the same pinned version as tests/unit/test_manifests.py
-ADDON_MANIFESTS = ("k8s/smoke", "k8s/sharelatex", "k8s/logging", "k8s/network")
+ADDON_MANIFESTS = ("k8s/smoke", "k8s/sharelatex", "k8s/logging", "k8s/network", "k8s/storage")
 
 # The kubeadm.k8s.io/v1beta4 fields, written from the kubeadm configuration API reference
 # (https://kubernetes.io/docs/reference/config-api/kubeadm-config.v1beta4/). A dict is an object
@@ -269,3 +269,24 @@ def test_token_rejected(output, rejected):
 def test_exportable_leaves_the_callers_value_whole():
     listing = json.dumps({"items": [{"kind": "ConfigMap", "metadata": {"name": "a", "uid": "1"}, "data": {}}]})
     assert facts.exportable(listing) == [{"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {}}]
+
+
+def test_the_storage_step_installs_the_default_storage_class_every_claim_uses():
+    docs = [d for d in yaml.safe_load_all((ROOT / "k8s/storage/local-path.yaml").read_text()) if d]
+    [storage_class] = [d for d in docs if d["kind"] == "StorageClass"]
+    assert storage_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    [provisioner] = [d for d in docs if d["kind"] == "Deployment"]
+    assert provisioner["metadata"]["namespace"] == steps.STORAGE_NAMESPACE
+    assert provisioner["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v0.0.30")
+    claims = []
+    for path in sorted((ROOT / "k8s").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("kind") == "PersistentVolumeClaim":
+                claims.append((path.name, doc["spec"]))
+            for template in (doc.get("spec") or {}).get("volumeClaimTemplates") or ():
+                claims.append((path.name, template["spec"]))
+    assert {"pvc.yaml", "claim.yaml"} <= {name for name, _ in claims}  # jenkins-home and the smoke test's
+    assert [name for name, spec in claims if "storageClassName" in spec] == [], "every claim takes the default class"

@@ -141,7 +141,16 @@ def network_and_after(flannel_running: bool, labelled: str, admin_kubeconfig: st
     ]
     seq += [(kubectl(f"label node {w} node-role.kubernetes.io/worker= --overwrite"), f"node/{w} labeled")
             for w in ("worker1", "worker2") if f"node/{w}" not in labelled]
-    return seq + smoke_ok() + redeploy_commands(admin_kubeconfig)
+    return seq + storage_commands() + smoke_ok() + redeploy_commands(admin_kubeconfig)
+
+
+def storage_commands():
+    return [
+        (UPLOAD, ""),
+        (kubectl("apply -k pinotage/k8s/storage"), "storageclass.storage.k8s.io/local-path created"),
+        (kubectl("-n local-path-storage rollout status deployment/local-path-provisioner --timeout=300s"),
+         'deployment "local-path-provisioner" successfully rolled out'),
+    ]
 
 
 def redeploy_commands(admin_kubeconfig: str):
@@ -157,6 +166,8 @@ def smoke_ok(*, cross_node_answer="hello from hello-b"):
         (UPLOAD, ""),
         (kubectl("apply -k pinotage/k8s/smoke"), "deployment.apps/hello created"),
         (kubectl("-n pinotage-smoke rollout status deployment/hello --timeout=180s"), "successfully rolled out"),
+        (kubectl("-n pinotage-smoke wait '--for=jsonpath={.status.phase}=Bound' pvc/smoke-claim --timeout=180s"),
+         "persistentvolumeclaim/smoke-claim condition met"),
         encoded("-n pinotage-smoke get pods -l app=hello -o json",
                 pods(("hello-a", "worker1", "10.244.1.2"), ("hello-b", "worker2", "10.244.2.2"))),
         (kubectl("-n pinotage-smoke exec hello-a -- wget -qO- -T 5 http://10.244.2.2:8080/"), cross_node_answer),
@@ -396,6 +407,16 @@ def test_tokens_are_never_shown_nor_passed_as_arguments(project, environ, cluste
 
 # --- redeploy ----------------------------------------------------------------
 
+def test_a_claim_that_does_not_bind_fails_the_smoke_step_and_cleans_up(project, environ):
+    script = smoke_ok()[:3] + [
+        (kubectl("-n pinotage-smoke wait '--for=jsonpath={.status.phase}=Bound' pvc/smoke-claim --timeout=180s"),
+         "error: timed out waiting for the condition on persistentvolumeclaims/smoke-claim", 1),
+        smoke_ok()[-1],
+    ]
+    with pytest.raises(CommandFailed, match="smoke-claim"):
+        execute("smoke", project, environ, script)
+
+
 def test_redeploy_deploys_the_last_good_release_of_the_clusters_ledger_through_the_target(project, environ, cluster):
     shell = execute("redeploy", project, environ, redeploy_commands(cluster.kubeconfig))
     deployment = live(cluster)
@@ -454,7 +475,7 @@ def test_a_failed_smoke_check_fails_the_step_and_still_deletes_the_namespace(pro
 
 
 def test_smoke_pods_not_spread_over_two_workers_fail_and_clean_up(project, environ):
-    script = smoke_ok()[:3] + [
+    script = smoke_ok()[:4] + [
         encoded("-n pinotage-smoke get pods -l app=hello -o json",
                 pods(("hello-a", "worker1", "10.244.1.2"), ("hello-b", "worker1", "10.244.1.3"))),
         smoke_ok()[-1],

@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = add("rollback", _rollback, "return to the previous (or a named) successful deploy")
     sub.add_argument("--to", metavar="COMMIT", type=_commit_prefix,
-                     help="the commit (or a prefix of 4 or more hex digits) to return to (default: the previous deploy)")
+                     help="the commit (or a prefix of 4 or more hex digits) to return to"
+                          " (default: the previous deploy)")
 
     sub = add("history", _history, "print the deploy ledger")
     sub.add_argument("--json", action="store_true", help="print JSON")

@@ -444,6 +444,10 @@ def _check_choice(key: str, items: list[str]) -> None:
                          f" with a letter or digit), got {_short(items[0])!r}")
     if key == "cluster.box_version" and items and not BOX_VERSION.fullmatch(items[0]):
         raise ValueError(f"expected a version such as 1.31.4 (digits and dots), got {_short(items[0])!r}")
+    if key == "registry.url" and items and "@" in items[0]:
+        # an image reference has no place for a login; masked anyway, should it reach a message
+        raise ValueError(f"a registry login does not belong in the URL, got '…@{_short(items[0].rsplit('@', 1)[1])}'"
+                         f" (set registry.user and {SECRETS['registry.password']})")
 
 
 def _assemble(values: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:

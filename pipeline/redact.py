@@ -7,8 +7,9 @@ of every secret the process has read replaced by ``****``, and the password in a
 
 A secret is known once the process reads it: ``config.secret()``, the one way a phase reads a
 secret from the environment, and the readers of credential files (a kubeconfig's token) give
-each value to ``remember``; a secret no phase needed is never read, not even to mask it. The set of remembered values is the one piece of
-process-wide state in Pinotage, on purpose: the point is that no caller has to pass it on.
+each value to ``remember``; a secret no phase needed is never read, not even to mask it. The set
+of remembered values is the one piece of process-wide state in Pinotage, on purpose: the point is
+that no caller has to pass it on.
 """
 
 from __future__ import annotations

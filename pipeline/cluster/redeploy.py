@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.ledger import Record, last_deployed
+from pipeline import files
+from pipeline.errors import BadInput
+from pipeline.ledger import Record, last_deployed, record_from_json
 
 LEDGER_KEY = "records.json"
 
@@ -28,10 +30,26 @@ def backup_records(config: Any) -> tuple[list[Record], str]:
         path = stamp / f"{config.deploy.namespace}.yaml"
         if not path.is_file():
             continue
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap" and doc["metadata"].get("name") == name:
-                return [Record(**item) for item in json.loads((doc.get("data") or {}).get(LEDGER_KEY, "[]"))], str(path)
+        try:
+            docs = list(yaml.safe_load_all(files.read_text(path, what="backup")))
+        except (yaml.YAMLError, RecursionError):
+            raise BadInput(f"{path}: the backup is not valid YAML", hint="remove that backup folder") from None
+        for doc in docs:
+            named = isinstance(doc, dict) and isinstance(doc.get("metadata"), dict) and doc["metadata"].get("name")
+            if named == name and doc.get("kind") == "ConfigMap":
+                return _records(doc, f"{path}: configmap/{name} {LEDGER_KEY}"), str(path)
     return [], ""
+
+
+def _records(configmap: dict, where: str) -> list[Record]:
+    """Read the ledger a backed-up ConfigMap holds, each record checked."""
+    try:
+        items = json.loads((configmap.get("data") or {}).get(LEDGER_KEY, "[]"))
+    except (ValueError, TypeError, RecursionError):
+        raise BadInput(f"{where}: not JSON", hint="remove that backup folder") from None
+    if not isinstance(items, list):
+        raise BadInput(f"{where}: expected a list of deploy records", hint="remove that backup folder")
+    return [record_from_json(item, where=f"{where} record {number}") for number, item in enumerate(items, 1)]
 
 
 def redeploy(config: Any, kubeconfig_text: str, *, say: Callable[[str], None],

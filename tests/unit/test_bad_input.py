@@ -97,6 +97,8 @@ CASES = [
     ("rollback-to-empty", {"kubeconfig.yaml": KUBECONFIG % TOKEN}, ["rollback", "--to", "", *KUBE], {}, 2,
      "argument --to: expected a commit hash or a prefix of 4 to 40 hex digits, got ''"),
     ("rollback-to-not-hex", {}, ["rollback", "--to", "HEAD~1"], {}, 2, "got 'HEAD~1'"),
+    ("registry-login-in-url", {}, ["config", "--set", "registry.url=bob:hunter2hunter2@reg.example:5000"], {}, 2,
+     "a registry login does not belong in the URL, got '…@reg.example:5000'"),
     ("url-credentials-masked", {"pinotage.yaml": "jenkins:\n  url: https://bob:hunter2hunter2@ci.example\n"},
      ["config"], {}, 0, "https://bob:****@ci.example"),
 ]

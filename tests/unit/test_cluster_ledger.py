@@ -53,3 +53,23 @@ def test_records_read_back_are_checked(data, expected):
     with pytest.raises(BadInput) as e:
         cluster_ledger.ClusterLedger(FakeCore(data), "ns", "l").records()
     assert expected in e.value.message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("kind: [", "the backup is not valid YAML"),
+    ("kind: ConfigMap\nmetadata: {name: pinotage-ledger-presentation}\ndata: {records.json: '{'}\n", "not JSON"),
+    ("kind: ConfigMap\nmetadata: {name: pinotage-ledger-presentation}\ndata: {records.json: '[{\"id\": 1}]'}\n",
+     "records.json record 1: not a deploy record"),
+    ("kind: ConfigMap\nmetadata: 7\n---\nkind: ConfigMap\nmetadata: {name: pinotage-ledger-presentation}\n"
+     "data: {records.json: '{}'}\n", "expected a list of deploy records"),
+], ids=["not-yaml", "not-json", "not-a-record", "metadata-not-a-mapping"])
+def test_a_backed_up_ledger_is_checked_too(tmp_path, text, expected):
+    from pipeline import config as config_module
+    from pipeline.cluster import redeploy
+
+    backup = tmp_path / ".pinotage" / "backups" / "20260101T000000Z" / "presentation.yaml"
+    backup.parent.mkdir(parents=True)
+    backup.write_text(text)
+    with pytest.raises(BadInput) as e:
+        redeploy.backup_records(config_module.load(environ={}, cwd=str(tmp_path)))
+    assert expected in e.value.message and str(backup) in e.value.message

@@ -311,20 +311,18 @@ def _rollback(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import json
 
-    from pipeline import ledger, runner
+    from pipeline import ledger, runner, sbom
     from pipeline.errors import BadInput
     from pipeline.shell import print_progress
 
     if args.limit < 1:
         raise BadInput(f"--limit: expected a number above 0, got {args.limit}")
+    name, version = sbom.parse_package(args.package) if args.package else ("", "")
     config = load_config(args, environ)
     target = runner.make_target(config, environ, print_progress)
     every = target.ledger().records()
     records, live, notes = every, None, []
     if args.package:
-        from pipeline import sbom
-
-        name, version = sbom.parse_package(args.package)
         records = [r for r in records if sbom.ships(r.packages, name, version)]
     records = records[-args.limit:]
     try:
@@ -338,7 +336,13 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     elif not records:
         print(f"no deploy shipped {args.package}" if args.package else "no deploys recorded yet")
     else:
-        for line in ledger.table(records, live=live) + notes:
+        lines = ledger.table(records, live=live)
+        if args.package:  # which version each deploy shipped
+            width = max(len(line) for line in lines)
+            lines = [f"{lines[0]:<{width}}  shipped"] + [
+                f"{line:<{width}}  {', '.join(sbom.shipped_as(r.packages, name))}"
+                for line, r in zip(lines[1:], records)]
+        for line in lines + notes:
             print(line)
     return 0
 

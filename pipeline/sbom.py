@@ -128,7 +128,12 @@ def parse_package(text: str) -> tuple[str, str]:
 
 def ships(packages: tuple[str, ...] | list[str], name: str, version: str) -> bool:
     """Tell whether a record's packages include NAME (at VERSION, when given)."""
-    return any(p == f"{name}@{version}" if version else p.rsplit("@", 1)[0] == name for p in packages)
+    return f"{name}@{version}" in packages if version else bool(shipped_as(packages, name))
+
+
+def shipped_as(packages: tuple[str, ...] | list[str], name: str) -> list[str]:
+    """Return the "name@version" entries of a record's packages that are NAME."""
+    return [p for p in packages if p.rsplit("@", 1)[0] == name]
 
 
 def same_revision(record: Any, revision: str) -> bool:

@@ -78,8 +78,13 @@ def test_history_answers_which_deploys_shipped_a_package(repo, capsys):  # noqa:
     assert [r["commit"][0] for r in json.loads(capsys.readouterr().out)] == ["1", "3"]
     assert cli.main(["history", "--json", "--package", "http-server"], environ=env(repo)) == 0
     assert [r["commit"][0] for r in json.loads(capsys.readouterr().out)] == ["1", "2"]
+    assert cli.main(["history", "--package", "lodash"], environ=env(repo)) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "shipped" and [row.split()[-1] for row in rows] == [
+        "lodash@4.17.20", "lodash@4.17.21", "lodash@4.17.20"]
     assert cli.main(["history", "--package", "left-pad@1.3.0"], environ=env(repo)) == 0
     assert capsys.readouterr().out == "no deploy shipped left-pad@1.3.0\n"
+    assert cli.main(["history", "--package", "lodash@"], environ=env(repo)) == 2
 
 
 def test_sbom_prints_or_saves_a_deployed_revisions_sbom(repo, capsys):  # noqa: F811

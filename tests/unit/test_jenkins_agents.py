@@ -146,6 +146,16 @@ def test_engine_certs_makes_a_pod_ca_whose_certificates_verify(tmp_path):
     assert not list(tmp_path.rglob("ca-key.pem")), "the CA key is kept nowhere"
 
 
+def test_engine_certs_names_a_folder_it_cannot_write(tmp_path):
+    server, client = tmp_path / "server", tmp_path / "missing"
+    server.mkdir()
+    done = subprocess.run([str(ROOT / "docker/ci-engine/engine-certs"), str(server), str(client)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"engine-certs: cannot write to {client} (an emptyDir the pod mounts)"
+    assert list(server.iterdir()) == []
+
+
 # --- JCasC: where builds run -----------------------------------------------------------------
 
 def test_the_controller_runs_no_build_and_each_build_gets_a_pod_in_ci_over_websocket():

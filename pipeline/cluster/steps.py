@@ -224,8 +224,12 @@ def _join_worker(ctx: StepContext, worker: Node) -> None:
 def network(ctx: StepContext) -> None:
     """Apply the pinned flannel add-on unless it runs already, then wait for it and for every node."""
     run = ctx.run
+    from pipeline import files
+
     manifest = ctx.config.path(FLANNEL_MANIFEST)
-    image, pod_network = flannel_facts(manifest.read_text())
+    image, pod_network = flannel_facts(files.read_text(manifest, what="network add-on manifest",
+                                                       hint="k8s/network/ holds the pinned flannel manifest"),
+                                       FLANNEL_MANIFEST)
     if pod_network != ctx.config.cluster.pod_subnet:
         raise BadInput(f"cluster.pod_subnet: {ctx.config.cluster.pod_subnet} differs from the Network "
                        f"{pod_network} of {FLANNEL_MANIFEST}", hint="the two must be the same network")
@@ -241,18 +245,28 @@ def network(ctx: StepContext) -> None:
     run.act(kubectl("wait", "--for=condition=Ready", "node", "--all", f"--timeout={WAIT_S}s"), timeout_s=WAIT_S + 30)
 
 
-def flannel_facts(manifest_text: str) -> tuple[str, str]:
-    """Return the flanneld image and the pod Network from flannel's manifest."""
+def flannel_facts(manifest_text: str, where: str = FLANNEL_MANIFEST) -> tuple[str, str]:
+    """Return the flanneld image and the pod Network from flannel's manifest; BadInput when it holds neither."""
     import yaml
 
     image = network_cidr = ""
-    for doc in yaml.safe_load_all(manifest_text):
-        if not doc:
-            continue
-        if doc.get("kind") == "DaemonSet":
-            image = next(c["image"] for c in doc["spec"]["template"]["spec"]["containers"] if c["name"] == "kube-flannel")
-        if doc.get("kind") == "ConfigMap" and "net-conf.json" in doc.get("data", {}):
-            network_cidr = json.loads(doc["data"]["net-conf.json"])["Network"]
+    try:
+        for doc in yaml.safe_load_all(manifest_text):
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("kind") == "DaemonSet":
+                image = next(c["image"] for c in doc["spec"]["template"]["spec"]["containers"]
+                             if c["name"] == "kube-flannel")
+            if doc.get("kind") == "ConfigMap" and "net-conf.json" in (doc.get("data") or {}):
+                network_cidr = json.loads(doc["data"]["net-conf.json"])["Network"]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise BadInput(f"{where}{f':{mark.line + 1}' if mark else ''}: not valid YAML") from None
+    except (KeyError, TypeError, StopIteration, ValueError, AttributeError):
+        raise BadInput(f"{where}: not flannel's manifest (no kube-flannel DaemonSet container or net-conf.json"
+                       " Network where flannel puts them)") from None
+    if not image or not network_cidr:
+        raise BadInput(f"{where}: holds no kube-flannel DaemonSet or no net-conf.json Network")
     return image, network_cidr
 
 

@@ -99,6 +99,12 @@ CASES = [
     ("rollback-to-not-hex", {}, ["rollback", "--to", "HEAD~1"], {}, 2, "got 'HEAD~1'"),
     ("registry-login-in-url", {}, ["config", "--set", "registry.url=bob:hunter2hunter2@reg.example:5000"], {}, 2,
      "a registry login does not belong in the URL, got '…@reg.example:5000'"),
+    ("flannel-manifest-missing", {}, ["cluster", "network", "--dry-run"], {}, 2,
+     "k8s/network/flannel.yaml: no such network add-on manifest"),
+    ("flannel-manifest-a-directory", {"k8s/network/flannel.yaml": None}, ["cluster", "network", "--dry-run"], {}, 2,
+     "k8s/network/flannel.yaml: is a directory, expected a network add-on manifest"),
+    ("flannel-manifest-not-flannel", {"k8s/network/flannel.yaml": "kind: DaemonSet\n"},
+     ["cluster", "network", "--dry-run"], {}, 2, "k8s/network/flannel.yaml: not flannel's manifest"),
     ("url-credentials-masked", {"pinotage.yaml": "jenkins:\n  url: https://bob:hunter2hunter2@ci.example\n"},
      ["config"], {}, 0, "https://bob:****@ci.example"),
 ]

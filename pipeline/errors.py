@@ -60,6 +60,10 @@ class UnknownRelease(DeployRefused, BadInput):
     """A rollback named a release the ledger holds no successful deploy of (exit 2; nothing tried)."""
 
 
+class LedgerWriteFailed(PinotageError, OSError):
+    """The ledger file could not take a record (a full disk, a folder this user may not write)."""
+
+
 class DeployLocked(PinotageError, TimeoutError):
     """Another deploy held the deploy lock for longer than the lock deadline."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from pipeline import files, records
-from pipeline.errors import BadInput, DeployRefused, UnknownRelease
+from pipeline.errors import BadInput, DeployRefused, LedgerWriteFailed, UnknownRelease
 from pipeline.state import Image, Release
 
 OUTCOMES = ("deployed", "rolled-back", "failed", "refused")
@@ -93,17 +93,21 @@ class FileLedger:
         self.warn = warn
 
     def append(self, record: Record) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         line = (json.dumps(record_to_json(record), sort_keys=True) + "\n").encode()
-        # O_APPEND plus a lock: two pipelines finishing together each add one whole line.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _drop_torn_line(fd, self.path, self.warn)
-            files.write_all(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_APPEND plus a lock: two pipelines finishing together each add one whole line.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _drop_torn_line(fd, self.path, self.warn)
+                files.write_all(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise LedgerWriteFailed(f"{self.path}: the record {record.id} was not written"
+                                    f" ({e.strerror or type(e).__name__})") from None
 
     def records(self) -> list[Record]:
         """Return every record, oldest first; a last line a crash cut short is reported and skipped."""

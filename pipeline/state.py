@@ -111,11 +111,17 @@ def write_state(path: str | os.PathLike, *, replace: bool = False, **updates: An
     reuses workspaces and an earlier build's image must not reach this build's later stages.
     """
     path = Path(path)
-    with files.locked(path):
-        data = {"version": STATE_VERSION} if replace else read_state(path) or {"version": STATE_VERSION}
-        data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
-                     for key, value in updates.items()})
-        files.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    if path.is_dir():
+        raise BadInput(f"{path}: is a directory, expected the state file")
+    try:
+        with files.locked(path):
+            data = {"version": STATE_VERSION} if replace else read_state(path) or {"version": STATE_VERSION}
+            data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
+                         for key, value in updates.items()})
+            files.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+    except OSError as e:
+        raise BadInput(f"{path}: cannot write the state file ({e.strerror or type(e).__name__})",
+                       hint="pass --state a file in a folder this user may write") from None
 
 
 @dataclasses.dataclass(frozen=True)

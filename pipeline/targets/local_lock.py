@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from pipeline.errors import DeployLocked
+from pipeline.errors import BadInput, DeployLocked
 
 SHARED_HOME = Path("/var/lib/pinotage")
 POLL_S = 0.2
@@ -50,8 +50,12 @@ def engine_dir(environ: Mapping[str, str], engine_id: str, app: str) -> Path:
 @contextlib.contextmanager
 def hold(path: Path, *, who: str, deadline_s: float, progress: Callable[[str], None]) -> Iterator[None]:
     """Hold the lock file ``path``; wait for another holder up to ``deadline_s``, saying who holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot make the deploy lock ({e.strerror or type(e).__name__})",
+                       hint="set state_dir to a folder this user may write") from None
     try:
         _acquire(fd, path, deadline_s, progress)
         os.ftruncate(fd, 0)

@@ -9,7 +9,7 @@ import multiprocessing
 import pytest
 
 from pipeline import ledger
-from pipeline.errors import BadInput, DeployRefused, UnknownRelease
+from pipeline.errors import BadInput, DeployRefused, PinotageError, UnknownRelease
 from pipeline.state import Image, Release
 
 
@@ -171,3 +171,10 @@ def test_a_torn_line_that_is_not_the_last_is_bad_input(tmp_path):
     path.write_text('{"id": "x"\n' + json.dumps(ledger.record_to_json(record(1))) + "\n")
     with pytest.raises(BadInput, match=r"ledger.jsonl:1: not JSON"):
         ledger.FileLedger(path).records()
+
+
+def test_a_ledger_that_cannot_be_written_is_one_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PinotageError) as e:
+        ledger.FileLedger(tmp_path / "file" / "ledger.jsonl").append(record(1))
+    assert e.value.message.startswith(f"{tmp_path / 'file' / 'ledger.jsonl'}: the record id-1 was not written (")

@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
-from pipeline import casc, files, jjb_guard
+from pipeline import casc, files, jjb_guard, safe_yaml
 from pipeline.errors import BadInput
 
 # Appended to every job's description: ``update --delete-old`` deletes only jobs carrying it.
@@ -97,8 +97,8 @@ def render(jobs_dir: str | Path) -> list[RenderedJob]:
     yaml_files = [p for p in sorted(jobs_dir.iterdir()) if p.suffix in (".yaml", ".yml")]
     if not yaml_files:
         raise BadInput(f"{jobs_dir}: holds no .yaml or .yml file")
-    for path in yaml_files:
-        files.read_text(path, what="job YAML")  # text, UTF-8 and of a sane size, before JJB reads it
+    for path in yaml_files:  # text, UTF-8, of a sane size, no alias bomb nor duplicate key, before JJB reads it
+        safe_yaml.compose(files.read_text(path, what="job YAML"), where=_relative(str(path)), any_tag=True)
     with _quiet_jjb(), jjb_guard.guarded(jobs_dir):
         import jinja2
         import yaml

@@ -31,6 +31,8 @@ class _Refused(yaml.YAMLError):
 class _Loader(yaml.SafeLoader):
     """A safe loader that also refuses what no Pinotage file needs (see the module docstring)."""
 
+    any_tag = False  # True for Jenkins Job Builder YAML, whose own tags (!j2:, !include-raw:) JJB reads
+
     def __init__(self, stream):
         super().__init__(stream)
         self._depth = 0
@@ -48,7 +50,7 @@ class _Loader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        if node.tag not in PLAIN_TAGS:
+        if node.tag not in PLAIN_TAGS and not self.any_tag:
             tag = node.tag if len(node.tag) <= 60 else node.tag[:60] + "…"
             raise _Refused(node.start_mark, f"the tag {tag} is not allowed here (plain values only)")
         if node.tag.endswith(":int") and sum(c.isdigit() for c in node.value) > MAX_INT_DIGITS:
@@ -68,10 +70,18 @@ class _Loader(yaml.SafeLoader):
         return node
 
 
-def compose(text: str, *, where: str, quote: bool = True) -> yaml.Node | None:
-    """Parse one YAML document into checked nodes (keeping line numbers); raise BadInput."""
+class _AnyTagLoader(_Loader):
+    any_tag = True
+
+
+def compose(text: str, *, where: str, quote: bool = True, any_tag: bool = False) -> yaml.Node | None:
+    """Parse one YAML document into checked nodes (keeping line numbers); raise BadInput.
+
+    ``any_tag=True`` lets tags through (for a loader that knows its own, such as JJB's) and checks
+    the rest: duplicate keys, nesting, aliases, complex keys, huge numbers.
+    """
     try:
-        loader = _Loader(text)  # the reader refuses control characters already here
+        loader = (_AnyTagLoader if any_tag else _Loader)(text)  # the reader refuses control characters here
         try:
             return loader.get_single_node()
         finally:

@@ -344,8 +344,12 @@ def test_bad_job_yaml_is_one_line_naming_the_file(repo, environ, capsys, yaml_te
     ("- job:\n    name: ../../escaped\n", "extra.yaml: job name '../../escaped' is not allowed"),
     ("- job:\n    name: folder/job\n", "job name 'folder/job' is not allowed"),
     (b"- job:\n    name: \xff\n", "extra.yaml:2: the job YAML is not UTF-8 text"),
+    ("- job:\n    name: a\n    name: b\n", "extra.yaml:3: duplicate key 'name' (first given on line 2)"),
+    ("- job:\n    name: a\n    x: &a [1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"    {n}: &{n} [{', '.join(['*' + p] * 8)}]\n" for p, n in zip("abcdefghi", "bcdefghij")),
+     "extra.yaml:12: more than 64 aliases"),
 ], ids=["j2-reaches-python", "j2-syntax-error", "include-outside-jobs", "name-with-dotdot", "name-with-slash",
-        "not-utf8"])
+        "not-utf8", "duplicate-key", "alias-bomb"])
 def test_jobs_render_as_data_only(repo, environ, capsys, yaml_text, expected):
     path = repo / "jobs" / "extra.yaml"
     path.write_bytes(yaml_text) if isinstance(yaml_text, bytes) else path.write_text(yaml_text)

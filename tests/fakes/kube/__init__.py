@@ -16,6 +16,8 @@ request; and runs a simulated controller (see ``controller.py``). It holds no Pi
     fake.requests                     # [Request(user, verb, group, resource, namespace, name, code)]
     fake.before("patch", "deployments", action)   # run action() once before such a request
     FakeKube(event_window=N)          # a watch can resume across N events (older: ERROR 410 Expired)
+    FakeKube(docker_client=client)    # pods run as real containers on that engine (docker_kubelet.py);
+                                      # without it the in-memory kubelet only pretends
     FakeKube(tls=True)                # serve HTTPS (kubectl sends a token only over TLS); kubeconfig() trusts it
     FakeKube(bookmark_s=S)            # an idle watch that asked for bookmarks gets one every S seconds
     fake.stop()
@@ -26,7 +28,6 @@ request; and runs a simulated controller (see ``controller.py``). It holds no Pi
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import tempfile
 import urllib.error
@@ -37,6 +38,8 @@ from typing import Callable
 import yaml
 
 from tests.fakes.kube.controller import Controller
+from tests.fakes.kube.docker_kubelet import DockerKubelet
+from tests.fakes.kube.memory_kubelet import MemoryKubelet
 from tests.fakes.kube.server import ADMIN, ApiServer, Request
 from tests.fakes.kube.store import KINDS, Store
 
@@ -48,7 +51,7 @@ class FakeKube:
 
     def __init__(self, *, image_exists: Callable[[str, list[dict]], bool] | None = None, token: str | None = None,
                  host: str = "127.0.0.1", port: int = 0, pod_start_s: float = 0.3, event_window: int = 20000,
-                 bookmark_s: float = 60.0, tls: bool = False):
+                 bookmark_s: float = 60.0, tls: bool = False, docker_client=None, backoff_s: float = 10.0):
         self.store = Store(event_window=event_window)
         self.tls_dir = tempfile.TemporaryDirectory(prefix="fake-kube-tls-") if tls else None
         self.ca_pem = _self_signed(Path(self.tls_dir.name), host) if tls else None
@@ -58,9 +61,11 @@ class FakeKube:
         self.api = ApiServer(self.store, token=token, host=host, port=port, bookmark_s=bookmark_s,
                              tls=(str(Path(self.tls_dir.name) / "cert.pem"), str(Path(self.tls_dir.name) / "key.pem"))
                              if tls else None)
-        self.controller = Controller(self.store, image_exists=image_exists or (lambda image, auths: True),
-                                     crashing=lambda image: image in self.crash_images, pod_start_s=pod_start_s,
-                                     unready=lambda image: image in self.unready_images)
+        kubelet = (DockerKubelet(self.store, docker_client, backoff_s=backoff_s) if docker_client is not None else
+                   MemoryKubelet(self.store, image_exists=image_exists or (lambda image, auths: True),
+                                 crashing=lambda image: image in self.crash_images,
+                                 unready=lambda image: image in self.unready_images, pod_start_s=pod_start_s))
+        self.controller = Controller(self.store, kubelet=kubelet)
         for name in ("default", "kube-system", "kube-public"):
             self.store.create(KINDS["namespaces"], "", {"metadata": {"name": name},
                                                         "spec": {"finalizers": ["kubernetes"]},

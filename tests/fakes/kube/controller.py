@@ -1,4 +1,4 @@
-"""The fake cluster's controllers: what kube-controller-manager and the kubelet would do.
+"""The fake cluster's controllers: what kube-controller-manager would do, and a kubelet's turn.
 
 - Deployment controller: a new pod template makes a new ReplicaSet (``pod-template-hash``
   label, ``deployment.kubernetes.io/revision`` annotation; going back to an old template reuses
@@ -7,17 +7,12 @@
 - ReplicaSet controller: pods up or down to ``spec.replicas``; a pod that Pod Security admission
   refuses is not created, and the ReplicaSet (then the Deployment) shows ``ReplicaFailure``
   ``FailedCreate`` with the API server's message.
-- "kubelet" (in memory: nothing runs): a pod starts when its image exists (asked of a callable,
-  e.g. the test registry, with the ``auths`` of the pod's ``kubernetes.io/dockerconfigjson``
-  imagePullSecrets), shows ``ErrImagePull`` then ``ImagePullBackOff`` when it does not,
-  ``CrashLoopBackOff`` when the test marks its image as crashing, and runs without ever becoming
-  Ready (``ContainersNotReady``) when the test marks it as unready.
+- the kubelet is handed in: ``memory_kubelet.py`` (nothing runs) or ``docker_kubelet.py``.
 - Garbage collector: objects whose controller owner is gone are deleted.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import json
@@ -25,7 +20,6 @@ import math
 import threading
 import time
 import uuid
-from typing import Callable
 
 from tests.fakes.kube import admission
 from tests.fakes.kube import store as st
@@ -36,21 +30,14 @@ HASH_LABEL = "pod-template-hash"
 NOT_COPIED = {REVISION, "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
               "deployment.kubernetes.io/max-replicas", "kubectl.kubernetes.io/last-applied-configuration"}
 DEPLOYMENTS, REPLICA_SETS, PODS = KINDS["deployments"], KINDS["replicasets"], KINDS["pods"]
-SECRETS = KINDS["secrets"]
 
 
 class Controller:
     """Reconcile Deployments, ReplicaSets and pods in a background thread."""
 
-    def __init__(self, store: Store, *, image_exists: Callable[[str, list[dict]], bool],
-                 crashing: Callable[[str], bool], pod_start_s: float = 0.3,
-                 unready: Callable[[str], bool] = lambda image: False):
+    def __init__(self, store: Store, *, kubelet):
         self.store = store
-        self.unready = unready
-        self.image_exists = image_exists
-        self.crashing = crashing
-        self.pod_start_s = pod_start_s
-        self.started: dict[str, float] = {}  # pod uid -> monotonic time it was created
+        self.kubelet = kubelet  # a MemoryKubelet or a DockerKubelet: what makes pods run
         self.progress: dict[str, tuple] = {}  # deployment uid -> (last progress signature, time)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="fake-kube-controller", daemon=True)
@@ -63,6 +50,7 @@ class Controller:
         with self.store.cond:
             self.store.cond.notify_all()
         self.thread.join(5)
+        self.kubelet.stop()
 
     def _run(self) -> None:
         seen = -1
@@ -85,8 +73,7 @@ class Controller:
             synced[deployment["metadata"]["uid"]] = deployment["metadata"].get("generation", 1)
         for rs in self.store.find(REPLICA_SETS):
             self._replica_set(rs)
-        for pod in self.store.find(PODS):
-            self._kubelet(pod)
+        self.kubelet.sync(self.store.find(PODS))
         self._collect_garbage()
         for deployment in self.store.find(DEPLOYMENTS):
             if synced.get(deployment["metadata"]["uid"]) == deployment["metadata"].get("generation", 1):
@@ -299,88 +286,6 @@ class Controller:
             fresh["status"] = status
             self.store.replace(REPLICA_SETS, ns, meta["name"], fresh)
 
-    # --- "kubelet" -----------------------------------------------------------------
-
-    def _kubelet(self, pod: Object) -> None:
-        uid = pod["metadata"]["uid"]
-        now = time.monotonic()
-        started = self.started.setdefault(uid, now)
-        age = now - started
-        containers = pod["spec"]["containers"]
-        status = copy.deepcopy(pod.get("status") or {})
-        stamp = st.now_rfc3339()
-        if not status.get("containerStatuses"):
-            status.update(phase="Pending", hostIP="10.0.0.2", startTime=stamp, conditions=[
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": stamp},
-                {"type": "Initialized", "status": "True", "lastTransitionTime": stamp},
-                {"type": "ContainersReady", "status": "False", "lastTransitionTime": stamp},
-                {"type": "Ready", "status": "False", "lastTransitionTime": stamp}])
-            status["containerStatuses"] = [
-                {"name": c["name"], "image": c["image"], "imageID": "", "ready": False, "started": False,
-                 "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}} for c in containers]
-        elif age >= self.pod_start_s:
-            for container, cs in zip(containers, status["containerStatuses"]):
-                self._advance(pod, container, cs, age, stamp)
-            all_ready = all(cs["ready"] for cs in status["containerStatuses"])
-            if any("running" in cs["state"] or cs["restartCount"] for cs in status["containerStatuses"]):
-                status["phase"] = "Running"
-                status.setdefault("podIP", f"10.244.{uuid.UUID(uid).int % 250}.{uuid.UUID(uid).int % 251 + 2}")
-            unready = [cs["name"] for cs in status["containerStatuses"] if not cs["ready"]]
-            for cond in status["conditions"]:
-                if cond["type"] in ("Ready", "ContainersReady"):
-                    value = "True" if all_ready else "False"
-                    if cond["status"] != value:
-                        cond.update(status=value, lastTransitionTime=stamp)
-                    if unready:
-                        cond.update(reason="ContainersNotReady",
-                                    message=f"containers with unready status: [{' '.join(unready)}]")
-                    else:
-                        cond.pop("reason", None)
-                        cond.pop("message", None)
-        if status != pod.get("status"):
-            fresh = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
-            fresh["status"] = status
-            self.store.replace(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], fresh)
-
-    def _pull_auths(self, pod: Object) -> list[dict]:
-        """Return the ``auths`` of the pod's imagePullSecrets that exist and are dockerconfigjson, as a kubelet reads them."""
-        found = []
-        namespace = pod["metadata"]["namespace"]
-        for ref in pod["spec"].get("imagePullSecrets") or ():
-            if not self.store.exists(SECRETS, namespace, ref.get("name", "")):
-                continue
-            secret = self.store.get(SECRETS, namespace, ref["name"])
-            if secret.get("type") == "kubernetes.io/dockerconfigjson":
-                payload = (secret.get("data") or {}).get(".dockerconfigjson", "")
-                found.append(json.loads(base64.b64decode(payload)).get("auths") or {})
-        return found
-
-    def _advance(self, pod: Object, container: Object, cs: Object, age: float, stamp: str) -> None:
-        image = container["image"]
-        reason = (cs["state"].get("waiting") or {}).get("reason")
-        if reason in ("ContainerCreating", "ErrImagePull", "ImagePullBackOff"):
-            if not self.image_exists(image, self._pull_auths(pod)):
-                if reason == "ContainerCreating":
-                    cs["state"] = {"waiting": {"reason": "ErrImagePull", "message": (
-                        f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": '
-                        f'failed to resolve reference "{image}": {image}: not found')}}
-                elif age >= 2 * self.pod_start_s:
-                    cs["state"] = {"waiting": {"reason": "ImagePullBackOff",
-                                               "message": f'Back-off pulling image "{image}"'}}
-                return
-            cs["imageID"] = image if "@" in image else f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
-            cs["state"] = {"running": {"startedAt": stamp}}
-            crash = self.crashing(image)
-            cs.update(ready=not crash and not self.unready(image), started=True)
-        elif "running" in cs["state"] and self.crashing(image) and age >= 2 * self.pod_start_s:
-            cs["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error", "startedAt":
-                                              cs["state"]["running"]["startedAt"], "finishedAt": stamp}}
-            cs["restartCount"] += 1
-            cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": (
-                f"back-off 10s restarting failed container={container['name']} pod={pod['metadata']['name']}_"
-                f"{pod['metadata']['namespace']}({pod['metadata']['uid']})")}}
-            cs.update(ready=False, started=False)
-
     # --- garbage collector -----------------------------------------------------------
 
     def _collect_garbage(self) -> None:
@@ -391,7 +296,6 @@ class Controller:
                               for r in obj["metadata"].get("ownerReferences") or ())]
             for (resource, ns, name), obj in orphans:
                 self.store.delete(KINDS[resource], ns, name)
-                self.started.pop(obj["metadata"]["uid"], None)
 
 
 def _owner_ref(owner: Object) -> dict:

@@ -74,23 +74,27 @@ def test_connect_reports_bad_input_in_one_line(server, settings, environ, expect
 
 
 def _call(server, method: str, path: str, body=None, *, content_type="application/json", token=None):
-    """Make one raw HTTP request with the kubeconfig's token; return (code, JSON body)."""
-    kubeconfig, fake = server
-    if fake is None:
-        pytest.skip("raw HTTP checks use the fake's plain-HTTP endpoint")
-    config = yaml.safe_load(open(kubeconfig))
-    token = token if token is not None else config["users"][0]["user"]["token"]
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(fake.url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+    """Make one request through the official client, with the kubeconfig's credentials or token; return (code, JSON)."""
+    from kubernetes import config
+
+    kubeconfig, _ = server
+    client = config.new_client_from_config(config_file=kubeconfig, persist_config=False)
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        prepared = client.param_serialize(method, path, body=body, header_params=headers,
+                                          auth_settings=[] if token is not None else ["BearerToken"])
+        response = client.call_api(*prepared)
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        client.close()
 
 
 DEPLOYMENT = yaml.safe_load((ROOT / "k8s/presentation/deployment.yaml").read_text())
+
+REAL_DIFFERS = {  # where a real API server serves what the fake refuses: these rows run against the fake only
+    "json-patch-unsupported", "delete-collection-refused", "post-to-a-name-refused", "dry-run-value-unsupported"}
 
 ANSWERS = [
     # id, method, path, body, content type, expected code, expected reason
@@ -123,7 +127,9 @@ ANSWERS = [
 
 @pytest.mark.parametrize("method, path, body, content_type, code, reason", [a[1:] for a in ANSWERS],
                          ids=[a[0] for a in ANSWERS])
-def test_api_answers_with_a_status_object(server, method, path, body, content_type, code, reason):
+def test_api_answers_with_a_status_object(server, request, method, path, body, content_type, code, reason):
+    if server[1] is None and request.node.callspec.id in REAL_DIFFERS:
+        pytest.skip("a real API server serves this; the fake refuses it (docs/test-doubles.md)")
     got, answer = _call(server, method, path, body, content_type=content_type)
     assert (got, answer.get("kind"), answer.get("reason"), answer.get("code")) == (code, "Status", reason, code)
     assert answer["status"] == "Failure" and answer["message"]

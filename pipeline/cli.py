@@ -231,7 +231,7 @@ def _missing_subcommand(args: argparse.Namespace, environ: Mapping[str, str]) ->
     raise BadInput(f"'pinotage {args.command_name}' needs an action", hint=f"see 'pinotage {args.command_name} --help'")
 
 
-# --- the run issue: context, run, deploy, gate, rollback, history, status ---------
+# --- the release: context, run, deploy, gate, rollback, history, status -----------
 
 def _context(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import json
@@ -254,7 +254,7 @@ def _context(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import context as ctx
-    from pipeline import runner
+    from pipeline import runner, services
 
     config = load_config(args, environ)
     context = ctx.read(environ, default_branch=config.default_branch)
@@ -262,23 +262,24 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.dry_run:
         _print_rows(ctx.describe(context, plan) + runner.dry_run(config, context, plan))
         return 0
-    outcome = runner.run(config, context, plan, runner.services_for(config, plan, context, environ))
+    outcome = runner.run(config, context, plan, services.services_for(config, plan, context, environ))
     for line in outcome.summary():
         print(line)
     return 0
 
 
 def _deploy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
+    from pipeline import runner, services
     from pipeline.state import write_state
 
     config, context, image = _release_stage(args, environ)
-    services = runner.services_for(config, _plan(config, context), context, environ)
-    deployment, record, note, url = runner.deploy(config, context, image, services)
+    result = runner.deploy(config, context, image, services.services_for(config, _plan(config, context), context,
+                                                                          environ))
+    deployment = result.deployment
     if deployment is None:
-        print(f"deployed: no ({note})")
-        if url:
-            print(f"url:      {url}")
+        print(f"deployed: no ({result.note})")
+        if result.url:
+            print(f"url:      {result.url}")
         return 0
     write_state(args.state, deployment=deployment)
     print(f"deployed: {image.pinned} to {deployment.target} revision {deployment.revision}")
@@ -288,20 +289,21 @@ def _deploy(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _gate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
+    from pipeline import runner, services
 
     config, context, image = _release_stage(args, environ)
-    services = runner.services_for(config, _plan(config, context), context, environ)
-    runner.gate_stage(image, services)
+    runner.gate_stage(image, services.services_for(config, _plan(config, context), context, environ))
     print(f"gate: {image.pinned} ({context.short_commit}) is live on {config.deploy.target}")
     return 0
 
 
 def _rollback(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
+    from pipeline import runner, services
+    from pipeline.shell import print_progress
 
     config = load_config(args, environ)
-    deployment, record = runner.rollback(config, environ, to_commit=args.to)
+    target = services.make_target(config, environ, print_progress)
+    deployment, record = runner.rollback(config, target, to_commit=args.to)
     print(f"rolled back: {record.commit[:12]} ({record.image}) is live on {deployment.target}")
     if deployment.url:
         print(f"url:      {deployment.url}")
@@ -311,15 +313,14 @@ def _rollback(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     import json
 
-    from pipeline import ledger, runner, sbom
-    from pipeline.errors import BadInput
+    from pipeline import ledger, sbom, services
     from pipeline.shell import print_progress
 
     if args.limit < 1:
         raise BadInput(f"--limit: expected a number above 0, got {args.limit}")
     name, version = sbom.parse_package(args.package) if args.package else ("", "")
     config = load_config(args, environ)
-    target = runner.make_target(config, environ, print_progress)
+    target = services.make_target(config, environ, print_progress)
     every = target.ledger().records()
     records, live, notes = every, None, []
     if args.package:
@@ -348,11 +349,11 @@ def _history(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _sbom(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner, sbom
+    from pipeline import sbom, services
     from pipeline.shell import print_progress
 
     config = load_config(args, environ)
-    record = sbom.pick(runner.make_target(config, environ, print_progress).ledger().records(), args.revision)
+    record = sbom.pick(services.make_target(config, environ, print_progress).ledger().records(), args.revision)
     sbom.write_out(sbom.load(config, record.sbom), args.output)
     if args.output:
         print(f"sbom:     {record.sbom} of {record.commit[:12]} (revision {record.revision or '-'})"
@@ -361,7 +362,7 @@ def _sbom(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _diff(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import drift, ledger, runner
+    from pipeline import drift, ledger, services
     from pipeline.shell import print_progress
     from pipeline.targets.kubernetes.target import FIELD_MANAGER
 
@@ -369,7 +370,7 @@ def _diff(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if config.deploy.target != "kubernetes":
         raise BadInput(f"deploy.target: 'pinotage diff' compares with a cluster, got {config.deploy.target!r}",
                        hint="--profile production, or --set deploy.target=kubernetes")
-    target = runner.make_target(config, environ, print_progress)
+    target = services.make_target(config, environ, print_progress)
     record = ledger.last_deployed(target.ledger().records())
     if record is None:
         raise BadInput("the ledger holds no successful deploy: nothing to compare the cluster with",
@@ -387,7 +388,7 @@ def _diff(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import context as ctx
-    from pipeline import runner
+    from pipeline import services
     from pipeline.state import failure_text, read_state
 
     if (args.state_name is None) == (not args.build_result):
@@ -403,7 +404,7 @@ def _status(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if args.state_name == "failure" and args.state:
             where = failure_text(read_state(args.state), environ.get("BUILD_URL", ""))
             description = f"{where}: {description}" if description else where
-        slug = runner.report_status(config, context, environ, args.state_name, description, required=True)
+        slug = services.report_status(config, context, environ, args.state_name, description, required=True)
     except PinotageError as e:
         if not args.best_effort:
             raise
@@ -424,15 +425,15 @@ def _github_hook(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-# --- the image issue: build, smoke, push --------------------------------------
+# --- the image stages: lookup, build, smoke, push ---------------------------------
 
 def _lookup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
+    from pipeline import runner, services
     from pipeline.state import write_state
 
-    config, context, state = _stage_input(args, environ)
-    services = runner.services_for(config, _plan(config, context), context, environ)
-    found = runner.lookup_stage(config, context, _plan(config, context), services)
+    config, context, _ = _stage_input(args, environ)
+    plan = _plan(config, context)
+    found = runner.lookup_stage(config, context, plan, services.services_for(config, plan, context, environ))
     if found is None:
         print(f"lookup:   {config.image_name()} holds no image of {context.short_commit}: the build stage builds it")
         return 0
@@ -442,13 +443,12 @@ def _lookup(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
-    from pipeline.state import image_from_json, write_state
+    from pipeline import runner, services
+    from pipeline.state import write_state
 
     config, context, state = _stage_input(args, environ)
-    found = image_from_json(state["image"]) if isinstance(state.get("image"), dict) else None
-    services = runner.services_for(config, _plan(config, context), context, environ)
-    image = runner.build_stage(config, context, services, found=found)
+    image = runner.build_stage(config, context, services.services_for(config, _plan(config, context), context, environ),
+                               found=state.image)
     write_state(args.state, context=context, image=image)
     if not image.built:
         print(f"built:    no ({image.pinned} is already in the registry: build and push are skipped)")
@@ -458,11 +458,10 @@ def _build(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _smoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
+    from pipeline import runner, services
 
     config, context, image = _built_image(args, environ)
-    services = runner.services_for(config, _plan(config, context), context, environ)
-    if runner.smoke_stage(config, image, services):
+    if runner.smoke_stage(config, image, services.services_for(config, _plan(config, context), context, environ)):
         print(f"smoke:    {image.ref} passed")
     else:
         print(f"smoke:    skipped ({image.pinned} was already in the registry, smoke-tested when it was built)")
@@ -470,12 +469,12 @@ def _smoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def _push(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import runner
+    from pipeline import runner, services
     from pipeline.state import write_state
 
     config, context, image = _built_image(args, environ)
     plan = _plan(config, context)
-    image, pushed = runner.push_stage(config, context, plan, image, runner.services_for(config, plan, context, environ))
+    image, pushed = runner.push_stage(config, context, plan, image, services.services_for(config, plan, context, environ))
     if not pushed:
         print(f"pushed:   no ({image.pinned} is already in the registry)")
         return 0
@@ -501,18 +500,15 @@ def _stage_input(args: argparse.Namespace, environ: Mapping[str, str]):
 
     config = load_config(args, environ)
     state = read_state(args.state)
-    return config, ctx.for_stage(state, environ, default_branch=config.default_branch), state
+    return config, ctx.for_stage(state.context, environ, default_branch=config.default_branch), state
 
 
 def _built_image(args: argparse.Namespace, environ: Mapping[str, str]):
     """Read the configuration, the build context and the image the build stage wrote to the state file."""
-    from pipeline.errors import BadInput
-    from pipeline.state import image_from_json
-
     config, context, state = _stage_input(args, environ)
-    if not isinstance(state.get("image"), dict) or not state["image"].get("name"):
+    if state.image is None or not state.image.name:
         raise BadInput(f"{args.state}: no built image in the state file", hint="run 'pinotage build --state FILE' first")
-    return config, context, image_from_json(state["image"])
+    return config, context, state.image
 
 
 def _plan(config, context):
@@ -523,20 +519,16 @@ def _plan(config, context):
 
 def _release_stage(args: argparse.Namespace, environ: Mapping[str, str]):
     """Read what the deploy and gate stages need: config, context, and the pushed image."""
-    from pipeline import context as ctx
-    from pipeline.errors import BadInput, DeployRefused
-    from pipeline.state import image_from_json, read_state
+    from pipeline.errors import DeployRefused
 
-    config = load_config(args, environ)
-    state = read_state(args.state)
-    context = ctx.for_stage(state, environ, default_branch=config.default_branch)
+    config, context, state = _stage_input(args, environ)
     plan = _plan(config, context)
     if "deploy" not in plan:
         raise DeployRefused(f"this {context.event} build does not deploy: {plan.reason}")
-    if not isinstance(state.get("image"), dict) or not state["image"].get("digest"):
+    image = state.image
+    if image is None or not image.digest:
         raise BadInput(f"{args.state}: no pushed image (with a digest) in the state file",
                        hint="run 'pinotage push --state FILE' first")
-    image = image_from_json(state["image"])
     if image.commit and image.commit != context.commit:
         raise BadInput(f"{args.state}: the image is of commit {image.commit[:12]}, this build is of "
                        f"{context.short_commit}", hint="the state file is from another build; delete it")

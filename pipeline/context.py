@@ -178,9 +178,9 @@ def _commit_ok(commit: str) -> bool:
     return bool(gitfacts.COMMIT_RE.match(commit))
 
 
-def for_stage(state: Mapping[str, Any], environ: Mapping[str, str], *, default_branch: str,
+def for_stage(saved: BuildContext | None, environ: Mapping[str, str], *, default_branch: str,
               cwd: str = ".") -> BuildContext:
-    """Return the context the Context stage wrote to the state file, else read it afresh."""
-    if "context" in state:
-        return from_json(state["context"])
+    """Return the context the Context stage wrote to the state file (``saved``), else read it afresh."""
+    if saved is not None:
+        return saved
     return read(environ, default_branch=default_branch, cwd=cwd)

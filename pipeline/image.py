@@ -25,13 +25,18 @@ import random
 import re
 import secrets
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from pipeline import probe, sandbox
 from pipeline.errors import AuthError, BadInput, BuildFailed, PushFailed, SmokeFailed
+from pipeline.shell import Progress
 from pipeline.state import Image
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from pipeline.config import Config
+    from pipeline.context import BuildContext
+    from pipeline.registry import Credentials
+
 
 BUILD_TAIL_LINES = 15
 STOP_NOTICE_S = 1.0  # how long a dropped connection waits to see whether the container exited
@@ -49,7 +54,7 @@ def _quiet(line: str) -> None:
 
 # --- tags ------------------------------------------------------------------
 
-def tags_for(context: Any, config: Any) -> tuple[str, ...]:
+def tags_for(context: BuildContext, config: Config) -> tuple[str, ...]:
     """Return the tags for this build in the configured order; the first is the primary one."""
     suffix = "-dirty" if context.dirty else ""
     tags: list[str] = []
@@ -70,7 +75,7 @@ def branch_tag(branch: str) -> str:
     return _TAG_BAD_CHARS_RE.sub("-", branch).lstrip(".-")[:128]
 
 
-def commit_tag(context: Any, config: Any) -> str:
+def commit_tag(context: BuildContext, config: Config) -> str:
     """Return the tag that names this exact commit, or "" when no commit tag is configured or the tree is dirty."""
     if context.dirty:
         return ""  # a dirty tree's tag does not name fixed content: never trust it for a skip
@@ -82,7 +87,7 @@ def commit_tag(context: Any, config: Any) -> str:
 
 # --- skip ------------------------------------------------------------------
 
-def find_pushed(config: Any, context: Any, credentials: Any, *, progress: Progress = _quiet) -> Image | None:
+def find_pushed(config: Config, context: BuildContext, credentials: Credentials | None, *, progress: Progress = _quiet) -> Image | None:
     """Return the image the registry already holds for this commit (with its digest), else None."""
     from pipeline.registry import RegistryClient
 
@@ -106,7 +111,7 @@ def find_pushed(config: Any, context: Any, credentials: Any, *, progress: Progre
 
 # --- build -----------------------------------------------------------------
 
-def build_args(config: Any, context: Any, *, created: str = "", sbom_digest: str = "") -> dict[str, str]:
+def build_args(config: Config, context: BuildContext, *, created: str = "", sbom_digest: str = "") -> dict[str, str]:
     """Return the Dockerfile's build arguments: base images, labels, health path. Never a secret."""
     args = {
         "REVISION": context.commit + ("-dirty" if context.dirty else ""),
@@ -123,7 +128,7 @@ def build_args(config: Any, context: Any, *, created: str = "", sbom_digest: str
     return args
 
 
-def build(client: Any, config: Any, context: Any, *, progress: Progress = _quiet,
+def build(client: Any, config: Config, context: BuildContext, *, progress: Progress = _quiet,
           created: str = "", sbom: Any = None) -> Image:
     """Build the image through the engine, streaming its lines; tag it with every tag.
 
@@ -189,7 +194,7 @@ def read_build_stream(events: Iterable[Mapping[str, Any]], *, progress: Progress
 
 # --- smoke test ------------------------------------------------------------
 
-def smoke(client: Any, config: Any, image: Image, *, progress: Progress = _quiet) -> None:
+def smoke(client: Any, config: Config, image: Image, *, progress: Progress = _quiet) -> None:
     """Run the image, wait (bounded) for its health path, check its first slide; always remove it."""
     import docker.errors
 
@@ -386,7 +391,7 @@ def _refusal(message: str, name: str) -> str:
     return message
 
 
-def push(client: Any, config: Any, image: Image, credentials: Any, *, progress: Progress = _quiet,
+def push(client: Any, config: Config, image: Image, credentials: Credentials | None, *, progress: Progress = _quiet,
          retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Image:
     """Push every tag of the image, retrying what a retry can fix; return the image with its digest."""
     deadline = time.monotonic() + config.deadlines.push_s

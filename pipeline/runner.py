@@ -12,30 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sys
 import time
-from typing import Any, Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from pipeline import config as config_module
 from pipeline import ledger
 from pipeline.context import BuildContext, Plan
-from pipeline.errors import BadInput, DeployFailed, DeployRefused, PinotageError
-from pipeline.shell import print_progress
+from pipeline.errors import DeployFailed, DeployRefused, PinotageError
+from pipeline.services import Services
+from pipeline.shell import Progress, print_phase, print_progress
 from pipeline.state import Deployment, Image, Release
-
-Progress = Callable[[str], None]
-IsAncestor = Callable[[str, str], bool]
-
-
-def log(line: str) -> None:
-    """Print a phase's start, end or summary line on stderr."""
-    print(f"==> {line}", file=sys.stderr, flush=True)
+from pipeline.targets import Target
 
 
 class Timer:
     """Time phases and report each one's start, end and duration."""
 
-    def __init__(self, say: Progress = log, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, say: Progress = print_phase, clock: Callable[[], float] = time.monotonic):
         self.say = say
         self.clock = clock
         self.phases_s: dict[str, float] = {}
@@ -100,34 +93,20 @@ class Outcome:
         return lines
 
 
-@dataclasses.dataclass
-class Services:
-    """What a run talks to; each is made only when a phase first needs it."""
+@dataclasses.dataclass(frozen=True)
+class DeployResult:
+    """What a deploy did: the deployment and its ledger record (both None when the image was live
+    already), why nothing was deployed, and the URL the release is served at ("" when the target
+    does not know it)."""
 
-    make_client: Callable[[], Any]
-    make_target: Callable[[], Any]
-    read_credentials: Callable[[], Any]
-    report_status: Callable[[str, str], None] | None  # (state, description); None: no status
-    is_ancestor: IsAncestor
-    phases: Any  # the image phases: pipeline.image, or a double in tests
-    make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
-    _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
-
-    def client(self) -> Any:
-        """Return the engine client, made on first use and shared by the phases after it."""
-        if "client" not in self._made:
-            self._made["client"] = self.make_client()
-        return self._made["client"]
-
-    def credentials(self) -> Any:
-        """Return the registry login, read on first use (None: the registry takes anonymous calls)."""
-        if "credentials" not in self._made:
-            self._made["credentials"] = self.read_credentials()
-        return self._made["credentials"]
+    deployment: Deployment | None
+    record: ledger.Record | None
+    note: str = ""
+    url: str = ""
 
 
 def run(config: config_module.Config, context: BuildContext, plan: Plan, services: Services, *,
-        say: Progress = log, progress: Progress = print_progress) -> Outcome:
+        say: Progress = print_phase, progress: Progress = print_progress) -> Outcome:
     """Run the plan's phases in order; raise the first failure after reporting it.
 
     The steps are the Jenkins stages' own functions (``lookup_stage`` … ``push_stage``), so a
@@ -136,9 +115,7 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     timer = Timer(say)
     image: Image | None = None
     built = pushed = False
-    deployment: Deployment | None = None
-    record: ledger.Record | None = None
-    note = url = ""
+    result = DeployResult(deployment=None, record=None)
     _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
     try:
         if "push" in plan:
@@ -154,14 +131,14 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
                 with timer.phase("push"):
                     image, pushed = push_stage(config, context, plan, image, services, progress=progress)
         if "deploy" in plan:
-            deployment, record, note, url = _deploy(config, context, image, services, timer, progress)
+            result = _deploy(config, context, image, services, timer, progress)
     except PinotageError as e:
         where = f"{timer.failed} failed: " if timer.failed else ""
         _status(services, "failure", where + _short(e), say)
         raise
-    _status(services, "success", _success_text(plan, deployment, note), say)
-    return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed,
-                   deployment=deployment, record=record, phases_s=dict(timer.phases_s), note=note, url=url)
+    _status(services, "success", _success_text(plan, result), say)
+    return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed, deployment=result.deployment,
+                   record=result.record, phases_s=dict(timer.phases_s), note=result.note, url=result.url)
 
 
 # --- one function per Jenkins stage; ``run`` calls the same ones ----------------
@@ -226,26 +203,14 @@ def gate_stage(image: Image, services: Services) -> Release:
 
 
 def deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, *,
-           say: Progress = log, progress: Progress = print_progress
-           ) -> tuple[Deployment | None, ledger.Record | None, str, str]:
-    """Deploy an already pushed image (the Jenkins Deploy stage) and record the attempt.
-
-    Return the deployment and its record (both None when the image was live already), why
-    nothing was deployed, and the URL it is served at ("" when the target does not say).
-    """
+           say: Progress = print_phase, progress: Progress = print_progress) -> DeployResult:
+    """Deploy an already pushed image (the Jenkins Deploy stage) and record the attempt."""
     return _deploy(config, context, image, services, Timer(say), progress)
 
 
-def rollback(config: config_module.Config, environ: Mapping[str, str], *, to_commit: str | None,
-             say: Progress = log, progress: Progress = print_progress) -> tuple[Deployment, ledger.Record]:
-    """Return to the previous (or the named) successful deploy and record the attempt in the ledger."""
-    return rollback_on(config, make_target(config, environ, progress), to_commit=to_commit, say=say,
-                       progress=progress)
-
-
-def rollback_on(config: config_module.Config, target, *, to_commit: str | None, say: Progress = log,
-                progress: Progress = print_progress) -> tuple[Deployment, ledger.Record]:
-    """Roll the given target back (see ``rollback``) and record the attempt in its ledger."""
+def rollback(config: config_module.Config, target: Target, *, to_commit: str | None, say: Progress = print_phase,
+             progress: Progress = print_progress) -> tuple[Deployment, ledger.Record]:
+    """Return to the previous (or the named) successful deploy and record the attempt in the target's ledger."""
     before = target.deployed()
     came_from = f"rollback from {before.commit[:12]}" if before is not None else "rollback"
     return _attempt(config, target, Timer(say), "rollback",
@@ -276,23 +241,23 @@ def _pinned(image: Image) -> str:
     return image.pinned if image.digest else image.ref
 
 
-def _deploy(config, context, image, services, timer: Timer, progress: Progress):
+def _deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, timer: Timer,
+            progress: Progress) -> DeployResult:
     target = services.make_target()
     live = target.deployed()
     if live is not None and live.image.digest == image.digest:
         note = f"{image.pinned} is already live"
         progress(note)
-        # The URL is optional in the Target protocol: the local target knows it, a cluster may not.
-        return None, None, note, target.url() if hasattr(target, "url") else ""
+        return DeployResult(deployment=None, record=None, note=note, url=target.url())
     release = Release(image=image, commit=context.commit, build_url=context.build_url, ledger_id=ledger.new_id())
     deployment, record = _attempt(
         config, target, timer, "deploy",
         lambda: target.deploy(release, is_ancestor=services.is_ancestor, progress=progress),
         release=release, fallback=release)
-    return deployment, record, "", deployment.url
+    return DeployResult(deployment=deployment, record=record, url=deployment.url)
 
 
-def _attempt(config, target, timer: Timer, phase: str, act: Callable[[], Deployment], *,
+def _attempt(config: config_module.Config, target: Target, timer: Timer, phase: str, act: Callable[[], Deployment], *,
              release: Release | None, fallback: Release | None, note: str = ""
              ) -> tuple[Deployment, ledger.Record]:
     """Run one deploy or rollback as a timed phase, then write its one ledger record; re-raise a failure.
@@ -362,161 +327,15 @@ def _status(services: Services, state: str, description: str, say: Progress) -> 
         say(f"status: {state} not reported: {e.message}" + (f" ({e.hint})" if e.hint else ""))
 
 
-def _success_text(plan: Plan, deployment: Deployment | None, note: str) -> str:
-    if deployment is not None:
+def _success_text(plan: Plan, result: DeployResult) -> str:
+    if result.deployment is not None:
+        deployment = result.deployment
         return f"deployed to {deployment.target}" + (f" at {deployment.url}" if deployment.url else "")
     if "deploy" in plan:
-        return note or "nothing to deploy"
+        return result.note or "nothing to deploy"
     return "built, smoke-tested and pushed" if "push" in plan else "built and smoke-tested"
 
 
 def _short(error: BaseException) -> str:
     text = getattr(error, "message", None) or str(error) or type(error).__name__
     return text.splitlines()[0][:200]
-
-
-def services_for(config: config_module.Config, plan: Plan, context: BuildContext, environ: Mapping[str, str], *,
-                 cwd: str = ".", say: Progress = log) -> Services:
-    """Wire the real services: the Docker engine, the configured target, the registry, GitHub, git."""
-    return Services(
-        make_client=lambda: docker_client(environ, trusted=plan.reads_credentials),
-        make_target=lambda: make_target(config, environ, print_progress),
-        read_credentials=lambda: read_registry_credentials(config, environ),
-        report_status=_github_reporter(config, context, environ, say) if "status" in plan else None,
-        is_ancestor=_git_ancestry(cwd),
-        phases=_image_phases(),
-        make_sbom=lambda: _write_sbom(config, environ),
-    )
-
-
-def _write_sbom(config: config_module.Config, environ: Mapping[str, str]):
-    from pipeline import sbom
-
-    return sbom.generate(config, environ)
-
-
-def docker_client(environ: Mapping[str, str], *, trusted: bool):
-    """Connect to the engine named by DOCKER_HOST (or the default socket).
-
-    An untrusted build (a branch, a pull request) gets a client with no registry logins: the
-    SDK would otherwise send every login from the docker config file along with each build.
-    """
-    import docker
-
-    from pipeline import engine_tls
-
-    settings = docker_environ(environ)
-    engine_tls.check_files(settings, environ)
-    try:
-        if settings.get("DOCKER_TLS_VERIFY"):
-            client = engine_tls.connect(settings)
-        else:
-            client = docker.from_env(environment=settings, timeout=300)
-        client.ping()
-    except docker.errors.DockerException as e:
-        engine_tls.raise_if_handshake(e, settings)
-        raise PinotageError(f"no Docker engine answers ({e})", hint="start dockerd, or set DOCKER_HOST") from e
-    if not trusted:
-        _forget_logins(client.api)
-    return client
-
-
-def _forget_logins(api) -> None:
-    """Make an APIClient send no registry login with any build, pull or push.
-
-    docker-py has no public switch. It keeps the docker config file's logins in ``_auth_configs``
-    and reloads the file whenever that store is empty (``_set_auth_headers`` for builds,
-    ``auth.get_config_header`` for pulls and pushes), so emptying it is not enough: the store
-    is replaced by one that is never empty yet resolves no login, and builds send no auth header.
-    """
-    import docker
-
-    class NoLogins(docker.auth.AuthConfig):
-        def __bool__(self) -> bool:
-            return True  # an empty store makes docker-py read the config file again
-
-        @property
-        def is_empty(self) -> bool:
-            return False
-
-        def resolve_authconfig(self, registry=None):
-            return None
-
-        def get_all_credentials(self):
-            return {}
-
-        def add_auth(self, reg, data):
-            pass  # a login made through this client is not kept either
-
-    api._auth_configs = NoLogins({})
-    api._set_auth_headers = lambda headers: None
-
-
-def docker_environ(environ: Mapping[str, str]) -> dict[str, str]:
-    """Pick the engine's settings (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): nothing else is copied."""
-    return {key: environ[key] for key in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH") if key in environ}
-
-
-def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress):
-    """Make the configured deploy target (deploy.target), importing only that one."""
-    if config.deploy.target == "kubernetes":
-        from pipeline.targets import kubernetes
-
-        return kubernetes.make_target(config, environ, progress)
-    from pipeline.targets import docker as docker_target
-
-    return docker_target.make_target(config, environ, progress,
-                                     connect=lambda: docker_client(environ, trusted=True))
-
-
-def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]):
-    """Read the registry login, the moment a phase that pushes needs it."""
-    from pipeline import registry
-
-    return registry.read_credentials(config, environ)
-
-
-def _image_phases():
-    from pipeline import image
-
-    return image
-
-
-def _git_ancestry(cwd: str) -> IsAncestor:
-    def is_ancestor(older: str, newer: str) -> bool:
-        from pipeline import git as gitfacts
-
-        return gitfacts.is_strict_ancestor(gitfacts.open_repo(cwd), older, newer)
-    return is_ancestor
-
-
-def _github_reporter(config: config_module.Config, context: BuildContext, environ: Mapping[str, str],
-                     say: Progress) -> Callable[[str, str], None]:
-    def report(state: str, description: str) -> None:
-        slug = report_status(config, context, environ, state, description, required=False)
-        if slug:
-            say(f"status: {state} reported to {slug} for {context.short_commit}")
-    return report
-
-
-def report_status(config: config_module.Config, context: BuildContext, environ: Mapping[str, str], state: str,
-                  description: str, *, required: bool) -> str:
-    """Report a commit status to GitHub; return the repository it went to.
-
-    With no token, a required status (``pinotage status``) is bad input; an optional one (the
-    runner's) is not sent and "" is returned.
-    """
-    from pipeline import github
-
-    token = config_module.secret("github.token", environ)
-    if not token:
-        if not required:
-            return ""
-        raise BadInput("PINOTAGE_GITHUB_TOKEN is not set", hint="a token with commit status write access")
-    slug = github.repo_slug(config.github.repo, context.source_url)
-    if not slug:
-        raise BadInput("github.repo: not set, and the origin URL is not on github.com",
-                       hint="--set github.repo=OWNER/NAME")
-    github.report(config.github.api_url, slug, context.commit, state, token=token,
-                  description=description, target_url=context.build_url)
-    return slug

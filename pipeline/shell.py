@@ -20,6 +20,8 @@ TAIL_LINES = 40
 OUTPUT_LIMIT_LINES = 200_000  # past this only the newest lines are kept: a runaway command cannot eat memory
 DEFAULT_TIMEOUT_S = 600
 
+Progress = Callable[[str], None]  # takes one line for people: a phase's progress, or a command's output
+
 
 @dataclasses.dataclass(frozen=True)
 class Completed:
@@ -82,6 +84,11 @@ class SubprocessShell:
         if check and not result.ok:
             raise CommandFailed(list(argv), proc.returncode, tail)
         return result
+
+
+def print_phase(line: str) -> None:
+    """Print a phase's start, end or summary line."""
+    print(f"==> {line}", file=sys.stderr, flush=True)
 
 
 def print_progress(line: str) -> None:

@@ -2,7 +2,7 @@
 
 ``pinotage build --state s.json`` writes what it built; ``pinotage push --state
 s.json`` reads it and adds the digest; ``deploy`` and ``gate`` read that. The file
-holds names and digests only, never a credential.
+holds names and digests only, never a credential; it is read into one checked ``State``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import files, records
 from pipeline.errors import BadInput
+
+if TYPE_CHECKING:
+    from pipeline.context import BuildContext
 
 STATE_VERSION = 1
 SECTIONS = ("version", "context", "image", "deployment", "stage")
@@ -69,24 +72,37 @@ class Deployment:
     release: Release | None = None  # what serves now: the release deployed, or the one rolled back to
 
 
+@dataclasses.dataclass(frozen=True)
+class StageMark:
+    """The shape of the state file's "stage": which stage ran last in a build, and how it ended."""
+
+    name: str = ""
+    result: str = ""  # "running" until the stage passed, then "passed"
+    build_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class State:
+    """The state file between Jenkins stages: what each stage wrote, None until one did."""
+
+    context: BuildContext | None = None
+    image: Image | None = None
+    deployment: Deployment | None = None
+    stage: StageMark | None = None
+
+
 def to_json(value: Any) -> dict[str, Any]:
     """Turn a value of this module into plain JSON data."""
     return dataclasses.asdict(value)
 
 
-def image_from_json(data: dict[str, Any], *, where: str = "state file: image") -> Image:
-    return records.build(Image, data, where=where, what="an image")
-
-
-def release_from_json(data: dict[str, Any], *, where: str = "release") -> Release:
-    return records.build(Release, data, where=where, what="a release")
-
-
-def read_state(path: str | os.PathLike) -> dict[str, Any]:
+def read_state(path: str | os.PathLike) -> State:
     """Read the hand-off file, each of its values checked; a missing file is an empty state."""
+    from pipeline.context import from_json as context_from_json
+
     path = Path(path)
     if not path.exists():
-        return {}
+        return State()
     text = files.read_text(path, what="state file", hint=REWRITE_HINT)
     try:
         data = json.loads(text)
@@ -98,39 +114,34 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
     unknown = sorted(str(key) for key in data if key not in SECTIONS)
     if unknown:
         raise BadInput(f"{path}: not a Pinotage state file: unknown key {unknown[0][:40]!r}", hint=REWRITE_HINT)
-    for key, kind in _section_types().items():
-        if key in data:
-            records.build(kind, data[key], where=f"{path}: {key}", what=SECTION_NAMES[key], hint=REWRITE_HINT)
-    return data
+    values = {key: records.build(kind, data[key], where=f"{path}: {key}", what=SECTION_NAMES[key],
+                                 hint=REWRITE_HINT)
+              for key, kind in _section_types().items() if data.get(key) is not None}
+    if "context" in values:
+        values["context"] = context_from_json(data["context"])  # also checks the commit and the event
+    return State(**values)
 
 
-def write_state(path: str | os.PathLike, *, replace: bool = False, **updates: Any) -> None:
-    """Merge values into the hand-off file, atomically and under a lock (a crash leaves the old file whole).
+def write_state(path: str | os.PathLike, *, replace: bool = False, **updates: Any) -> State:
+    """Set values of the hand-off file (``context=``, ``image=``, ``deployment=``, ``stage=``).
 
-    ``replace=True`` starts the file afresh: the first stage of a build uses it, because Jenkins
-    reuses workspaces and an earlier build's image must not reach this build's later stages.
+    Atomically and under a lock: a crash leaves the old file whole. ``replace=True`` starts the
+    file afresh: the first stage of a build uses it, because Jenkins reuses workspaces and an
+    earlier build's image must not reach this build's later stages. Return the state written.
     """
     path = Path(path)
     if path.is_dir():
         raise BadInput(f"{path}: is a directory, expected the state file")
     try:
         with files.locked(path):
-            data = {"version": STATE_VERSION} if replace else read_state(path) or {"version": STATE_VERSION}
-            data.update({key: to_json(value) if dataclasses.is_dataclass(value) else value
-                         for key, value in updates.items()})
+            state = dataclasses.replace(State() if replace else read_state(path), **updates)
+            data = {"version": STATE_VERSION,
+                    **{key: value for key, value in to_json(state).items() if value is not None}}
             files.write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     except OSError as e:
         raise BadInput(f"{path}: cannot write the state file ({e.strerror or type(e).__name__})",
                        hint="pass --state a file in a folder this user may write") from None
-
-
-@dataclasses.dataclass(frozen=True)
-class StageMark:
-    """The shape of the state file's "stage": which stage ran last in a build, and how it ended."""
-
-    name: str = ""
-    result: str = ""
-    build_url: str = ""
+    return state
 
 
 def mark_stage(path: str | os.PathLike, name: str, result: str, build_url: str) -> None:
@@ -139,19 +150,19 @@ def mark_stage(path: str | os.PathLike, name: str, result: str, build_url: str) 
     A state file that cannot be read is left alone: the stage's own command reports it.
     """
     try:
-        write_state(path, stage={"name": name, "result": result, "build_url": build_url})
+        write_state(path, stage=StageMark(name=name, result=result, build_url=build_url))
     except BadInput:
         pass
 
 
-def failure_text(state: dict[str, Any], build_url: str) -> str:
+def failure_text(state: State, build_url: str) -> str:
     """Describe where a build failed from the stage the state file last recorded for this build."""
-    stage = state.get("stage")
-    if not isinstance(stage, dict) or stage.get("build_url") != build_url or not stage.get("name"):
+    stage = state.stage
+    if stage is None or stage.build_url != build_url or not stage.name:
         return "failed before its first pinotage stage"
-    if stage.get("result") == "passed":
-        return f"failed after stage {stage['name']}"
-    return f"failed in stage {stage['name']}"
+    if stage.result == "passed":
+        return f"failed after stage {stage.name}"
+    return f"failed in stage {stage.name}"
 
 
 def _section_types() -> dict[str, type]:

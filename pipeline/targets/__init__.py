@@ -11,7 +11,9 @@ Every target offers the same verbs, so ``runner.py`` never asks which one it has
 - ``rollback(to_commit=None, *, progress) -> Deployment``: return to the previous successful
   deploy, or the named one; refuse when a newer deploy has landed since. The Deployment's
   ``release`` is the release returned to; a failure names it in ``DeployFailed.attempted``;
-- ``ledger() -> Ledger``: the storage of the deploy records (a file, or the cluster).
+- ``ledger() -> Ledger``: the storage of the deploy records (a file, or the cluster);
+- ``url() -> str``: where the release is served, "" when the target cannot know (a cluster's
+  Service and ingress are not the target's to read).
 
 A target never writes a ledger record: ``runner.py`` writes one per deploy or rollback attempt,
 from what the target returned or raised, with every phase's duration.
@@ -21,10 +23,13 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
+from pipeline.ledger import Ledger
+from pipeline.shell import Progress
 from pipeline.state import Deployment, Release
 
-Progress = Callable[[str], None]
-IsAncestor = Callable[[str, str], bool]
+IsAncestor = Callable[[str, str], bool]  # (older, newer): is older a strict ancestor of newer?
+
+__all__ = ["IsAncestor", "Progress", "Target"]
 
 
 class Target(Protocol):
@@ -36,4 +41,6 @@ class Target(Protocol):
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment: ...
 
-    def ledger(self): ...
+    def ledger(self) -> Ledger: ...
+
+    def url(self) -> str: ...

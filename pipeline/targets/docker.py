@@ -22,7 +22,7 @@ import fcntl
 import secrets
 import socket
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline import config as config_module
 from pipeline import probe
@@ -32,25 +32,30 @@ from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress, local_lock
 from pipeline.targets import front as front_module
 
+if TYPE_CHECKING:
+    from pipeline.registry import Credentials
+
 LABEL = "org.pinotage"  # label prefix on every container this target makes
 STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
 RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
-def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress,
-                *, connect: Callable[[], Any]) -> "DockerTarget":
-    """Build the local target; connect() gives the docker SDK client, called on first need only."""
-    return DockerTarget(config, environ, connect)
+def make_target(config: config_module.Config, progress: Progress, *, connect: Callable[[], Any],
+                credentials: Callable[[], Credentials | None]) -> "DockerTarget":
+    """Build the local target; connect() gives the docker SDK client and credentials() the registry
+    login for a pull, each called when first needed only."""
+    return DockerTarget(config, connect, credentials)
 
 
 class DockerTarget:
     name = "docker"
 
-    def __init__(self, config: config_module.Config, environ: Mapping[str, str], connect: Callable[[], Any]):
+    def __init__(self, config: config_module.Config, connect: Callable[[], Any],
+                 credentials: Callable[[], Credentials | None]):
         self.config = config
-        self.environ = environ
         self._connect = connect
+        self._credentials = credentials
         self._client = None
         self.app = config.app
         self._state_dir = config.path(config.state_dir) if config.sources.get("state_dir", "default") != "default" \
@@ -301,10 +306,8 @@ class DockerTarget:
         return None
 
     def _auth(self) -> dict[str, str] | None:
-        # Read at the moment of the pull, never kept: the registry needs it to hand out the image.
-        from pipeline import registry
-
-        credentials = registry.read_credentials(self.config, self.environ)
+        # Asked for at the moment of the pull, never kept: the registry needs it to hand out the image.
+        credentials = self._credentials()
         return credentials.auth_config() if credentials is not None else None
 
     def _probe_host(self) -> str:

@@ -17,7 +17,7 @@ import subprocess
 import pytest
 import yaml
 
-from pipeline import cli, runner
+from pipeline import cli, runner, services
 from pipeline import config as pinotage_config
 from pipeline.context import BuildContext
 from pipeline.state import Image, Release
@@ -65,15 +65,14 @@ class Cluster:
     def deploy(self, n: int) -> None:
         """Deploy release n through the runner, as the Jenkins deploy stage does."""
         config = pinotage_config.load(environ={}, cwd=str(ROOT), overrides=self.overrides())
-        target = runner.make_target(config, {"HOME": "/nonexistent"}, lambda line: None)
+        target = services.make_target(config, {"HOME": "/nonexistent"}, lambda line: None)
         image = Image(name=IMAGE, tag=COMMITS[n][:12], digest=DIGESTS[n], commit=COMMITS[n])
-        services = runner.Services(make_client=None, make_target=lambda: target, read_credentials=None,
-                                   report_status=None, is_ancestor=lambda a, b: COMMITS.index(a) < COMMITS.index(b),
-                                   phases=None)
-        deployment, _, note, _ = runner.deploy(config, BuildContext(commit=COMMITS[n], branch="master",
-                                                                    event="default-branch"),
-                                               image, services, say=lambda line: None, progress=lambda line: None)
-        assert deployment is not None, note
+        wired = services.Services(make_client=None, make_target=lambda: target, read_credentials=None,
+                                  report_status=None, is_ancestor=lambda a, b: COMMITS.index(a) < COMMITS.index(b),
+                                  phases=None)
+        result = runner.deploy(config, BuildContext(commit=COMMITS[n], branch="master", event="default-branch"),
+                               image, wired, say=lambda line: None, progress=lambda line: None)
+        assert result.deployment is not None, result.note
 
     def pinotage(self, capsys, *args: str) -> tuple[int, str]:
         code = cli.main([*args, *self.settings()], environ={"HOME": "/nonexistent", "PATH": "/usr/bin:/bin"})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli, config as config_module, image as phases, runner, sbom
+from pipeline import cli, config as config_module, image as phases, runner, sbom, services as services_module
 from pipeline.context import BuildContext, plan_for
 from pipeline.errors import AuthError, PushFailed, SmokeFailed
 from pipeline.registry import Credentials, RegistryClient
@@ -80,19 +80,19 @@ def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_cl
 
     code, out, err = pinotage(["lookup", "--state", str(state)], env, capsys)
     assert code == 0, err
-    assert "holds no image of" in out and "image" not in read_state(state)
+    assert "holds no image of" in out and read_state(state).image is None
 
     code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
     assert code == 0, err
-    built = read_state(state)["image"]
-    docker_cleanup["images"].extend(f"{built['name']}:{tag}" for tag in built["tags"])
-    assert built["built"] is True and built["tag"] == context.commit
+    built = read_state(state).image
+    docker_cleanup["images"].extend(f"{built.name}:{tag}" for tag in built.tags)
+    assert built.built is True and built.tag == context.commit
     assert "Step " in err  # build lines streamed as progress
     # The build wrote the app's SBOM, and the image carries its digest as a label.
-    labels = docker_client.images.get(f"{built['name']}:{built['tag']}").labels
-    assert built["sbom"].startswith("sha256:") and labels[sbom.SBOM_LABEL] == built["sbom"]
-    assert sbom.digest_of(sbom.load(load(env), built["sbom"])) == built["sbom"]
-    assert "http-server@" in " ".join(built["packages"])
+    labels = docker_client.images.get(built.ref).labels
+    assert built.sbom.startswith("sha256:") and labels[sbom.SBOM_LABEL] == built.sbom
+    assert sbom.digest_of(sbom.load(load(env), built.sbom)) == built.sbom
+    assert "http-server@" in " ".join(built.packages)
 
     code, out, err = pinotage(["smoke", "--state", str(state)], env, capsys)
     assert code == 0, err
@@ -100,27 +100,27 @@ def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_cl
 
     code, out, err = pinotage(["push", "--state", str(state)], env, capsys)
     assert code == 0, err
-    pushed = read_state(state)["image"]
-    assert pushed["digest"].startswith("sha256:")
-    assert pushed["digest"] in out
+    pushed = read_state(state).image
+    assert pushed.digest.startswith("sha256:")
+    assert pushed.digest in out
     for tag in (context.commit, context.short_commit, "master"):
-        assert registry_digest(registry, tag) == pushed["digest"], tag
+        assert registry_digest(registry, tag) == pushed.digest, tag
 
     # The re-run: the local image is gone, so only the registry can say it is there.
-    for tag in built["tags"]:
-        docker_client.images.remove(f"{built['name']}:{tag}", force=True)
+    for tag in built.tags:
+        docker_client.images.remove(f"{built.name}:{tag}", force=True)
     write_state(state, replace=True, context=context)  # what the Context stage does in the next build
     code, out, err = pinotage(["lookup", "--state", str(state)], env, capsys)
     assert code == 0, err
     assert "already in the registry" in out
-    again = read_state(state)["image"]
-    assert again["built"] is False and again["digest"] == pushed["digest"]
+    again = read_state(state).image
+    assert again.built is False and again.digest == pushed.digest
     code, out, err = pinotage(["build", "--state", str(state)], env, capsys)
     assert code == 0 and "already in the registry" in out and "Step " not in err
-    assert read_state(state)["image"] == again
+    assert read_state(state).image == again
     code, out, err = pinotage(["smoke", "--state", str(state)], env, capsys)
     assert code == 0 and "smoke:    skipped" in out
-    assert not docker_client.images.list(name=f"{built['name']}")
+    assert not docker_client.images.list(name=f"{built.name}")
     code, out, err = pinotage(["push", "--state", str(state)], env, capsys)
     assert code == 0 and "pushed:   no" in out
 
@@ -142,7 +142,7 @@ def test_a_broken_step_is_named_with_its_last_lines(env, tmp_path, docker_cleanu
     assert "build failed at step" in first and "RUN echo 'slides are about to break'" in first
     assert "returned a non-zero code: 2" in first
     assert "slides are about to break" in err and "/no/such/folder" in err  # the step's last lines
-    assert "image" not in read_state(state)
+    assert read_state(state).image is None
 
 
 def test_a_never_healthy_app_fails_the_smoke_test_and_nothing_is_pushed(env, registry, docker_client,
@@ -162,7 +162,7 @@ def test_a_never_healthy_app_fails_the_smoke_test_and_nothing_is_pushed(env, reg
         image = phases.build(*args, **kwargs)
         remove_tags(docker_cleanup, image)
         return image
-    services = runner.Services(
+    services = services_module.Services(
         make_client=lambda: docker_client, make_target=lambda: pytest.fail("no deploy after a failed smoke test"),
         read_credentials=lambda: Credentials(registry.user, registry.password, "test"), report_status=None,
         is_ancestor=lambda a, b: True,
@@ -211,8 +211,8 @@ def test_a_wrong_password_fails_once_with_a_clear_error(env, tmp_path, docker_cl
     write_state(state, context=a_context())
     code, _, err = pinotage(["build", "--state", str(state)], env, capsys)
     assert code == 0, err
-    image = read_state(state)["image"]
-    docker_cleanup["images"].extend(f"{image['name']}:{tag}" for tag in image["tags"])
+    image = read_state(state).image
+    docker_cleanup["images"].extend(f"{image.name}:{tag}" for tag in image.tags)
 
     started = time.monotonic()
     code, out, err = pinotage(["push", "--state", str(state)], {**env, "PINOTAGE_REGISTRY_PASSWORD": "wrong"}, capsys)
@@ -222,7 +222,7 @@ def test_a_wrong_password_fails_once_with_a_clear_error(env, tmp_path, docker_cl
     assert "unauthorized" in errors[0]
     assert err.count("The push refers to repository") == 1 and "retrying" not in err  # one attempt only
     assert time.monotonic() - started < 30
-    assert "digest" not in read_state(state)["image"] or not read_state(state)["image"]["digest"]
+    assert not read_state(state).image.digest
 
 
 @pytest.fixture
@@ -285,9 +285,9 @@ def test_the_password_appears_nowhere(env, registry, docker_client, docker_clean
         code, out, err = pinotage([step, "--state", str(state)], env, capsys)
         assert code == 0, err
         seen += [out, err]
-    image = read_state(state)["image"]
-    docker_cleanup["images"].extend(f"{image['name']}:{tag}" for tag in image["tags"])
-    ref = f"{image['name']}:{image['tag']}"
+    image = read_state(state).image
+    docker_cleanup["images"].extend(f"{image.name}:{tag}" for tag in image.tags)
+    ref = image.ref
     history = subprocess.run(["docker", "history", "--no-trunc", ref], capture_output=True, text=True, check=True)
     inspect = subprocess.run(["docker", "inspect", ref], capture_output=True, text=True, check=True)
     seen += [history.stdout, inspect.stdout, state.read_text()]

@@ -8,7 +8,7 @@ Otherwise the fake runs on loopback and decides image existence by asking the te
 
 Every test gets a fresh namespace holding k8s/presentation/rbac.yaml, and deploys as the
 deployer ServiceAccount (a TokenRequest token), so the Role is what authorizes each request.
-Deploys and rollbacks go through the runner (``runner.deploy``, ``runner.rollback_on``), the
+Deploys and rollbacks go through the runner (``runner.deploy``, ``runner.rollback``), the
 ledger's only writer, so the records checked here are the ones a real run writes.
 """
 
@@ -31,6 +31,7 @@ import yaml
 from pipeline import config as pinotage_config
 from pipeline import context as pinotage_context
 from pipeline import rollout, runner
+from pipeline import services as services_module
 from pipeline.errors import ClusterError, DeployFailed, DeployRefused
 from pipeline.state import Image, Release
 from tests.conftest import ROOT, need
@@ -179,18 +180,18 @@ class Env:
         release = self.release(n, image)
         context = pinotage_context.BuildContext(commit=release.commit, branch="master", event="default-branch",
                                                 build_url=release.build_url)
-        services = runner.Services(make_client=_refused("an engine"), make_target=lambda: target,
+        services = services_module.Services(make_client=_refused("an engine"), make_target=lambda: target,
                                    read_credentials=_refused("registry credentials"), report_status=None,
                                    is_ancestor=is_ancestor, phases=None)
-        deployment, record, note, _ = runner.deploy(self.config(), context, release.image, services,
-                                                    say=self.lines.append, progress=progress or self.lines.append)
-        assert deployment is not None, note
-        return deployment, record
+        result = runner.deploy(self.config(), context, release.image, services,
+                               say=self.lines.append, progress=progress or self.lines.append)
+        assert result.deployment is not None, result.note
+        return result.deployment, result.record
 
     def rollback(self, target, to_commit: str | None):
         """Roll back through the runner, as 'pinotage rollback' does; return (deployment, record)."""
-        return runner.rollback_on(self.config(), target, to_commit=to_commit, say=self.lines.append,
-                                  progress=self.lines.append)
+        return runner.rollback(self.config(), target, to_commit=to_commit, say=self.lines.append,
+                               progress=self.lines.append)
 
     def release(self, n: int, image: str | None = None) -> Release:
         ref = image or self.cluster.images(n)

@@ -134,8 +134,8 @@ def test_state_round_trip_and_refusal():
 
 def test_for_stage_prefers_the_state_file(repo):
     written = ctx.BuildContext(commit=COMMIT, branch="master", event="default-branch")
-    assert ctx.for_stage({"context": ctx.to_json(written)}, {}, default_branch="master", cwd=str(repo)) == written
-    assert ctx.for_stage({}, {}, default_branch="master", cwd=str(repo)).commit == git(repo, "rev-parse", "HEAD")
+    assert ctx.for_stage(written, {}, default_branch="master", cwd=str(repo)) == written
+    assert ctx.for_stage(None, {}, default_branch="master", cwd=str(repo)).commit == git(repo, "rev-parse", "HEAD")
 
 
 @pytest.mark.parametrize("older, newer, expected", [

@@ -24,9 +24,9 @@ PASSWORD = "s3cret-from-config"
 
 CLIENT_SCRIPT = """
 import io, sys, tarfile
-from pipeline import runner
+from pipeline import services
 
-client = runner.docker_client({"DOCKER_HOST": sys.argv[1]}, trusted=sys.argv[2] == "trusted")
+client = services.docker_client({"DOCKER_HOST": sys.argv[1]}, trusted=sys.argv[2] == "trusted")
 context = io.BytesIO()
 with tarfile.open(fileobj=context, mode="w") as tar:
     dockerfile = b"FROM scratch\\n"

@@ -47,7 +47,7 @@ def test_the_state_file_is_written_whole_under_a_lock(tmp_path):
     path = tmp_path / "s.json"
     state.write_state(path, image=state.Image(name="r/p", tag="t"))
     state.write_state(path, image=state.Image(name="r/p", tag="t", digest="sha256:" + "0" * 64))
-    assert state.read_state(path)["image"]["digest"] == "sha256:" + "0" * 64
+    assert state.read_state(path).image.digest == "sha256:" + "0" * 64
     assert sorted(os.listdir(tmp_path)) == ["s.json", "s.json.lock"]
 
 

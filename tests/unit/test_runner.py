@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import config as config_module
 from pipeline import context as ctx
-from pipeline import runner
+from pipeline import runner, services as services_module
 from pipeline.errors import ClusterError, DeployFailed, DeployRefused, PinotageError
 from pipeline.sbom import Sbom
 from pipeline.state import Deployment, Image, Release
@@ -114,7 +114,7 @@ def make(event, calls, *, phases=None, target=None, statuses=None):
     def report(state, description):
         statuses.append(state)
 
-    services = runner.Services(
+    services = services_module.Services(
         make_client=lambda: "engine",
         make_target=(lambda: target) if target is not None else refuse("the target"),
         read_credentials=credentials if reads else refuse("the registry credentials"),
@@ -287,11 +287,10 @@ class RollbackTarget(Target):
 
 
 @pytest.mark.parametrize("reports_release", [True, False], ids=["target-says-what-serves", "read-back"])
-def test_a_rollback_lands_in_the_ledger(monkeypatch, reports_release):
+def test_a_rollback_lands_in_the_ledger(reports_release):
     calls = []
     target = RollbackTarget(calls, reports_release=reports_release)
-    monkeypatch.setattr(runner, "make_target", lambda config, environ, progress: target)
-    deployment, record = runner.rollback(config_module.Config(), {}, to_commit=OLD[:8], say=lambda _: None)
+    deployment, record = runner.rollback(config_module.Config(), target, to_commit=OLD[:8], say=lambda _: None)
     assert ("rollback", OLD[:8]) in calls and calls.count("append") == 1
     assert target.store == [record]
     assert (record.commit, record.image, record.outcome, record.message) == (
@@ -312,12 +311,11 @@ ROLLBACK_FAILURES = [
 
 
 @pytest.mark.parametrize("error, expected", [f[1:] for f in ROLLBACK_FAILURES], ids=[f[0] for f in ROLLBACK_FAILURES])
-def test_a_failed_rollback_is_recorded_once_and_a_refused_one_not_at_all(monkeypatch, error, expected):
+def test_a_failed_rollback_is_recorded_once_and_a_refused_one_not_at_all(error, expected):
     calls = []
     target = RollbackTarget(calls, error=error)
-    monkeypatch.setattr(runner, "make_target", lambda config, environ, progress: target)
     with pytest.raises(type(error)):
-        runner.rollback(config_module.Config(), {}, to_commit=None, say=lambda _: None)
+        runner.rollback(config_module.Config(), target, to_commit=None, say=lambda _: None)
     if expected is None:
         assert target.store == [] and "append" not in calls
         return

@@ -118,8 +118,14 @@ def test_context_in_a_jenkins_pull_request(repo, capsys):
     ("deploy", {"version": 1, "image": {"name": "r/x", "tag": "t", "digest": "sha256:" + "0" * 64,
                                          "commit": "f" * 40}}, "master", 2, "the image is of commit ffffffffffff"),
     ("deploy", "not json", "master", 2, "not a Pinotage state file"),
-], ids=["branch-does-not-deploy", "nothing-pushed", "gate-without-digest", "state-of-another-build", "broken-state"])
-def test_deploy_and_gate_check_their_input_before_touching_anything(repo, capsys, command, state, branch, code,
+    ("smoke", {"version": 1, "image": {"name": "r/x", "tag": "t", "size": 3}}, "master", 2,
+     "s.json: image: unknown key 'size'"),
+    ("push", {"version": 1, "image": {"name": "r/x"}}, "master", 2, "s.json: image: missing key 'tag'"),
+    ("deploy", {"version": 1, "images": {}}, "master", 2, "s.json: unknown key 'images'"),
+    ("smoke", {"version": 1, "image": {"name": "r/x", "tag": 7}}, "master", 2, "s.json: image.tag: expected str, got 7"),
+], ids=["branch-does-not-deploy", "nothing-pushed", "gate-without-digest", "state-of-another-build", "broken-state",
+        "smoke-unknown-image-key", "push-missing-image-key", "unknown-top-level-key", "a-tag-that-is-no-string"])
+def test_stages_check_their_input_before_touching_anything(repo, capsys, command, state, branch, code,
                                                                     message):
     if branch != "master":
         git(repo, "checkout", "-q", "-b", branch)
@@ -184,7 +190,7 @@ def test_run_help_lists_every_run_command():
 def test_one_status_reporter_serves_the_status_command_and_the_runner(repo, token, repo_slug, required, expect):
     from pipeline import config as config_module
     from pipeline import context as ctx
-    from pipeline import runner
+    from pipeline import services
     from pipeline.errors import BadInput
 
     head = git(repo, "rev-parse", "HEAD")
@@ -194,13 +200,13 @@ def test_one_status_reporter_serves_the_status_command_and_the_runner(repo, toke
         config = config_module.load(environ=settings, config_path=None, overrides=[])
         context = ctx.read(settings, default_branch=config.default_branch)
         if "/" in expect:
-            assert runner.report_status(config, context, settings, "pending", "d", required=required) == expect
+            assert services.report_status(config, context, settings, "pending", "d", required=required) == expect
             assert hub.states("acme/slides", head) == ["pending"]
         elif expect:
             with pytest.raises(BadInput, match=expect):
-                runner.report_status(config, context, settings, "pending", "d", required=required)
+                services.report_status(config, context, settings, "pending", "d", required=required)
         else:
-            assert runner.report_status(config, context, settings, "pending", "d", required=required) == ""
+            assert services.report_status(config, context, settings, "pending", "d", required=required) == ""
             assert hub.states("acme/slides", head) == []
 
 

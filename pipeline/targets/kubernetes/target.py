@@ -106,8 +106,12 @@ class KubernetesTarget:
 
     # --- the Target protocol ----------------------------------------------------
 
-    def ledger(self) -> "ClusterLedger":
+    def ledger(self) -> ClusterLedger:
         return self._ledger
+
+    def url(self) -> str:
+        """Return "": where a cluster serves the app (NodePort, ingress) is not the target's to know."""
+        return ""
 
     def deployed(self) -> Release | None:
         """Return what the Deployment runs now, from its annotations and image."""

@@ -1,0 +1,178 @@
+"""Wire what the phases talk to: the Docker engine, the registry login, the target, GitHub, git.
+
+``runner.py`` only sequences phases; everything it needs from outside arrives here, made on first
+use, in one ``Services`` value. Credentials are read here and handed to whoever needs them (the
+image phases, the local target's pull): no phase reads a secret by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pipeline import config as config_module
+from pipeline.context import BuildContext, Plan
+from pipeline.errors import BadInput, PinotageError
+from pipeline.shell import Progress, print_progress, print_phase
+from pipeline.targets import IsAncestor, Target
+
+if TYPE_CHECKING:
+    from pipeline.registry import Credentials
+
+# An auths entry without credentials (valid since engine API 1.23) for a name that cannot resolve:
+# docker-py re-reads the docker config file whenever its login store is empty, so the store an
+# untrusted client keeps is not empty, yet answers no registry with a login.
+NO_LOGINS = {"auths": {"no-logins.pinotage.invalid": {}}}
+
+
+@dataclasses.dataclass
+class Services:
+    """What a run talks to; each is made only when a phase first needs it."""
+
+    make_client: Callable[[], Any]
+    make_target: Callable[[], Target]
+    read_credentials: Callable[[], "Credentials | None"]
+    report_status: Callable[[str, str], None] | None  # (state, description); None: no status
+    is_ancestor: IsAncestor
+    phases: Any  # the image phases: pipeline.image, or a double in tests
+    make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
+    _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    def client(self) -> Any:
+        """Return the engine client, made on first use and shared by the phases after it."""
+        if "client" not in self._made:
+            self._made["client"] = self.make_client()
+        return self._made["client"]
+
+    def credentials(self) -> "Credentials | None":
+        """Return the registry login, read on first use (None: the registry takes anonymous calls)."""
+        if "credentials" not in self._made:
+            self._made["credentials"] = self.read_credentials()
+        return self._made["credentials"]
+
+
+def services_for(config: config_module.Config, plan: Plan, context: BuildContext, environ: Mapping[str, str], *,
+                 cwd: str = ".", say: Progress = print_phase) -> Services:
+    """Wire the real services: the Docker engine, the configured target, the registry, GitHub, git."""
+    return Services(
+        make_client=lambda: docker_client(environ, trusted=plan.reads_credentials),
+        make_target=lambda: make_target(config, environ, print_progress),
+        read_credentials=lambda: read_registry_credentials(config, environ),
+        report_status=_github_reporter(config, context, environ, say) if "status" in plan else None,
+        is_ancestor=_git_ancestry(cwd),
+        phases=_image_phases(),
+        make_sbom=lambda: _write_sbom(config, environ),
+    )
+
+
+def _write_sbom(config: config_module.Config, environ: Mapping[str, str]):
+    from pipeline import sbom
+
+    return sbom.generate(config, environ)
+
+
+def docker_client(environ: Mapping[str, str], *, trusted: bool):
+    """Connect to the engine named by DOCKER_HOST (or the default socket).
+
+    An untrusted build (a branch, a pull request) gets a client with no registry logins: the
+    SDK would otherwise send every login from the docker config file along with each build.
+    """
+    import docker
+
+    from pipeline import engine_tls
+
+    settings = docker_environ(environ)
+    engine_tls.check_files(settings, environ)
+    try:
+        if settings.get("DOCKER_TLS_VERIFY"):
+            client = engine_tls.connect(settings)
+        else:
+            client = docker.from_env(environment=settings, timeout=300)
+        client.ping()
+    except docker.errors.DockerException as e:
+        engine_tls.raise_if_handshake(e, settings)
+        raise PinotageError(f"no Docker engine answers ({e})", hint="start dockerd, or set DOCKER_HOST") from e
+    if not trusted:
+        _forget_logins(client.api)
+    return client
+
+
+def _forget_logins(api) -> None:
+    """Load the client's logins from a config file that holds none, with docker-py's ``reload_config``."""
+    with tempfile.TemporaryDirectory(prefix="pinotage-no-logins-") as folder:
+        path = Path(folder, "config.json")
+        path.write_text(json.dumps(NO_LOGINS))
+        api.reload_config(dockercfg_path=str(path))
+
+
+def docker_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Pick the engine's settings (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH): nothing else is copied."""
+    return {key: environ[key] for key in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH") if key in environ}
+
+
+def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress) -> Target:
+    """Make the configured deploy target (deploy.target), importing only that one."""
+    if config.deploy.target == "kubernetes":
+        from pipeline.targets import kubernetes
+
+        return kubernetes.make_target(config, environ, progress)
+    from pipeline.targets import docker as docker_target
+
+    return docker_target.make_target(config, progress, connect=lambda: docker_client(environ, trusted=True),
+                                     credentials=lambda: read_registry_credentials(config, environ))
+
+
+def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]) -> "Credentials | None":
+    """Read the registry login, the moment a phase that pushes (or a pull of the local target) needs it."""
+    from pipeline import registry
+
+    return registry.read_credentials(config, environ)
+
+
+def _image_phases():
+    from pipeline import image
+
+    return image
+
+
+def _git_ancestry(cwd: str) -> IsAncestor:
+    def is_ancestor(older: str, newer: str) -> bool:
+        from pipeline import git as gitfacts
+
+        return gitfacts.is_strict_ancestor(gitfacts.open_repo(cwd), older, newer)
+    return is_ancestor
+
+
+def _github_reporter(config: config_module.Config, context: BuildContext, environ: Mapping[str, str],
+                     say: Progress) -> Callable[[str, str], None]:
+    def report(state: str, description: str) -> None:
+        slug = report_status(config, context, environ, state, description, required=False)
+        if slug:
+            say(f"status: {state} reported to {slug} for {context.short_commit}")
+    return report
+
+
+def report_status(config: config_module.Config, context: BuildContext, environ: Mapping[str, str], state: str,
+                  description: str, *, required: bool) -> str:
+    """Report a commit status to GitHub; return the repository it went to.
+
+    With no token, a required status (``pinotage status``) is bad input; an optional one (the
+    runner's) is not sent and "" is returned.
+    """
+    from pipeline import github
+
+    token = config_module.secret("github.token", environ)
+    if not token:
+        if not required:
+            return ""
+        raise BadInput("PINOTAGE_GITHUB_TOKEN is not set", hint="a token with commit status write access")
+    slug = github.repo_slug(config.github.repo, context.source_url)
+    if not slug:
+        raise BadInput("github.repo: not set, and the origin URL is not on github.com",
+                       hint="--set github.repo=OWNER/NAME")
+    github.report(config.github.api_url, slug, context.commit, state, token=token,
+                  description=description, target_url=context.build_url)
+    return slug

@@ -118,7 +118,8 @@ def make_target(config: config_module.Config, environ: Mapping[str, str], progre
     if config.deploy.target == "kubernetes":
         from pipeline.targets import kubernetes
 
-        return kubernetes.make_target(config, environ, progress)
+        return kubernetes.make_target(config, environ, progress,
+                                      credentials=lambda: read_registry_credentials(config, environ))
     from pipeline.targets import docker as docker_target
 
     return docker_target.make_target(config, progress, connect=lambda: docker_client(environ, trusted=True),
@@ -126,7 +127,7 @@ def make_target(config: config_module.Config, environ: Mapping[str, str], progre
 
 
 def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]) -> "Credentials | None":
-    """Read the registry login, the moment a phase that pushes (or a pull of the local target) needs it."""
+    """Read the registry login, the moment a phase that pushes (or a target's pull) needs it."""
     from pipeline import registry
 
     return registry.read_credentials(config, environ)

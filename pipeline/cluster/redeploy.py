@@ -58,13 +58,13 @@ def redeploy(config: Any, kubeconfig_text: str, *, say: Callable[[str], None],
     import yaml
     from kubernetes import config as kube_config
 
-    from pipeline import runner
+    from pipeline import runner, services as services_module
     from pipeline.context import BuildContext
     from pipeline.state import Image
     from pipeline.targets.kubernetes import make_target
 
     api = kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text), persist_config=False)
-    target = make_target(config, {}, progress, api=api)
+    target = make_target(config, {}, progress, credentials=lambda: None, api=api)
     records, source = target.ledger().records(), f"the cluster's ledger (configmap/pinotage-ledger-{config.app})"
     if not _good(records, config.app):
         records, source = backup_records(config)
@@ -76,12 +76,12 @@ def redeploy(config: Any, kubeconfig_text: str, *, say: Callable[[str], None],
     image = Image(name=name, tag="", digest=digest, commit=record.commit)
     context = BuildContext(commit=record.commit, branch=config.default_branch, event="default-branch",
                            build_url=record.build_url)
-    services = runner.Services(make_client=_refused, make_target=lambda: target, read_credentials=_refused,
-                               report_status=None, is_ancestor=lambda older, newer: False, phases=None)
-    deployment, _, note, _ = runner.deploy(config, context, image, services, say=say, progress=progress)
-    if deployment is None:
-        return note
-    return f"redeployed {record.commit[:12]}: revision {deployment.revision} passed the rollout gate"
+    services = services_module.Services(make_client=_refused, make_target=lambda: target, read_credentials=_refused,
+                                        report_status=None, is_ancestor=lambda older, newer: False, phases=None)
+    result = runner.deploy(config, context, image, services, say=say, progress=progress)
+    if result.deployment is None:
+        return result.note
+    return f"redeployed {record.commit[:12]}: revision {result.deployment.revision} passed the rollout gate"
 
 
 def _good(records: list[Record], app: str) -> Record | None:

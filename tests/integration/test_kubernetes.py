@@ -166,14 +166,12 @@ class Env:
         return pinotage_config.load(environ={}, overrides=[f"{k}={v}" for k, v in settings.items()], cwd=str(ROOT))
 
     def target(self, environ: dict | None = None, **overrides):
-        """Build the target as the runner does: make_target(config, environ, progress).
+        """Build the target as 'pinotage deploy' does: services.make_target(config, environ, progress).
 
         The environment holds the registry login (the Jenkins deploy stage binds it), unless given.
         """
-        from pipeline.targets.kubernetes import make_target
-
-        return make_target(self.config(**overrides), self.cluster.registry_env if environ is None else environ,
-                           self.lines.append)
+        return services_module.make_target(self.config(**overrides),
+                                           self.cluster.registry_env if environ is None else environ, self.lines.append)
 
     def deploy(self, target, n: int, image: str | None = None, *, is_ancestor=is_ancestor, progress=None):
         """Deploy release n through the runner (the Jenkins deploy stage); return (deployment, record)."""

@@ -15,9 +15,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ClusterError
+
+if TYPE_CHECKING:
+    from pipeline.registry import Credentials
 
 FIELD_MANAGER = "pinotage"
 
@@ -45,11 +48,8 @@ class PullSecret:
                 "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()}}
 
 
-def read(config: Any, environ: Any) -> PullSecret | None:
+def for_login(config: Any, credentials: Credentials | None) -> PullSecret | None:
     """Return the pull Secret for the configured registry's login, or None when there is no login."""
-    from pipeline import registry
-
-    credentials = registry.read_credentials(config, environ)
     if credentials is None:
         return None
     return PullSecret(secret_name(config.app), config.registry.url, credentials.user, credentials.password)

@@ -32,7 +32,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from pipeline import rollout
 from pipeline.errors import BadInput, ClusterError, DeployFailed, DeployRefused
@@ -41,9 +41,12 @@ from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress
 from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, cluster_error, read_or_none
 from pipeline.targets.kubernetes.gate import gate, selector
-from pipeline.targets.kubernetes.lease import LEASE_DURATION_S, Lease
 from pipeline.targets.kubernetes import pull_secret
+from pipeline.targets.kubernetes.lease import LEASE_DURATION_S, Lease
 from pipeline.targets.kubernetes.ledger import ClusterLedger
+
+if TYPE_CHECKING:
+    from pipeline.registry import Credentials
 
 FIELD_MANAGER = "pinotage"
 COMMIT = "pinotage.dev/commit"
@@ -52,9 +55,11 @@ LEDGER_ID = "pinotage.dev/ledger-id"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 
 
-def make_target(config, environ: Mapping[str, str], progress: Progress, *, api=None) -> "KubernetesTarget":
-    """Build the target from the configuration (the runner calls this for deploy.target=kubernetes).
+def make_target(config, environ: Mapping[str, str], progress: Progress, *,
+                credentials: Callable[[], Credentials | None], api=None) -> "KubernetesTarget":
+    """Build the target from the configuration (``services.make_target`` calls this for deploy.target=kubernetes).
 
+    ``credentials()`` gives the registry login the nodes pull with, asked for by a deploy only.
     ``api`` is a client made elsewhere (cluster redeploy's, from the new control plane); without
     one, the kubeconfig settings name the cluster.
     """
@@ -76,7 +81,7 @@ def make_target(config, environ: Mapping[str, str], progress: Progress, *, api=N
         namespace = config.deploy.namespace
     return KubernetesTarget(api, namespace=namespace, manifest=manifest, app=config.app,
                             rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s,
-                            read_pull_secret=lambda: pull_secret.read(config, environ))
+                            read_pull_secret=lambda: pull_secret.for_login(config, credentials()))
 
 
 class KubernetesTarget:

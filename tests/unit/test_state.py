@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.context import BuildContext
 from pipeline.errors import BadInput
-from pipeline.state import Deployment, Image, Release, State, read_state, write_state
+from pipeline.state import Deployment, Image, Release, StageMark, State, failure_text, read_state, write_state
 
 COMMIT = "a" * 40
 IMAGE = Image(name="127.0.0.1:5000/p", tag=COMMIT, tags=(COMMIT, "master"), digest="sha256:" + "1" * 64,
@@ -31,7 +31,8 @@ def test_every_value_comes_back_as_written(tmp_path):
 @pytest.mark.parametrize("data, message", [
     ({"version": 2}, "not a Pinotage state file of version 1"),
     ([], "not a Pinotage state file of version 1"),
-    ({"version": 1, "imag": {}}, "unknown key 'imag' (a state file holds context, image, deployment)"),
+    ({"version": 1, "imag": {}}, "unknown key 'imag' (a state file holds context, image, deployment, stage)"),
+    ({"version": 1, "stage": {"name": "Build", "result": "passed", "at": "x"}}, "stage: unknown key 'at'"),
     ({"version": 1, "image": "r/x:t"}, "image: expected an object, got str"),
     ({"version": 1, "image": {"name": "r/x", "tag": "t", "extra": 1}}, "image: unknown key 'extra'"),
     ({"version": 1, "image": {"tag": "t"}}, "image: missing key 'name'"),
@@ -43,7 +44,7 @@ def test_every_value_comes_back_as_written(tmp_path):
                                    "previous": {"image": {"name": "r/x"}, "commit": COMMIT}}},
      "deployment.previous.image: missing key 'tag'"),
     ({"version": 1, "context": {"commit": "x"}}, "'context' is not a build context"),
-], ids=["other-version", "not-an-object", "unknown-key", "image-not-an-object", "unknown-image-key",
+], ids=["other-version", "not-an-object", "unknown-key", "unknown-stage-key", "image-not-an-object", "unknown-image-key",
         "missing-image-key", "a-tag-not-a-string", "built-not-a-bool", "nested-missing", "nested-twice",
         "bad-context"])
 def test_a_bad_state_file_is_one_clear_error(tmp_path, data, message):
@@ -52,3 +53,13 @@ def test_a_bad_state_file_is_one_clear_error(tmp_path, data, message):
     with pytest.raises(BadInput) as caught:
         read_state(path)
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize("stage, text", [
+    (None, "failed before its first pinotage stage"),
+    (StageMark("Build", "running", "https://ci/6/"), "failed before its first pinotage stage"),
+    (StageMark("Build", "running", "https://ci/7/"), "failed in stage Build"),
+    (StageMark("Smoke", "passed", "https://ci/7/"), "failed after stage Smoke"),
+], ids=["no-stage", "an-earlier-build-stage", "running", "passed"])
+def test_failure_text_names_the_last_stage_of_this_build(stage, text):
+    assert failure_text(State(stage=stage), "https://ci/7/") == text

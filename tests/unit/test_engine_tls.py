@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pipeline import runner
+from pipeline import services
 from pipeline.errors import PinotageError
 from tests.conftest import ROOT
 
@@ -80,7 +80,7 @@ def environ(host: str, cert_path) -> dict[str, str]:
 def test_the_pods_own_certificates_connect(engine, pods, monkeypatch):
     # an agent behind a TLS-inspecting proxy has this set; requests would let it override the pod's CA
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    client = runner.docker_client(environ(engine, pods["a"][1]), trusted=False)
+    client = services.docker_client(environ(engine, pods["a"][1]), trusted=False)
     assert client.api.base_url.startswith("https://127.0.0.1:")
     client.close()
 
@@ -96,7 +96,7 @@ def test_a_wrong_ca_or_a_missing_file_is_one_line_and_exit_1(engine, pods, tmp_p
         for name in ("ca.pem", "cert.pem"):
             (tmp_path / name).write_bytes((pods["a"][1] / name).read_bytes())
     with pytest.raises(PinotageError) as refused:
-        runner.docker_client(environ(engine, folder), trusted=False)
+        services.docker_client(environ(engine, folder), trusted=False)
     assert expected in refused.value.message
     assert "\n" not in refused.value.message and refused.value.exit_code == 1
 
@@ -106,6 +106,6 @@ def test_a_client_certificate_from_another_pod_is_refused_in_one_line(engine, po
     for name in ("cert.pem", "key.pem"):  # ...but holds another pod's client certificate
         (tmp_path / name).write_bytes((pods["b"][1] / name).read_bytes())
     with pytest.raises(PinotageError) as refused:
-        runner.docker_client(environ(engine, tmp_path), trusted=False)
+        services.docker_client(environ(engine, tmp_path), trusted=False)
     assert "\n" not in refused.value.message and refused.value.exit_code == 1
     assert "do not trust each other" in refused.value.message, refused.value.message

@@ -122,7 +122,7 @@ def make_target(config: config_module.Config, environ: Mapping[str, str], progre
                                       credentials=lambda: read_registry_credentials(config, environ))
     from pipeline.targets import docker as docker_target
 
-    return docker_target.make_target(config, progress, connect=lambda: docker_client(environ, trusted=True),
+    return docker_target.make_target(config, environ, progress, connect=lambda: docker_client(environ, trusted=True),
                                      credentials=lambda: read_registry_credentials(config, environ))
 
 

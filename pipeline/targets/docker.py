@@ -22,7 +22,7 @@ import fcntl
 import secrets
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from pipeline import config as config_module
 from pipeline import probe
@@ -41,19 +41,20 @@ RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on dep
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
-def make_target(config: config_module.Config, progress: Progress, *, connect: Callable[[], Any],
-                credentials: Callable[[], Credentials | None]) -> "DockerTarget":
+def make_target(config: config_module.Config, environ: Mapping[str, str], progress: Progress, *,
+                connect: Callable[[], Any], credentials: Callable[[], Credentials | None]) -> "DockerTarget":
     """Build the local target; connect() gives the docker SDK client and credentials() the registry
     login for a pull, each called when first needed only."""
-    return DockerTarget(config, connect, credentials)
+    return DockerTarget(config, environ, connect, credentials)
 
 
 class DockerTarget:
     name = "docker"
 
-    def __init__(self, config: config_module.Config, connect: Callable[[], Any],
+    def __init__(self, config: config_module.Config, environ: Mapping[str, str], connect: Callable[[], Any],
                  credentials: Callable[[], Credentials | None]):
         self.config = config
+        self.environ = environ  # BUILD_URL names the holder of the deploy lock
         self._connect = connect
         self._credentials = credentials
         self._client = None

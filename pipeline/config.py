@@ -15,13 +15,12 @@ reads one.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import re
 import typing
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from pipeline.config_values import coerce, did_you_mean, short
 from pipeline.errors import BadInput, ConfigError
 
 CONFIG_FILE = "pinotage.yaml"
@@ -33,22 +32,11 @@ PROFILES_KEY = "profiles"
 # the environment and flags come from the operator and the Jenkinsfile Jenkins trusts.
 CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state_dir",
                   "audit.python_lock")
-TARGETS = ("docker", "kubernetes")
-TAG_KINDS = ("commit", "short-commit", "branch")
-NETWORK_ADDONS = ("flannel",)
-AUDIT_FAIL_ON = ("critical", "high", "moderate", "off")  # the lowest severity that fails the build
-AUDIT_UNREACHABLE = ("warn", "fail")
-
 # PINOTAGE_ variables that are not settings: the config file's path, and what scripts/ and tests/ read
 NOT_SETTINGS = ("PINOTAGE_CONFIG", "PINOTAGE_PROFILE", "PINOTAGE_BUILD_RESULT", "PINOTAGE_TEST_", "PINOTAGE_SKIP_",
                 "PINOTAGE_ROOT", "PINOTAGE_VENV", "PINOTAGE_DEBIAN_", "PINOTAGE_CA_BUNDLE")
-MAX_INT = 10 ** 9
 SUGGEST_LIMIT = 50
 MAX_CONFIG_BYTES = 256 * 1024  # a real one is a few KiB; the pure-Python YAML parser takes seconds a MiB
-PORT = (1, 65535)
-INT_RANGES = {"image.port": PORT, "deploy.host_port": PORT}
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-BOX_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 
 # name in messages -> the environment variable that holds it
 SECRETS = {
@@ -211,7 +199,7 @@ def load(*, environ: Mapping[str, str], config_path: str | None = None,
             problems.append(f"{where}: expected KEY=VALUE, got {item!r}")
             continue
         if key not in _fields():
-            problems.append(f"{where}: unknown key {key!r}{_did_you_mean(key, _fields())}")
+            problems.append(f"{where}: unknown key {key!r}{did_you_mean(key, _fields())}")
             continue
         _accept(key, raw, where, values, sources, problems, from_text=True)
 
@@ -334,8 +322,8 @@ def _read_file(path: Path, problems: list[str], profiles: dict[str, list[Entry]]
             else:
                 candidates = list(known) + sorted(sections) + list(SECRETS)
                 # only the problems printed need a suggestion; a file of 200,000 keys must not take minutes
-                guess = _did_you_mean(key, candidates) if len(problems) < SUGGEST_LIMIT else ""
-                problems.append(f"{where}: unknown key {_short(key)!r}{guess}")
+                guess = did_you_mean(key, candidates) if len(problems) < SUGGEST_LIMIT else ""
+                problems.append(f"{where}: unknown key {short(key)!r}{guess}")
 
     yield from walk(root, "")
 
@@ -369,85 +357,17 @@ def _unknown_variables(environ: Mapping[str, str], problems: list[str]) -> None:
     for env_name in sorted(environ):
         if (env_name.startswith(ENV_PREFIX) and env_name not in names
                 and not env_name.startswith(NOT_SETTINGS)):
-            problems.append(f"env {_short(env_name)}: no such setting{_did_you_mean(env_name, sorted(names))}")
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _did_you_mean(key: str, candidates: list[str]) -> str:
-    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-    if not close:
-        by_leaf = {c.rsplit(".", 1)[-1]: c for c in candidates}
-        leaf = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(by_leaf), n=1, cutoff=0.75)
-        close = [by_leaf[leaf[0]]] if leaf else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"env {short(env_name)}: no such setting{did_you_mean(env_name, sorted(names))}")
 
 
 def _accept(key: str, raw: Any, where: str, values: dict[str, Any], sources: dict[str, str],
             problems: list[str], *, from_text: bool) -> None:
     try:
-        values[key] = _coerce(key, _fields()[key], raw, from_text)
+        values[key] = coerce(key, _fields()[key], raw, from_text)
     except ValueError as e:
         problems.append(f"{where}: {key}: {e}")
         return
     sources[key] = where
-
-
-def _coerce(key: str, kind: type, raw: Any, from_text: bool) -> Any:
-    if kind is bool:
-        if isinstance(raw, bool):
-            return raw
-        if from_text and str(raw).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return str(raw).lower() in ("1", "true", "yes", "on")
-        raise ValueError(f"expected true or false, got {raw!r}")
-    if kind is int:
-        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-            raise ValueError(f"expected a whole number, got {raw!r}")
-        # ASCII digits only: str.isdigit() and int() also take '١٢' and '²'
-        if isinstance(raw, str) and not (from_text and re.fullmatch(r"\s*-?[0-9]{1,18}\s*", raw)):
-            raise ValueError(f"expected a whole number, got {_short(raw)!r}")
-        value = int(raw)
-        low, high = INT_RANGES.get(key, (1, MAX_INT))
-        if value < low and key not in INT_RANGES:
-            raise ValueError(f"expected a number above 0, got {value}")
-        if not low <= value <= high:
-            raise ValueError(f"expected a number from {low} to {high}, got {value}")
-        return value
-    if typing.get_origin(kind) is tuple:
-        items = [s.strip() for s in raw.split(",") if s.strip()] if from_text and isinstance(raw, str) else raw
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ValueError(f"expected a list of strings, got {raw!r}")
-        _check_choice(key, items)
-        return tuple(items)
-    if kind is str:
-        if raw is None:
-            return ""
-        if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
-            raise ValueError(f"expected a string, got {raw!r}")
-        _check_choice(key, [str(raw)])
-        return str(raw)
-    raise TypeError(f"no coercion for {kind!r}")  # a bug in the dataclasses above
-
-
-def _check_choice(key: str, items: list[str]) -> None:
-    allowed = {"deploy.target": TARGETS, "image.tags": TAG_KINDS, "cluster.network_addon": NETWORK_ADDONS,
-               "audit.fail_on": AUDIT_FAIL_ON, "audit.unreachable": AUDIT_UNREACHABLE}.get(key)
-    for item in items:
-        if allowed is not None and item not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}, got {item!r}")
-    if key == "image.health_path" and items and not items[0].startswith("/"):
-        raise ValueError(f"expected a path starting with '/', got {items[0]!r}")
-    if key == "app" and items and not DNS_LABEL.fullmatch(items[0]):
-        raise ValueError(f"expected a DNS-1123 label (1-63 of a-z, 0-9 and '-', starting and ending"
-                         f" with a letter or digit), got {_short(items[0])!r}")
-    if key == "cluster.box_version" and items and not BOX_VERSION.fullmatch(items[0]):
-        raise ValueError(f"expected a version such as 1.31.4 (digits and dots), got {_short(items[0])!r}")
-    if key == "registry.url" and items and "@" in items[0]:
-        # an image reference has no place for a login; masked anyway, should it reach a message
-        raise ValueError(f"a registry login does not belong in the URL, got '…@{_short(items[0].rsplit('@', 1)[1])}'"
-                         f" (set registry.user and {SECRETS['registry.password']})")
 
 
 def _assemble(values: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:

@@ -249,7 +249,8 @@ def _find_file(config_path: str | None, environ: Mapping[str, str], cwd: str,
     if explicit:
         path = Path(cwd, explicit)
         if not path.is_file():
-            what = "is a directory, expected" if path.is_dir() else "no such"
+            what = "is a directory, expected" if path.is_dir() else "not a regular file, expected" \
+                if path.exists() else "no such"
             problems.append(f"{explicit}: {what} configuration file")
             return None
         return path

@@ -35,6 +35,7 @@ def job_name_problem(name: str) -> str:
 def guarded(jobs_dir: Path) -> Iterator[None]:
     """Sandbox JJB's Jinja templates and confine its includes to ``jobs_dir`` while the block runs."""
     from jenkins_jobs import yaml_objects
+    from jinja2 import FileSystemLoader
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     root = jobs_dir.resolve()
@@ -44,7 +45,9 @@ def guarded(jobs_dir: Path) -> Iterator[None]:
     def sandboxed_init(self, jjb_config, loader, pos):
         original_init(self, jjb_config, loader, pos)
         plain = self._jinja2_env
-        self._jinja2_env = ImmutableSandboxedEnvironment(loader=plain.loader, undefined=plain.undefined)
+        # {% include %} and {% import %} find templates under the jobs folder only (JJB adds the working folder)
+        self._jinja2_env = ImmutableSandboxedEnvironment(loader=FileSystemLoader([str(root)]),
+                                                         undefined=plain.undefined)
         self._jinja2_env.filters.update(self._filters)
 
     def confined_find(self, rel_path, pos):

@@ -341,6 +341,8 @@ def test_bad_job_yaml_is_one_line_naming_the_file(repo, environ, capsys, yaml_te
      "a !j2: template does not render (its line 1): unexpected '}'"),
     ("- job:\n    name: a\n    builders:\n      - shell: !include-raw-verbatim: ../Jenkinsfile\n",
      "extra.yaml:4: '../Jenkinsfile' is outside the jobs folder"),
+    ("- job:\n    name: a\n    builders:\n      - shell: !j2: \"{% include 'Jenkinsfile' %}\"\n",
+     "a !j2: template does not render: 'Jenkinsfile' not found in search path"),
     ("- job:\n    name: ../../escaped\n", "extra.yaml: job name '../../escaped' is not allowed"),
     ("- job:\n    name: folder/job\n", "job name 'folder/job' is not allowed"),
     (b"- job:\n    name: \xff\n", "extra.yaml:2: the job YAML is not UTF-8 text"),
@@ -348,9 +350,11 @@ def test_bad_job_yaml_is_one_line_naming_the_file(repo, environ, capsys, yaml_te
     ("- job:\n    name: a\n    x: &a [1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
         f"    {n}: &{n} [{', '.join(['*' + p] * 8)}]\n" for p, n in zip("abcdefghi", "bcdefghij")),
      "extra.yaml:12: more than 64 aliases"),
-], ids=["j2-reaches-python", "j2-syntax-error", "include-outside-jobs", "name-with-dotdot", "name-with-slash",
+], ids=["j2-reaches-python", "j2-syntax-error", "include-outside-jobs", "j2-include-outside-jobs",
+        "name-with-dotdot", "name-with-slash",
         "not-utf8", "duplicate-key", "alias-bomb"])
-def test_jobs_render_as_data_only(repo, environ, capsys, yaml_text, expected):
+def test_jobs_render_as_data_only(repo, environ, capsys, monkeypatch, yaml_text, expected):
+    monkeypatch.chdir(repo)  # JJB also searches the working folder, which holds the Jenkinsfile
     path = repo / "jobs" / "extra.yaml"
     path.write_bytes(yaml_text) if isinstance(yaml_text, bytes) else path.write_text(yaml_text)
     code = cli.main(["jobs", "render", "--jobs-dir", str(repo / "jobs"), "-o", str(repo / "out")], environ)

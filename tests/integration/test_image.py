@@ -390,3 +390,38 @@ def test_the_smoke_container_runs_without_capabilities_privileges_or_a_way_out(e
     phases.smoke(docker_client, config, Image(name=name, tag=tag, commit="5andb0x"))  # raises, quoting the slide
     assert not docker_client.containers.list(all=True, filters={"label": f"{phases.SMOKE_LABEL}=5andb0x"})
     assert not docker_client.networks.list(filters={"label": f"{phases.SMOKE_LABEL}=5andb0x"})
+
+
+def test_sigterm_during_the_smoke_test_removes_its_container_and_network(env, base_images, docker_client,
+                                                                         docker_cleanup, tmp_path):
+    """A Jenkins abort sends SIGTERM: pinotage exits 143 and leaves no smoke container nor network behind."""
+    import io
+    import signal
+    import sys
+
+    commit = secrets.token_hex(20)
+    ref = f"h8test/never-listens-{secrets.token_hex(3)}:1"
+    dockerfile = f"FROM {base_images.runtime}\nENTRYPOINT {json.dumps(['node', '-e', 'setInterval(() => {}, 1000)'])}\n"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=ref, rm=True, forcerm=True)
+    docker_cleanup["images"].append(ref)
+    name, tag = ref.split(":")
+    state = tmp_path / "s.json"
+    write_state(state, context=a_context(commit=commit), image=Image(name=name, tag=tag, commit=commit))
+    label = f"{phases.SMOKE_LABEL}={commit}"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "smoke", "--state", str(state)], cwd=tmp_path,
+                            env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not docker_client.containers.list(filters={"label": label}):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM); cleaned up" in err
+    assert not docker_client.containers.list(all=True, filters={"label": label})
+    assert not docker_client.networks.list(filters={"label": label})

@@ -51,3 +51,39 @@ def test_a_holder_past_the_deadline_is_deploy_locked_naming_it(tmp_path):
     assert "holds the lock (build 41, pid " in e.value.message and "gave up after 0.5 s" in e.value.message
     with local_lock.hold(path, who="build 43", deadline_s=0.5, progress=lambda _: None):
         pass  # released when the holder left
+
+
+class Engine:
+    """The one engine call the ledger's location needs; any other is refused."""
+
+    def __init__(self, engine_id):
+        self.engine_id = engine_id
+
+    def info(self):
+        return {"ID": self.engine_id}
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the ledger's location needs no engine call {name!r}")
+
+
+def refuse():
+    raise AssertionError("the ledger's location needs no registry login")
+
+
+def test_two_checkouts_of_one_app_on_one_engine_share_the_ledger(tmp_path, monkeypatch):
+    from pipeline import config as config_module
+    from pipeline.targets import docker
+
+    monkeypatch.setattr(local_lock, "SHARED_HOME", tmp_path / "absent")
+    environ = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    ledgers = []
+    for checkout in ("clone-a", "clone-b"):
+        (tmp_path / checkout).mkdir()
+        config = config_module.load(environ={}, cwd=str(tmp_path / checkout))
+        ledgers.append(docker.DockerTarget(config, environ, lambda: Engine("ENGINE:1"), refuse).ledger().path)
+    assert ledgers[0] == ledgers[1] == tmp_path / "state/pinotage/ENGINE_1/presentation/ledger-presentation.jsonl"
+    other = docker.DockerTarget(config, environ, lambda: Engine("ENGINE:2"), refuse).ledger().path
+    assert other != ledgers[0]
+    explicit = config_module.load(environ={}, cwd=str(tmp_path / "clone-a"), overrides=["state_dir=.state"])
+    assert docker.DockerTarget(explicit, environ, lambda: Engine("ENGINE:1"), refuse).ledger().path == \
+        tmp_path / "clone-a/.state/ledger-presentation.jsonl"

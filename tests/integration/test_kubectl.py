@@ -124,6 +124,15 @@ def test_apply_rollout_status_get_and_describe(kubectl, namespace):
     assert ("kubectl", "Apply") in managers
 
 
+def test_a_misspelt_field_is_refused(kubectl, namespace):
+    doc = _deployment(kubectl, namespace)
+    doc["spec"]["replica"] = doc["spec"].pop("replicas")
+    refused = kubectl.apply(doc, namespace=namespace, check=False)
+    assert refused.returncode == 1
+    assert ".spec.replica: field not declared in schema" in refused.stderr, refused.stderr
+    assert kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
 def test_diff_shows_the_change_and_writes_nothing(kubectl, namespace):
     kubectl.apply(_deployment(kubectl, namespace), namespace=namespace)
     kubectl("rollout", "status", "deployment/presentation", "-n", namespace, "--timeout=120s")  # status settles

@@ -218,3 +218,19 @@ def test_unknown_kinds_and_verbs_are_refused(api):
     assert (code, answer["kind"]) == (404, "Status")
     code, answer = call(api, "GET", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")
     assert (code, answer["reason"]) == (405, "MethodNotAllowed")
+
+
+def test_unknown_fields_are_refused_as_the_api_server_refuses_them(api, namespace):
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    typo = {**_cm("typo", k="v"), "dta": {"k": "v"}}
+    code, refused = call(api, "POST", base, typo, fieldValidation="Strict")
+    assert (code, refused["reason"]) == (400, "BadRequest")
+    assert refused["message"] == 'strict decoding error: unknown field "dta"'
+    code, created = call(api, "POST", base, typo)  # the default (Warn) accepts and drops the field
+    assert code == 201 and "dta" not in created
+    # an apply is refused whatever fieldValidation says: Kubernetes 1.32 answers 500 (kubernetes#122480)
+    code, applied = call(api, "PATCH", f"{base}/typo", typo, content_type="application/apply-patch+yaml",
+                         fieldManager="alice")
+    assert code == 500
+    assert applied["message"] == (f"failed to create typed patch object ({namespace}/typo; v1, Kind=ConfigMap): "
+                                  ".dta: field not declared in schema")

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import secrets
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -66,8 +67,7 @@ class ApiServer:
         self.lock = threading.Lock()
         self.operations: dict[tuple, dict[str, str]] = {}  # object -> manager -> Apply | Update
         handler = type("Handler", (_Handler,), {"api": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self.scheme = "http"
         if tls:  # (certificate file, key file): kubectl sends a bearer token only over TLS
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -110,6 +110,15 @@ class ApiServer:
         with self.lock:
             self.tokens[token] = f"system:serviceaccount:{namespace}:{name}"
         return token
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that went away mid-request (a stopped watch, a reset): nothing to report
+        super().handle_error(request, client_address)
 
 
 class _Handler(Reads, Writes, BaseHTTPRequestHandler):

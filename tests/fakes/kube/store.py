@@ -70,6 +70,8 @@ class ApiError(Exception):
     def status(self) -> Object:
         body: Object = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                         "message": self.message, "reason": self.reason, "code": self.code}
+        if not self.reason:
+            del body["reason"]  # an error the API server did not classify has no reason (a plain 500)
         if self.details is not None:
             body["details"] = self.details
         return body

@@ -12,7 +12,7 @@ import copy
 import json
 import time
 
-from tests.fakes.kube import admission, patches, rbac
+from tests.fakes.kube import admission, patches, rbac, schema
 from tests.fakes.kube import store as st
 from tests.fakes.kube.store import KINDS, ApiError, Kind, Object
 
@@ -28,6 +28,7 @@ class Writes:
     def create(self, kind: Kind, namespace, name, query, user):
         _, body = self.body()
         self._check_kind(kind, body)
+        schema.check_write(kind, body, query)
         if namespace and body.get("metadata", {}).get("namespace", namespace) != namespace:
             raise st.bad_request("the namespace of the provided object does not match the namespace sent on "
                                  "the request")
@@ -45,6 +46,7 @@ class Writes:
         self._check_kind(kind, body)
         if body.get("metadata", {}).get("name") != name:
             raise st.bad_request("the name of the object does not match the name on the URL")
+        schema.check_write(kind, body, query)
         with self.api.store.cond:
             before = self.api.store.get(kind, namespace, name)
             if not body["metadata"].get("resourceVersion"):
@@ -65,6 +67,7 @@ class Writes:
         with self.api.store.cond:
             live = self.api.store.get(kind, namespace, name)
             result = _patched(live, patch, content_type)
+            schema.check_write(kind, result, query)
             sent_rv = patch.get("metadata", {}).get("resourceVersion")
             result["metadata"]["resourceVersion"] = sent_rv or live["metadata"]["resourceVersion"]
             return 200, self._replace(kind, namespace, name, live, self._admit(kind, namespace, live, result),
@@ -79,6 +82,7 @@ class Writes:
         self._check_kind(kind, patch)
         if patch.get("metadata", {}).get("name", name) != name:
             raise st.bad_request("the name of the object does not match the name on the URL")
+        schema.check_apply(kind, namespace, name, patch)
         store = self.api.store
         with store.cond:
             live = store.get(kind, namespace, name) if store.exists(kind, namespace, name) else None

@@ -29,6 +29,18 @@ class BadInput(PinotageError, ValueError):
     exit_code = EXIT_BAD_INPUT
 
 
+class JobsCheckFailed(BadInput):
+    """``pinotage jobs check`` found problems; each is one line."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(f"{len(problems)} problems in the jobs and the Jenkinsfile",
+                         hint="fix them in jobs/ or the Jenkinsfile, then run 'pinotage jobs check' again")
+        self.problems = list(problems)
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
 class ConfigError(BadInput):
     """One or more problems in the configuration, all reported together."""
 

@@ -318,7 +318,7 @@ def test_a_master_build_that_passes_ends_with_success_after_pending(repo):
             assert cli.main(argv, environ={**settings, "STAGE_NAME": "Context", "PINOTAGE_BUILD_RESULT": "SUCCESS"}) == 0
         assert hub.states("acme/slides", head) == ["pending", "success"]
         assert hub.statuses[("acme/slides", head)][-1]["target_url"] == settings["BUILD_URL"]
-        assert hub.statuses[("acme/slides", head)][-1]["description"] == cli.SUCCESS_TEXT
+        assert hub.statuses[("acme/slides", head)][-1]["description"] == cli.stages.SUCCESS_TEXT
 
 
 @pytest.mark.parametrize("result, state", [("SUCCESS", "success"), ("FAILURE", "failure"), ("ABORTED", "failure")])

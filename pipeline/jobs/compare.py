@@ -1,0 +1,154 @@
+"""Compare rendered jobs with the live ones, and decide the writes that bring Jenkins to jobs/.
+
+Pure: the live side comes in as plain strings, fetched by ``pipeline.jenkins``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import xml.etree.ElementTree as ET
+from typing import Iterable, Mapping
+
+from pipeline.jobs.render import MANAGED_MARK, RenderedJob
+
+
+# What Jenkins writes for a field it filled in on load: a Java primitive's or an empty list's default.
+FILLED_DEFAULTS = ("", "false", "0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    """How one live job differs from jobs/: missing, changed (with a unified diff) or the same."""
+
+    name: str
+    state: str  # "missing" | "changed" | "same"
+    diff: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdatePlan:
+    """The writes that bring Jenkins to jobs/, and nothing else."""
+
+    create: tuple[RenderedJob, ...] = ()
+    reconfigure: tuple[RenderedJob, ...] = ()
+    delete: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
+def normalise(xml: str | bytes, *, ours: bytes | None = None) -> list[str]:
+    """Return a job config as canonical lines: no layout, no plugin attributes, fields in a stable order.
+
+    Jenkins stores what it was sent but rewrites it whenever it saves the job
+    (XStream): its own XML declaration, indentation and escapes, no comments,
+    ``plugin="name@version"`` on the objects a plugin owns, and each object's
+    fields in its class's order. None of that is a change to the job. The
+    order of a list (builders, publishers, string entries) is kept: it is one.
+    Given ``ours`` (the job as rendered), a field Jenkins filled in with a
+    default value because ours lacks it is left out too.
+    """
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    # The declaration says nothing about the job (Jenkins writes version 1.1, JJB 1.0).
+    xml = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", xml)
+    root = ET.fromstring(xml)
+    if ours is not None:
+        _drop_filled_defaults(root, ET.fromstring(re.sub(rb"^\s*<\?xml[^>]*\?>", b"", ours)))
+    lines: list[str] = []
+    _canonical_lines(root, 0, lines)
+    return lines
+
+
+def compare(job: RenderedJob, live_xml: str | None) -> Drift:
+    """Compare one rendered job with the live config (None: Jenkins has no such job)."""
+    if live_xml is None:
+        return Drift(job.name, "missing")
+    want, have = normalise(job.xml), normalise(live_xml, ours=job.xml)
+    if want == have:
+        return Drift(job.name, "same")
+    text = "\n".join(difflib.unified_diff(have, want, f"jenkins/{job.name}", f"jobs/{job.name}",
+                                          lineterm="", n=2))
+    return Drift(job.name, "changed", text)
+
+
+def plan_update(jobs: Iterable[RenderedJob], live: Mapping[str, str | None],
+                others: Mapping[str, str] = {}, *, delete_old: bool = False) -> UpdatePlan:
+    """Decide the writes: create the missing, reconfigure the changed, delete own leftovers.
+
+    ``live`` maps each rendered job's name to its live config (None when absent);
+    ``others`` maps the live jobs not in jobs/ to their configs.
+    """
+    create, reconfigure, unchanged = [], [], []
+    for job in jobs:
+        state = compare(job, live.get(job.name)).state
+        {"missing": create, "changed": reconfigure, "same": unchanged}[state].append(
+            job if state != "same" else job.name)
+    delete = sorted(name for name, xml in others.items() if is_managed(xml)) if delete_old else []
+    return UpdatePlan(tuple(create), tuple(reconfigure), tuple(delete), tuple(unchanged))
+
+
+def is_managed(xml: str | bytes) -> bool:
+    """Tell whether a live job was made by Pinotage (its description carries the mark)."""
+    try:
+        description = ET.fromstring(re.sub(rb"^\s*<\?xml[^>]*\?>", b"",
+                                           xml.encode() if isinstance(xml, str) else xml)).find("description")
+    except ET.ParseError:
+        return False
+    return description is not None and MANAGED_MARK in (description.text or "")
+
+
+def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
+    # plugin= only names the plugin that owns the element's class, and Jenkins adds it on save
+    attributes = "".join(f' {key}="{value}"' for key, value in sorted(element.attrib.items()) if key != "plugin")
+    text = "\n".join(line.rstrip() for line in (element.text or "").strip().replace("\r\n", "\n").split("\n"))
+    indent = "  " * depth
+    children = list(element)
+    if not children:
+        lines.append(f"{indent}<{element.tag}{attributes}>{_escape(text)}</{element.tag}>" if text
+                     else f"{indent}<{element.tag}{attributes}/>")
+        return
+    lines.append(f"{indent}<{element.tag}{attributes}>")
+    for child in _fields_sorted(children):
+        _canonical_lines(child, depth + 1, lines)
+    lines.append(f"{indent}</{element.tag}>")
+
+
+def _is_object(children: list[ET.Element]) -> bool:
+    """Tell an object's fields from a list's items.
+
+    XStream writes an object's fields under their Java names (no dot, each once)
+    and a list's items under their class names (dotted) or repeated tags.
+    """
+    tags = [child.tag for child in children]
+    return len(set(tags)) == len(tags) and not any("." in tag for tag in tags)
+
+
+def _fields_sorted(children: list[ET.Element]) -> list[ET.Element]:
+    """Sort an object's fields by name; keep a list's items in their order."""
+    return sorted(children, key=lambda child: child.tag) if _is_object(children) else children
+
+
+def _drop_filled_defaults(live: ET.Element, ours: ET.Element) -> None:
+    """Remove from live the fields Jenkins filled in on load because ours has none.
+
+    Jenkins gives a missing field its Java default (false, 0, an empty list) and
+    writes it on save; sending ours again would do the same, so it is no change.
+    A field holding anything else (``<disabled>true</disabled>``) is one.
+    """
+    children = list(live)
+    if _is_object(children):
+        for child in children:
+            counterpart = ours.find(child.tag)
+            if counterpart is not None:
+                _drop_filled_defaults(child, counterpart)
+            elif not len(child) and not child.attrib and (child.text or "").strip() in FILLED_DEFAULTS:
+                live.remove(child)
+        return
+    for child, counterpart in zip(children, list(ours)):
+        if child.tag == counterpart.tag:
+            _drop_filled_defaults(child, counterpart)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -50,46 +50,51 @@ def prepare(kind: Kind, namespace: str, obj: Object) -> Object:
                                                    f"Invalid value: {port['nodePort']}: provided port is not in "
                                                    "the valid range. The range of valid ports is 30000-32767")])
     if kind.resource in ("deployments", "replicasets"):
-        spec = obj.setdefault("spec", {})
-        spec.setdefault("replicas", 1)
-        if kind.resource == "deployments":
-            spec.setdefault("revisionHistoryLimit", 10)
-            spec.setdefault("progressDeadlineSeconds", 600)
-            strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
-            if strategy.get("type") == "RollingUpdate":
-                rolling = strategy.setdefault("rollingUpdate", {})
-                rolling.setdefault("maxUnavailable", "25%")
-                rolling.setdefault("maxSurge", "25%")
-                if rolling["maxUnavailable"] in (0, "0%") and rolling["maxSurge"] in (0, "0%"):
-                    raise st.invalid(kind, name, [("FieldValueInvalid", "spec.strategy.rollingUpdate.maxUnavailable",
-                                                   "Invalid value: 0: may not be 0 when `maxSurge` is 0")])
-        template = spec.get("template") or {}
-        pod = template.get("spec") or {}
-        causes = []
-        selector = (spec.get("selector") or {}).get("matchLabels")
-        if not selector:
-            causes.append(("FieldValueRequired", "spec.selector", "Required value"))
-        elif not selector.items() <= ((template.get("metadata") or {}).get("labels") or {}).items():
-            causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
-                           "Invalid value: `selector` does not match template `labels`"))
-        if not pod.get("containers"):
-            causes.append(("FieldValueRequired", "spec.template.spec.containers", "Required value"))
-        for i, container in enumerate(pod.get("containers") or ()):
-            for field in ("name", "image"):
-                if not container.get(field):
-                    causes.append(("FieldValueRequired", f"spec.template.spec.containers[{i}].{field}",
-                                   "Required value"))
-        if spec["replicas"] < 0:
-            causes.append(("FieldValueInvalid", "spec.replicas", "Invalid value: must be greater than or equal "
-                                                                "to 0"))
-        if causes:
-            raise st.invalid(kind, name, causes)
-        _default_pod_spec(pod)
+        _prepare_workload(kind, name, obj)
     if kind.resource == "pods":
         _default_pod_spec(obj.setdefault("spec", {}))
     if kind.resource == "leases":
         _validate_lease(kind, obj)
     return obj
+
+
+def _prepare_workload(kind: Kind, name: str, obj: Object) -> None:
+    """Default and validate a Deployment or ReplicaSet (its pod template included)."""
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    if kind.resource == "deployments":
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+        if strategy.get("type") == "RollingUpdate":
+            rolling = strategy.setdefault("rollingUpdate", {})
+            rolling.setdefault("maxUnavailable", "25%")
+            rolling.setdefault("maxSurge", "25%")
+            if rolling["maxUnavailable"] in (0, "0%") and rolling["maxSurge"] in (0, "0%"):
+                raise st.invalid(kind, name, [("FieldValueInvalid", "spec.strategy.rollingUpdate.maxUnavailable",
+                                               "Invalid value: 0: may not be 0 when `maxSurge` is 0")])
+    template = spec.get("template") or {}
+    pod = template.get("spec") or {}
+    causes = []
+    selector = (spec.get("selector") or {}).get("matchLabels")
+    if not selector:
+        causes.append(("FieldValueRequired", "spec.selector", "Required value"))
+    elif not selector.items() <= ((template.get("metadata") or {}).get("labels") or {}).items():
+        causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
+                       "Invalid value: `selector` does not match template `labels`"))
+    if not pod.get("containers"):
+        causes.append(("FieldValueRequired", "spec.template.spec.containers", "Required value"))
+    for i, container in enumerate(pod.get("containers") or ()):
+        for field in ("name", "image"):
+            if not container.get(field):
+                causes.append(("FieldValueRequired", f"spec.template.spec.containers[{i}].{field}",
+                               "Required value"))
+    if spec["replicas"] < 0:
+        causes.append(("FieldValueInvalid", "spec.replicas", "Invalid value: must be greater than or equal "
+                                                            "to 0"))
+    if causes:
+        raise st.invalid(kind, name, causes)
+    _default_pod_spec(pod)
 
 
 def _default_pod_spec(pod: Object) -> None:
@@ -196,8 +201,8 @@ def _restricted(spec: Object, containers: list[Object]) -> dict[str, tuple[str, 
     for c in containers:
         added = [a for a in (context[id(c)].get("capabilities") or {}).get("add") or () if a != "NET_BIND_SERVICE"]
         if added:
-            capabilities.append(f"{_names([c])} must not include {', '.join(repr(a).replace(chr(39), chr(34)) for a in added)} "
-                                "in securityContext.capabilities.add")
+            quoted = ", ".join(f'"{a}"' for a in added)
+            capabilities.append(f"{_names([c])} must not include {quoted} in securityContext.capabilities.add")
     if capabilities:
         found["capabilities_restricted"] = ("unrestricted capabilities", capabilities)
     volumes = [(v["name"], next((k for k in v if k in VOLUME_FIELDS), "")) for v in spec.get("volumes") or ()]

@@ -4,7 +4,8 @@ With PINOTAGE_TEST_KUBECONFIG set (an admin kubeconfig) the same tests run again
 then PINOTAGE_TEST_KUBE_IMAGES names two or more images by digest that serve /healthz on 8080
 as a non-root user, PINOTAGE_TEST_KUBE_CRASH_IMAGE (optional) one that exits at once, and
 PINOTAGE_TEST_KUBE_UNREADY_IMAGE (optional) one that runs but never answers /healthz.
-Otherwise the fake runs on loopback and decides image existence by asking the test registry.
+Otherwise the fake runs on loopback with its in-memory kubelet (nothing runs; it decides image
+existence by asking the test registry); test_kube_docker_kubelet.py is where pods really run.
 
 Every test gets a fresh namespace holding k8s/presentation/rbac.yaml, and deploys as the
 deployer ServiceAccount (a TokenRequest token), so the Role is what authorizes each request.

@@ -1,6 +1,6 @@
 """The Kubernetes API as the deployer sees it: connection from config, and the server's answers.
 
-Runs against the fake (tests/fakes/kube) unless PINOTAGE_TEST_KUBECONFIG names a real cluster;
+Runs against the fake (tests/fakes/kube, in-memory kubelet) unless PINOTAGE_TEST_KUBECONFIG names a real cluster;
 the answers checked here are the API server's documented ones (Status kind, reason, code), so
 they hold for both, which is what keeps the fake honest.
 """

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import Callable
 
 from pipeline.errors import BadInput
 
@@ -86,8 +85,3 @@ def is_strict_ancestor(repo, older: str, newer: str) -> bool:
         return repo.is_ancestor(older, newer)
     except (git.GitCommandError, ValueError):
         return False
-
-
-def ancestry(repo) -> Callable[[str, str], bool]:
-    """Return is_ancestor(older, newer) for a target's deploy order check."""
-    return lambda older, newer: is_strict_ancestor(repo, older, newer)

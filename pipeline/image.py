@@ -1,6 +1,6 @@
 """The image phases: tag policy, build, smoke test, push.
 
-The run issue's runner calls exactly these functions:
+``pipeline/runner.py`` calls exactly these functions:
 
 - ``tags_for(context, config) -> tuple[str, ...]``: the tags for this build, first the primary one;
 - ``find_pushed(config, context, credentials) -> Image | None``: the registry already holds this

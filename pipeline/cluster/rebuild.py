@@ -62,20 +62,20 @@ def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | No
         stream = sys.stdout if dry_run else sys.stderr
         say = lambda line: print(line, file=stream, flush=True)  # noqa: E731
     executor = Executor(shell=shell, quiet=quiet, dry_run=dry_run, say=say)
-    ctx = steps.StepContext(config=config, topo=topo, run=executor, environ=environ, force=force)
+    step_context = steps.StepContext(config=config, topo=topo, executor=executor, environ=environ, force=force)
     if dry_run:
         say("dry run: nothing runs, not even the checks; each check is shown and assumed to find a fresh machine")
 
     if step in NODE_STEPS:
         executor.begin(f"{step} {node}")
-        getattr(steps, step)(ctx, node or "")
+        getattr(steps, step)(step_context, node or "")
         return 0
     names = REBUILD if step == "rebuild" else (step,)
     timings: list[str] = []
     for name in names:
         executor.begin(name)
         started = time.monotonic()
-        getattr(steps, name)(ctx)
+        getattr(steps, name)(step_context)
         timings.append(f"{name} {time.monotonic() - started:.1f} s")
     if len(names) > 1:
         say(f"==> cluster rebuild {'planned' if dry_run else 'done'}: {', '.join(timings)}")

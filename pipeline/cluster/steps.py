@@ -56,7 +56,7 @@ DRY_RUN_JOIN = ("kubeadm join {endpoint} --token abcdef.0123456789abcdef "
 class StepContext:
     config: Config
     topo: Topology
-    run: Executor
+    executor: Executor  # runs (or, in a dry run, shows) every command of the step
     environ: Mapping[str, str]
     force: bool = False  # box: build again even when that name and version are installed
 
@@ -92,15 +92,15 @@ def encode(text: str) -> str:
 
 # --- box -------------------------------------------------------------------
 
-def box(ctx: StepContext) -> None:
+def box(step: StepContext) -> None:
     """Build the node box with Packer and add it to Vagrant, unless that name and version are there.
 
-    With ``ctx.force`` it builds the box again from scratch and replaces the installed one.
+    With ``step.force`` it builds the box again from scratch and replaces the installed one.
     """
-    cluster, run = ctx.config.cluster, ctx.run
-    out_dir = ctx.config.path(BOX_DIR) / box_file_stem(ctx.config)
+    cluster, run = step.config.cluster, step.executor
+    out_dir = step.config.path(BOX_DIR) / box_file_stem(step.config)
     package = out_dir / "package.box"
-    if ctx.force:
+    if step.force:
         run.note(f"--force: building box {cluster.box_name} {cluster.box_version} again")
         run.remove(str(package))
     else:
@@ -109,19 +109,19 @@ def box(ctx: StepContext) -> None:
         if (cluster.box_name, cluster.box_version) in installed:
             run.note(f"box {cluster.box_name} {cluster.box_version} is installed (--force builds it again)")
             return
-    if package.is_file() and not ctx.force:
+    if package.is_file() and not step.force:
         run.note(f"reusing {package} (delete it to build it again)")
     else:
         run.act(["packer", "build", "-force",
                  "-var", f"base_box={cluster.base_box}",
                  "-var", f"kubernetes_version={cluster.kubernetes_version}",
                  "-var", f"output_dir={out_dir}",
-                 str(ctx.config.path(PACKER_TEMPLATE))], timeout_s=BOX_BUILD_S)
+                 str(step.config.path(PACKER_TEMPLATE))], timeout_s=BOX_BUILD_S)
         if not run.dry_run and not package.is_file():
             raise ClusterCheckFailed(f"packer build finished without making {package}",
                                      hint="see packer's output above")
     metadata = out_dir / "metadata.json"
-    run.write(str(metadata), box_metadata(ctx.config, package))
+    run.write(str(metadata), box_metadata(step.config, package))
     run.act(["vagrant", "box", "add", "--force", str(metadata)], timeout_s=BOX_ADD_S)
 
 
@@ -143,21 +143,21 @@ def box_metadata(config: Config, package: Path) -> str:
 
 # --- up --------------------------------------------------------------------
 
-def up(ctx: StepContext) -> None:
+def up(step: StepContext) -> None:
     """Start the VMs that are not running (Vagrant creates the missing ones)."""
-    states = facts.machine_states(ctx.run.check(["vagrant", "status", "--machine-readable"], assume="").output)
-    down = [node.name for node in ctx.topo.nodes if states.get(node.name) != "running"]
+    states = facts.machine_states(step.executor.check(["vagrant", "status", "--machine-readable"], assume="").output)
+    down = [node.name for node in step.topo.nodes if states.get(node.name) != "running"]
     if not down:
-        ctx.run.note("every VM is running")
+        step.executor.note("every VM is running")
         return
-    ctx.run.act(["vagrant", "up", "--provider", "virtualbox", *down], timeout_s=UP_S)
+    step.executor.act(["vagrant", "up", "--provider", "virtualbox", *down], timeout_s=UP_S)
 
 
 # --- init ------------------------------------------------------------------
 
-def init(ctx: StepContext) -> None:
+def init(step: StepContext) -> None:
     """Initialise the control plane from scripts/kubeadm/init.yaml, unless it is; reset a half-done one."""
-    run = ctx.run
+    run = step.executor
     state = facts.state_word(run.check(ssh(CONTROL_PLANE, CONTROL_PLANE_STATE), assume="fresh").output,
                              ("initialised", "partial", "fresh"))
     if state == "initialised":
@@ -168,7 +168,7 @@ def init(ctx: StepContext) -> None:
             run.act(ssh(CONTROL_PLANE, "sudo kubeadm reset --force"), timeout_s=RESET_S)
         # --skip-token-print: kubeadm init would print its own bootstrap token otherwise
         run.act(ssh(CONTROL_PLANE, "sudo kubeadm init --config /dev/stdin --skip-token-print"),
-                input_text=render_init(ctx.config, ctx.topo), input_label=f"{KUBEADM_INIT} (filled in)",
+                input_text=render_init(step.config, step.topo), input_label=f"{KUBEADM_INIT} (filled in)",
                 timeout_s=INIT_S)
     # kubectl on the control plane runs as the vagrant user; give it the admin kubeconfig every time,
     # since a reset and a new init replace the cluster's CA.
@@ -178,12 +178,12 @@ def init(ctx: StepContext) -> None:
 
 # --- join ------------------------------------------------------------------
 
-def join(ctx: StepContext) -> None:
+def join(step: StepContext) -> None:
     """Join each worker that is not a node yet, with a token made at that moment."""
-    run = ctx.run
+    run = step.executor
     joined = facts.node_names(run.check(kubectl("get", "nodes", "-o", "name"),
                                         assume=f"node/{CONTROL_PLANE}\n").output)
-    for worker in ctx.topo.workers:
+    for worker in step.topo.workers:
         if worker.name in joined:
             run.note(f"{worker.name} is a node")
             continue
@@ -192,17 +192,17 @@ def join(ctx: StepContext) -> None:
         if state == "joined":
             run.note(f"{worker.name} holds a kubelet.conf but is not a node: resetting it")
             run.act(ssh(worker.name, "sudo kubeadm reset --force"), timeout_s=RESET_S)
-        _join_worker(ctx, worker)
+        _join_worker(step, worker)
 
 
-def _join_worker(ctx: StepContext, worker: Node) -> None:
-    run = ctx.run
+def _join_worker(step: StepContext, worker: Node) -> None:
+    run = step.executor
     argv = ssh(worker.name, "sudo kubeadm join --config /dev/stdin")
     for attempt in (1, 2):
         made = run.secret(ssh(CONTROL_PLANE, f"sudo kubeadm token create --print-join-command --ttl {JOIN_TOKEN_TTL}"),
-                          assume=DRY_RUN_JOIN.format(endpoint=ctx.topo.api_server_endpoint))
+                          assume=DRY_RUN_JOIN.format(endpoint=step.topo.api_server_endpoint))
         ticket = facts.join_ticket(made.output)
-        config_text = render_join(ctx.config, ctx.topo, worker, token=ticket.token,
+        config_text = render_join(step.config, step.topo, worker, token=ticket.token,
                                   ca_cert_hash=ticket.ca_cert_hash, api_server_endpoint=ticket.api_server_endpoint)
         try:
             done = run.act(argv, input_text=config_text, check=False, timeout_s=JOIN_S,
@@ -221,24 +221,24 @@ def _join_worker(ctx: StepContext, worker: Node) -> None:
 
 # --- network ---------------------------------------------------------------
 
-def network(ctx: StepContext) -> None:
+def network(step: StepContext) -> None:
     """Apply the pinned flannel add-on unless it runs already, then wait for it and for every node."""
-    run = ctx.run
+    run = step.executor
     from pipeline import files
 
-    manifest = ctx.config.path(FLANNEL_MANIFEST)
+    manifest = step.config.path(FLANNEL_MANIFEST)
     image, pod_network = flannel_facts(files.read_text(manifest, what="network add-on manifest",
                                                        hint="k8s/network/ holds the pinned flannel manifest"),
                                        FLANNEL_MANIFEST)
-    if pod_network != ctx.config.cluster.pod_subnet:
-        raise BadInput(f"cluster.pod_subnet: {ctx.config.cluster.pod_subnet} differs from the Network "
+    if pod_network != step.config.cluster.pod_subnet:
+        raise BadInput(f"cluster.pod_subnet: {step.config.cluster.pod_subnet} differs from the Network "
                        f"{pod_network} of {FLANNEL_MANIFEST}", hint="the two must be the same network")
     current = run.check(kubectl("-n", "kube-flannel", "get", "daemonset", "kube-flannel-ds", "--ignore-not-found",
                                 "-o", "jsonpath={.spec.template.spec.containers[0].image}"), assume="").output.strip()
     if current == image:
         run.note(f"flannel runs {image}")
     else:
-        _upload_manifests(ctx)
+        _upload_manifests(step)
         run.act(kubectl("apply", "-f", f"{MANIFESTS_ON_NODE}/network/flannel.yaml"))
     run.act(kubectl("-n", "kube-flannel", "rollout", "status", "daemonset/kube-flannel-ds", f"--timeout={WAIT_S}s"),
             timeout_s=WAIT_S + 30)
@@ -270,10 +270,10 @@ def flannel_facts(manifest_text: str, where: str = FLANNEL_MANIFEST) -> tuple[st
     return image, network_cidr
 
 
-def _upload_manifests(ctx: StepContext) -> None:
+def _upload_manifests(step: StepContext) -> None:
     """Copy k8s/ to the control plane, replacing what an earlier run copied."""
-    payload = "" if ctx.run.dry_run else manifests_archive(ctx.config.path("k8s"))
-    ctx.run.act(ssh(CONTROL_PLANE, f"rm -rf {MANIFESTS_ON_NODE} && mkdir -p {MANIFESTS_ON_NODE} && "
+    payload = "" if step.executor.dry_run else manifests_archive(step.config.path("k8s"))
+    step.executor.act(ssh(CONTROL_PLANE, f"rm -rf {MANIFESTS_ON_NODE} && mkdir -p {MANIFESTS_ON_NODE} && "
                                    f"base64 -d | tar -xzf - -C {MANIFESTS_ON_NODE}"),
                 input_text=payload, input_label="k8s/ (tar.gz, base64)")
 
@@ -290,12 +290,12 @@ def manifests_archive(folder: Path) -> str:
 
 # --- label -----------------------------------------------------------------
 
-def label(ctx: StepContext) -> None:
+def label(step: StepContext) -> None:
     """Give every worker the worker role label, unless it has it."""
-    run = ctx.run
+    run = step.executor
     labelled = facts.node_names(run.check(kubectl("get", "nodes", "-l", "node-role.kubernetes.io/worker",
                                                   "-o", "name"), assume="").output)
-    for worker in ctx.topo.workers:
+    for worker in step.topo.workers:
         if worker.name in labelled:
             run.note(f"{worker.name} is labelled")
             continue
@@ -304,19 +304,19 @@ def label(ctx: StepContext) -> None:
 
 # --- smoke -----------------------------------------------------------------
 
-def storage(ctx: StepContext) -> None:
+def storage(step: StepContext) -> None:
     """Install the default StorageClass (k8s/storage: the pinned local-path provisioner) and wait for it."""
-    _upload_manifests(ctx)
-    ctx.run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/storage"))
-    ctx.run.act(kubectl("-n", STORAGE_NAMESPACE, "rollout", "status", "deployment/local-path-provisioner",
+    _upload_manifests(step)
+    step.executor.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/storage"))
+    step.executor.act(kubectl("-n", STORAGE_NAMESPACE, "rollout", "status", "deployment/local-path-provisioner",
                         f"--timeout={WAIT_S}s"), timeout_s=WAIT_S + 30)
 
 
-def smoke(ctx: StepContext) -> None:
+def smoke(step: StepContext) -> None:
     """Run k8s/smoke on the workers, check pod-to-pod traffic across nodes, CoreDNS and a bound claim; delete it."""
-    run = ctx.run
-    workers = [w.name for w in ctx.topo.workers]
-    _upload_manifests(ctx)
+    run = step.executor
+    workers = [w.name for w in step.topo.workers]
+    _upload_manifests(step)
     run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/smoke"))
     try:
         run.act(kubectl("-n", SMOKE_NAMESPACE, "rollout", "status", "deployment/hello", f"--timeout={SMOKE_S}s"),
@@ -334,7 +334,7 @@ def smoke(ctx: StepContext) -> None:
                            timeout_s=60)
             return done.output if done.ok else ""
 
-        kubernetes_ip = str(ipaddress.IPv4Network(ctx.topo.service_subnet)[1])
+        kubernetes_ip = str(ipaddress.IPv4Network(step.topo.service_subnet)[1])
         checks = [
             (f"pod-to-pod from {a.node} to {b.node}", f"hello from {b.name}",
              exec_in_a("wget", "-qO-", "-T", "5", f"http://{b.ip}:8080/")),
@@ -367,10 +367,10 @@ def _dry_run_pods(workers: list[str]) -> str:
 KUBECONFIG_ON_NODE = 'cat "$HOME/.kube/config"'  # the admin kubeconfig the init step installed
 
 
-def redeploy(ctx: StepContext) -> None:
+def redeploy(step: StepContext) -> None:
     """Apply the app's manifests, then deploy the last good release through the Kubernetes target."""
-    run, config = ctx.run, ctx.config
-    _upload_manifests(ctx)
+    run, config = step.executor, step.config
+    _upload_manifests(step)
     # The kustomization holds the namespace, the deployer ServiceAccount, Role and RoleBinding
     # (the credentials the pipeline deploys with), the Deployment and the Service.
     run.act(kubectl("apply", "-k", f"{MANIFESTS_ON_NODE}/{config.app}"))
@@ -386,22 +386,22 @@ def redeploy(ctx: StepContext) -> None:
 
 # --- drain, remove ---------------------------------------------------------
 
-def drain(ctx: StepContext, name: str) -> None:
+def drain(step: StepContext, name: str) -> None:
     """Evict a node's pods and mark it unschedulable, unless it is not in the cluster."""
-    ctx.topo.node(name)
-    if _is_node(ctx, name):
-        _drain(ctx, name)
+    step.topo.node(name)
+    if _is_node(step, name):
+        _drain(step, name)
 
 
-def remove(ctx: StepContext, name: str) -> None:
+def remove(step: StepContext, name: str) -> None:
     """Drain a worker, delete its Node, reset kubeadm on it and destroy its VM; each only if still there."""
     if name == CONTROL_PLANE:
         raise BadInput(f"NODE {name!r}: the control plane cannot be removed",
                        hint="to start over, destroy every VM (docs/cluster.md) and rebuild")
-    ctx.topo.node(name)
-    run = ctx.run
-    if _is_node(ctx, name):
-        _drain(ctx, name)
+    step.topo.node(name)
+    run = step.executor
+    if _is_node(step, name):
+        _drain(step, name)
         run.act(kubectl("delete", "node", name, "--ignore-not-found"))
     states = facts.machine_states(run.check(["vagrant", "status", "--machine-readable", name],
                                             assume=f"0,{name},state,running\n").output)
@@ -414,25 +414,25 @@ def remove(ctx: StepContext, name: str) -> None:
         run.note(f"{name} has no VM")
 
 
-def _is_node(ctx: StepContext, name: str) -> bool:
-    names = facts.node_names(ctx.run.check(kubectl("get", "nodes", "-o", "name"), assume=f"node/{name}\n").output)
+def _is_node(step: StepContext, name: str) -> bool:
+    names = facts.node_names(step.executor.check(kubectl("get", "nodes", "-o", "name"), assume=f"node/{name}\n").output)
     if name not in names:
-        ctx.run.note(f"{name} is not a node of the cluster")
+        step.executor.note(f"{name} is not a node of the cluster")
     return name in names
 
 
-def _drain(ctx: StepContext, name: str) -> None:
-    ctx.run.act(kubectl("drain", name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={WAIT_S}s"),
+def _drain(step: StepContext, name: str) -> None:
+    step.executor.act(kubectl("drain", name, "--ignore-daemonsets", "--delete-emptydir-data", f"--timeout={WAIT_S}s"),
                 timeout_s=WAIT_S + 30)
 
 
 # --- backup ----------------------------------------------------------------
 
-def backup(ctx: StepContext, *, now: datetime.datetime | None = None) -> Path:
+def backup(step: StepContext, *, now: datetime.datetime | None = None) -> Path:
     """Export the app's namespaces as YAML, one file each, into a new folder under state_dir/backups."""
     import yaml
 
-    run, config = ctx.run, ctx.config
+    run, config = step.executor, step.config
     namespaces = list(dict.fromkeys([config.deploy.namespace, *config.cluster.backup_namespaces]))
     listed = run.check(kubectl_encoded("api-resources", "--verbs=list", "--namespaced", "-o", "name"),
                        assume=encode("configmaps\nservices\ndeployments.apps\nsecrets\n"))

@@ -19,6 +19,8 @@ import requests
 from pipeline import jobs
 from tests.integration.jenkins_target import jenkins_target
 
+pytestmark = pytest.mark.integration
+
 JJB = str(Path(sys.executable).with_name("jenkins-jobs"))
 
 

@@ -13,6 +13,8 @@ import requests
 
 from tests.fakes.jenkins import Cloud, Credential, FakeJenkins, Job, Node, PodTemplate, User
 
+pytestmark = pytest.mark.integration
+
 TOKEN = "11" + secrets.token_hex(16)
 SECRETS = ("hunter2-registry", "ghp_" + "x" * 36)
 

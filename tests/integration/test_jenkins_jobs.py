@@ -24,6 +24,8 @@ from pipeline.jenkins import JenkinsClient
 from tests.fakes.jenkins import FakeJenkins
 from tests.integration.jenkins_target import jenkins_target
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 JOBS_YAML = """
 - job-template:

@@ -17,6 +17,8 @@ from tests.conftest import free_port
 from tests.fakes.github import FakeGithub
 from tests.integration import nginx
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "scripts" / "nginx" / "github-webhook.conf"
 TOKEN = "ghp_nginx_test_token"

@@ -12,6 +12,8 @@ from tests.conftest import free_port
 from tests.fakes.jenkins import FakeJenkins
 from tests.integration import nginx
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "scripts" / "nginx" / "jenkins.conf"
 

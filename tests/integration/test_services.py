@@ -9,6 +9,8 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 DOCKERFILE = b"""\
 ARG BASE
 FROM ${BASE}

@@ -589,11 +589,11 @@ def test_backup_exports_the_app_namespaces_without_secrets(project, environ):
 def test_backup_folders_are_named_by_utc_time(project, environ):
     config = load(project, environ)
     shell = ScriptedShell([])
-    ctx = steps.StepContext(config, topology(config),
-                            Executor(shell.channel("loud"), shell.channel("quiet"), dry_run=True,
-                                     say=lambda line: None), environ)
+    step = steps.StepContext(config, topology(config),
+                             Executor(shell.channel("loud"), shell.channel("quiet"), dry_run=True,
+                                      say=lambda line: None), environ)
     when = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc)
-    assert steps.backup(ctx, now=when) == project / ".pinotage/backups/20260304T050607Z"
+    assert steps.backup(step, now=when) == project / ".pinotage/backups/20260304T050607Z"
 
 
 @pytest.mark.parametrize("name, takes_node", [(name, False) for name in rebuild.STEPS]
@@ -606,7 +606,7 @@ def test_each_named_step_is_a_step_function_and_a_subcommand(name, takes_node):
 
     function = getattr(steps, name, None)
     required = [p.name for p in inspect.signature(function).parameters.values() if p.default is p.empty]
-    assert required[0] == "ctx" and len(required) == (2 if takes_node else 1)
+    assert required[0] == "step" and len(required) == (2 if takes_node else 1)
     args = cli.build_parser().parse_args(["cluster", name] + (["worker1"] if takes_node else []))
     assert (args.handler, args.cluster_step) == (cli._cluster, name)
 

@@ -31,10 +31,11 @@ APP = ("const code = +(process.env.PINOTAGE_TEST_HEALTH || 200);"
 MANIFEST = yaml.safe_load((ROOT / "k8s/presentation/deployment.yaml").read_text())
 
 
-def _image(docker_client, registry, base: str, repository: str, health: int) -> str:
-    """Build a one-line image on base (only an ENV), push it, and return it by digest."""
+def _image(docker_client, registry, base: str, repository: str, health: int, built: list[str]) -> str:
+    """Build a one-line image on base (only an ENV), push it, and return it by digest (its id joins built)."""
     dockerfile = f"FROM {base}\nENV PINOTAGE_TEST_HEALTH={health}\n".encode()
     image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile), rm=True, labels={"pinotage-test": "kubelet"})
+    built.append(image.id)
     tag = f"h{health}-{secrets.token_hex(3)}"
     image.tag(f"{registry.url}/{repository}", tag)
     digest = ""
@@ -54,9 +55,10 @@ def cluster(tmp_path_factory, docker_client, registry, base_images):
     from tests.fakes.kube import FakeKube
 
     repository = f"pinotage-test/kubelet-{secrets.token_hex(3)}"
-    healthy = _image(docker_client, registry, base_images.runtime, repository, 200)
+    built: list[str] = []
+    healthy = _image(docker_client, registry, base_images.runtime, repository, 200, built)
     images = {0: healthy, 1: healthy}
-    unready = _image(docker_client, registry, base_images.runtime, repository, 503)
+    unready = _image(docker_client, registry, base_images.runtime, repository, 503, built)
     fake = FakeKube(token=secrets.token_urlsafe(16), docker_client=docker_client, backoff_s=1.0).start()
     admin = kubernetes.config.new_client_from_config(
         config_file=str(fake.kubeconfig(tmp_path_factory.mktemp("kube") / "admin.yaml")), persist_config=False)
@@ -68,8 +70,8 @@ def cluster(tmp_path_factory, docker_client, registry, base_images):
     finally:
         admin.close()
         fake.stop()
-        for container in docker_client.containers.list(all=True, filters={"label": "pinotage-test=fake-kubelet"}):
-            container.remove(force=True)
+        for image_id in built:
+            docker_client.images.remove(image_id, force=True)
 
 
 def _pod(env, name: str, *, image: str, secret: str | None, command: list[str] | None = None) -> dict:

@@ -123,6 +123,16 @@ class AuditConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PreviewConfig:
+    enabled: bool = False  # same-repository pull requests get a preview (docs/previews.md)
+    namespace: str = "previews"  # the one namespace every preview runs in (k8s/previews)
+    # where a preview is served; {name} is its Deployment and Service (presentation-pr-42), {namespace} this one's
+    url: str = "http://{name}.{namespace}.svc.cluster.local/"
+    max_age_h: int = 168  # a preview with no new commit for this long is pruned, its PR open or not
+    local_port: int = 8081  # `pinotage run --preview` serves the branch here, beside the app on deploy.host_port
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     app: str = "presentation"
     default_branch: str = "master"
@@ -136,6 +146,7 @@ class Config:
     jenkins: JenkinsConfig = JenkinsConfig()
     cluster: ClusterConfig = ClusterConfig()
     audit: AuditConfig = AuditConfig()
+    preview: PreviewConfig = PreviewConfig()
     # where relative paths start: the config file's folder, else the working folder
     root: str = dataclasses.field(default=".", compare=False)
     # "section.field" -> "default" | "pinotage.yaml:12" | "env PINOTAGE_X" | "flag --set x=…"

@@ -20,7 +20,7 @@ AUDIT_UNREACHABLE = ("warn", "fail")
 
 MAX_INT = 10 ** 9
 PORT = (1, 65535)
-INT_RANGES = {"image.port": PORT, "deploy.host_port": PORT}
+INT_RANGES = {"image.port": PORT, "deploy.host_port": PORT, "preview.local_port": PORT}
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 BOX_VERSION = re.compile(r"[0-9]+(\.[0-9]+){0,3}")
 
@@ -71,7 +71,10 @@ def check_choice(key: str, items: list[str]) -> None:
             raise ValueError(f"expected one of {', '.join(allowed)}, got {item!r}")
     if key == "image.health_path" and items and not items[0].startswith("/"):
         raise ValueError(f"expected a path starting with '/', got {items[0]!r}")
-    if key == "app" and items and not DNS_LABEL.fullmatch(items[0]):
+    if key == "preview.url" and items and not _url_template_ok(items[0]):
+        raise ValueError(f"expected an http(s) URL naming {{name}} (and optionally {{namespace}}),"
+                         f" got {short(items[0])!r}")
+    if key in ("app", "preview.namespace") and items and not DNS_LABEL.fullmatch(items[0]):
         raise ValueError(f"expected a DNS-1123 label (1-63 of a-z, 0-9 and '-', starting and ending"
                          f" with a letter or digit), got {short(items[0])!r}")
     if key == "cluster.box_version" and items and not BOX_VERSION.fullmatch(items[0]):
@@ -80,6 +83,16 @@ def check_choice(key: str, items: list[str]) -> None:
         # an image reference has no place for a login; masked anyway, should it reach a message
         raise ValueError(f"a registry login does not belong in the URL, got '…@{short(items[0].rsplit('@', 1)[1])}'"
                          " (set registry.user and PINOTAGE_REGISTRY_PASSWORD)")
+
+
+def _url_template_ok(template: str) -> bool:
+    import string
+
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        return False
+    return bool(re.match(r"https?://", template)) and "name" in fields and fields <= {"name", "namespace"}
 
 
 def short(text: str, limit: int = 60) -> str:

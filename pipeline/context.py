@@ -40,9 +40,16 @@ class BuildContext:
     def short_commit(self) -> str:
         return self.commit[:12]
 
+    @property
+    def same_repo_pr(self) -> bool:
+        """Say whether this is a pull request from a branch of the repository itself (no fork named)."""
+        return self.event == "pull-request" and bool(self.change_id) and not self.change_fork
+
 
 STEPS = ("build", "smoke", "push", "deploy", "gate", "ledger", "status")
 UNTRUSTED_STEPS = ("build", "smoke")
+# a same-repository pull request, when previews are on: its author can push to the repository already
+PREVIEW_STEPS = ("build", "smoke", "push", "preview", "status")
 _PLANS = {
     "default-branch": STEPS,
     "tag": ("build", "smoke", "push", "status"),
@@ -66,16 +73,24 @@ class Plan:
     @property
     def reads_credentials(self) -> bool:
         """Say whether any step needs a secret (registry password, GitHub token)."""
-        return any(step in self.steps for step in ("push", "deploy", "status"))
+        return any(step in self.steps for step in ("push", "deploy", "preview", "status"))
 
 
-def plan_for(context: BuildContext, default_branch: str) -> Plan:
-    """Decide what to do for the context's event."""
+def plan_for(context: BuildContext, default_branch: str, *, previews: bool = False) -> Plan:
+    """Decide what to do for the context's event; ``previews`` (preview.enabled) gives same-repo PRs a preview.
+
+    A pull request from a fork (Jenkins sets CHANGE_FORK) never gets one: it reads no credential.
+    """
+    if previews and context.same_repo_pr:
+        return Plan(event=context.event, steps=PREVIEW_STEPS,
+                    reason=f"pull request #{context.change_id} comes from a branch of this repository: built,"
+                           f" tested, pushed as pr-{context.change_id} and previewed")
     steps = _PLANS[context.event]
     reason = {
         "default-branch": f"a push to the default branch {default_branch!r} is released",
         "tag": f"tag {context.branch!r} names a release: its image is pushed, not deployed",
-        "pull-request": f"pull request #{context.change_id} is built and tested only, without any credential",
+        "pull-request": f"pull request #{context.change_id} is built and tested only, without any credential"
+                        + (f" (it comes from the fork {context.change_fork})" if context.change_fork else ""),
         "branch": f"branch {context.branch!r} is not the default branch {default_branch!r}: built and tested only,"
                   " without any credential",
     }[context.event]

@@ -122,6 +122,21 @@ def report(api_url: str, slug: str, commit: str, state: str, *, token: str, desc
                  + _scope_note(answer, ("repo", "repo:status"))})
 
 
+# --- pull requests ------------------------------------------------------------------
+
+def pull_state(api_url: str, slug: str, number: str, *, token: str,
+               sleep: Callable[[float], None] = time.sleep) -> str:
+    """Return a pull request's state as ``preview prune`` needs it: "open", "merged" or "closed"."""
+    what = f"GitHub pull request #{number} of {slug}"
+    answer = call("GET", f"{api_url.rstrip('/')}/repos/{slug}/pulls/{number}", token=token, what=what, sleep=sleep)
+    if answer.status != 200 or not isinstance(answer.body, dict) or answer.body.get("state") not in ("open", "closed"):
+        # a 404 may be a token that cannot see the repository: never read as "gone", which would prune
+        raise refused(answer, what, {403: "the token cannot read pull requests (Pull requests: read)",
+                                     404: f"no such pull request, or {slug!r} is not visible to this token"
+                                          + _scope_note(answer, ("repo", "public_repo"))})
+    return "merged" if answer.body.get("merged_at") else answer.body["state"]
+
+
 # --- the repository webhook ------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)

@@ -64,10 +64,17 @@ def tags_for(context: BuildContext, config: Config) -> tuple[str, ...]:
                "branch": branch_tag(context.branch)}[kind]
         if tag and tag not in tags:
             tags.append(tag)
+    if config.preview.enabled and context.same_repo_pr:
+        tags.append(preview_tag(context))  # the preview tag: moves with each new commit of the PR
     if not tags:
         raise BadInput(f"image.tags: none of {', '.join(config.image.tags)} gives a tag for this build"
                        " (no branch checked out?)", hint="add 'commit' to image.tags")
     return tuple(tags)
+
+
+def preview_tag(context: Any) -> str:
+    """Return the tag a same-repository pull request's preview image is pushed under: ``pr-42``."""
+    return f"pr-{context.change_id}"
 
 
 def branch_tag(branch: str) -> str:

@@ -132,11 +132,18 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
                     image, pushed = push_stage(config, context, plan, image, services, progress=progress)
         if "deploy" in plan:
             result = _deploy(config, context, image, services, timer, progress)
+        if "preview" in plan:
+            with timer.phase("preview"):
+                result = DeployResult(deployment=None, record=None,
+                                      url=preview_stage(config, context, image, services, progress=progress))
     except PinotageError as e:
         where = f"{timer.failed} failed: " if timer.failed else ""
         _status(services, "failure", where + _short(e), say)
         raise
-    _status(services, "success", _success_text(plan, result), say)
+    if "preview" in plan:
+        _status(services, "success", f"preview: {result.url}", say, target_url=result.url)
+    else:
+        _status(services, "success", _success_text(plan, result), say)
     return Outcome(context=context, plan=plan, image=image, built=built, pushed=pushed, deployment=result.deployment,
                    record=result.record, phases_s=dict(timer.phases_s), note=result.note, url=result.url)
 
@@ -190,6 +197,27 @@ def push_stage(config: config_module.Config, context: BuildContext, plan: Plan, 
     if in_registry(image):
         return image, False
     return services.phases.push(services.client(), config, image, services.credentials(), progress=progress), True
+
+
+def preview_stage(config: config_module.Config, context: BuildContext, image: Image, services: Services, *,
+                  progress: Progress = print_progress) -> str:
+    """Deploy a same-repository pull request's pushed image as its preview; return the preview's URL."""
+    from datetime import datetime, timezone
+
+    from pipeline.preview import render
+
+    if not context.same_repo_pr or not config.preview.enabled:
+        raise DeployRefused(f"this {context.event} build gets no preview"
+                            + (f": it comes from the fork {context.change_fork}" if context.change_fork else ""))
+    cluster, manifest, pull = services.make_previews()
+    name = render.name_for(config.app, context.change_id)
+    url = render.url_for(config.preview.url, name, config.preview.namespace)
+    deployment, service = render.bodies(manifest, app=config.app, pr=context.change_id,
+                                        namespace=config.preview.namespace, image=image.pinned, commit=context.commit,
+                                        url=url, now=datetime.now(timezone.utc), pull_secret=pull.name if pull else "")
+    progress(f"applying the preview {name} ({image.pinned}) in namespace {config.preview.namespace}")
+    cluster.apply(deployment, service, pull)
+    return url
 
 
 def gate_stage(image: Image, services: Services) -> Release:
@@ -317,12 +345,15 @@ def _keeping(error: PinotageError, write: Callable[[], object]) -> None:
         error.add_note(f"and the ledger record of this failure was not written: {said}")
 
 
-def _status(services: Services, state: str, description: str, say: Progress) -> None:
+def _status(services: Services, state: str, description: str, say: Progress, *, target_url: str = "") -> None:
     """Report a commit status; a status GitHub refuses is shown, and never fails the release."""
     if services.report_status is None:
         return
     try:
-        services.report_status(state, description)
+        if target_url:  # a preview's status links to the preview rather than to the build
+            services.report_status(state, description, target_url)
+        else:
+            services.report_status(state, description)
     except PinotageError as e:
         say(f"status: {state} not reported: {e.message}" + (f" ({e.hint})" if e.hint else ""))
 

@@ -39,6 +39,7 @@ class Services:
     is_ancestor: IsAncestor
     phases: Any  # the image phases: pipeline.image, or a double in tests
     make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
+    make_previews: Callable[[], Any] | None = None  # -> (PreviewCluster, app manifest, pull secret or None)
     _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def client(self) -> Any:
@@ -65,7 +66,22 @@ def services_for(config: config_module.Config, plan: Plan, context: BuildContext
         is_ancestor=_git_ancestry(cwd),
         phases=_image_phases(),
         make_sbom=lambda: _write_sbom(config, environ),
+        make_previews=lambda: preview_services(config, environ),
     )
+
+
+def preview_services(config: config_module.Config, environ: Mapping[str, str]):
+    """Connect as the preview deployer (the kubeconfig the preview stage binds); read the manifest and pull login."""
+    from pipeline import kube
+    from pipeline.preview.cluster import PreviewCluster
+    from pipeline.targets.kubernetes import pull_secret
+    from pipeline.targets.kubernetes.target import read_manifest
+
+    manifest = read_manifest(config)
+    cluster = kube.connect(config, environ)
+    return (PreviewCluster(cluster.api, namespace=config.preview.namespace, app=config.app,
+                           rollout_s=config.deadlines.rollout_s, progress=print_progress),
+            manifest, pull_secret.for_login(config, read_registry_credentials(config, environ)))
 
 
 def _write_sbom(config: config_module.Config, environ: Mapping[str, str]):
@@ -148,16 +164,16 @@ def _git_ancestry(cwd: str) -> IsAncestor:
 
 
 def _github_reporter(config: config_module.Config, context: BuildContext, environ: Mapping[str, str],
-                     say: Progress) -> Callable[[str, str], None]:
-    def report(state: str, description: str) -> None:
-        slug = report_status(config, context, environ, state, description, required=False)
+                     say: Progress) -> Callable[..., None]:
+    def report(state: str, description: str, target_url: str = "") -> None:
+        slug = report_status(config, context, environ, state, description, required=False, target_url=target_url)
         if slug:
             say(f"status: {state} reported to {slug} for {context.short_commit}")
     return report
 
 
 def report_status(config: config_module.Config, context: BuildContext, environ: Mapping[str, str], state: str,
-                  description: str, *, required: bool) -> str:
+                  description: str, *, required: bool, target_url: str = "", status_context: str = "") -> str:
     """Report a commit status to GitHub; return the repository it went to.
 
     With no token, a required status (``pinotage status``) is bad input; an optional one (the
@@ -174,6 +190,6 @@ def report_status(config: config_module.Config, context: BuildContext, environ: 
     if not slug:
         raise BadInput("github.repo: not set, and the origin URL is not on github.com",
                        hint="--set github.repo=OWNER/NAME")
-    github.report(config.github.api_url, slug, context.commit, state, token=token,
-                  description=description, target_url=context.build_url)
+    github.report(config.github.api_url, slug, context.commit, state, token=token, description=description,
+                  target_url=target_url or context.build_url, context=status_context or github.STATUS_CONTEXT)
     return slug

@@ -16,6 +16,7 @@ from typing import Callable, Mapping
 
 from pipeline import __version__, boundary, redact
 from pipeline.cli import jobs as jobs_commands
+from pipeline.cli import preview as preview_commands
 from pipeline.cli import stages
 from pipeline.cli.common import load_config
 from pipeline.cluster import rebuild as cluster_rebuild  # the step tables only: light to import
@@ -148,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:  # over 60 lines: one flat table 
     sub.add_argument("--json", action="store_true", help="print JSON")
     sub.add_argument("--only", action="append", metavar="AREA", choices=DOCTOR_AREAS,
                      help=f"check only this area (repeatable): {', '.join(DOCTOR_AREAS)}")
+
+    preview = add("preview", _missing_subcommand, "previews of same-repository pull requests (docs/previews.md)")
+    preview.set_defaults(command_name="preview")
+    preview_subs = preview.add_subparsers(title="preview commands", metavar="ACTION", parser_class=_Parser)
+    for name, help_text in (("deploy", "deploy this pull request's pushed image as its preview and link it from"
+                                       " a commit status (same-repository pull requests only)"),
+                            ("list", "show each preview: its pull request, commit, age and URL"),
+                            ("prune", "delete the previews whose pull request is no longer open, or that had no"
+                                      " new commit for preview.max_age_h")):
+        sub = preview_subs.add_parser(name, parents=[common], help=help_text, description=help_text)
+        sub.set_defaults(handler=preview_commands.ACTIONS[name])
+        if name == "deploy":
+            with_state(sub)
+        if name == "list":
+            sub.add_argument("--json", action="store_true", help="print JSON")
+        if name == "prune":
+            sub.add_argument("--dry-run", action="store_true", help="say what would be deleted and delete nothing")
 
     jobs = add("jobs", _missing_subcommand, "render, check, diff and update the Jenkins jobs in jobs/")
     jobs.set_defaults(command_name="jobs")

@@ -23,7 +23,7 @@ def context_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int
 
     config = load_config(args, environ)
     context = build_context.read(environ, default_branch=config.default_branch)
-    plan = build_context.plan_for(context, config.default_branch)
+    plan = build_context.plan_for(context, config.default_branch, previews=config.preview.enabled)
     # Replaced, not merged: Jenkins reuses workspaces, and an earlier build's image must not carry over.
     write_state(args.state, replace=True, context=context)
     if args.json:
@@ -40,7 +40,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     config = load_config(args, environ)
     context = build_context.read(environ, default_branch=config.default_branch)
-    plan = build_context.plan_for(context, config.default_branch)
+    plan = build_context.plan_for(context, config.default_branch, previews=config.preview.enabled)
     if args.dry_run:
         _print_rows(build_context.describe(context, plan) + runner.dry_run(config, context, plan))
         return 0
@@ -294,7 +294,7 @@ def _built_image(args: argparse.Namespace, environ: Mapping[str, str]):
 def _plan(config, context):
     from pipeline import context as build_context
 
-    return build_context.plan_for(context, config.default_branch)
+    return build_context.plan_for(context, config.default_branch, previews=config.preview.enabled)
 
 
 def _release_stage(args: argparse.Namespace, environ: Mapping[str, str]):

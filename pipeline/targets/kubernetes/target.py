@@ -63,7 +63,22 @@ def make_target(config, environ: Mapping[str, str], progress: Progress, *,
     ``api`` is a client made elsewhere (cluster redeploy's, from the new control plane); without
     one, the kubeconfig settings name the cluster.
     """
-    from pipeline import files, kube, safe_yaml
+    from pipeline import kube
+
+    manifest = read_manifest(config)
+    if api is None:
+        cluster = kube.connect(config, environ)
+        api, namespace = cluster.api, cluster.namespace
+    else:
+        namespace = config.deploy.namespace
+    return KubernetesTarget(api, namespace=namespace, manifest=manifest, app=config.app,
+                            rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s,
+                            read_pull_secret=lambda: pull_secret.for_login(config, credentials()))
+
+
+def read_manifest(config) -> dict:
+    """Read ``deploy.manifest``: one Deployment with a name (previews are made from it too)."""
+    from pipeline import files, safe_yaml
 
     path = config.path(config.deploy.manifest)
     where = f"deploy.manifest: {path}"
@@ -74,14 +89,7 @@ def make_target(config, environ: Mapping[str, str], progress: Progress, *,
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
         raise BadInput(f"{where}: the Deployment has no metadata.name")
-    if api is None:
-        cluster = kube.connect(config, environ)
-        api, namespace = cluster.api, cluster.namespace
-    else:
-        namespace = config.deploy.namespace
-    return KubernetesTarget(api, namespace=namespace, manifest=manifest, app=config.app,
-                            rollout_s=config.deadlines.rollout_s, lock_s=config.deadlines.lock_s,
-                            read_pull_secret=lambda: pull_secret.for_login(config, credentials()))
+    return manifest
 
 
 class KubernetesTarget:

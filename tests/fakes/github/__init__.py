@@ -1,4 +1,4 @@
-"""A GitHub REST API double on loopback: commit statuses, repository webhooks, token scopes, rate limits."""
+"""A GitHub REST API double on loopback: commit statuses, repository webhooks, pull requests, token scopes, rate limits."""
 
 from tests.fakes.github.server import FakeGithub
 

@@ -1,4 +1,4 @@
-"""The GitHub API double's resources: commit statuses, repository webhooks and their deliveries.
+"""The GitHub API double's resources: commit statuses, repository webhooks and their deliveries, pull requests.
 
 Each handler validates a request body as GitHub does: 422 "Validation Failed" with the field at
 fault, 422 "Invalid request" for a key the route does not take. A hook's secret is never returned
@@ -29,6 +29,7 @@ EVENTS = ("*", "push", "pull_request", "pull_request_review", "create", "delete"
 HOOK_READ = ("admin:repo_hook", "read:repo_hook", "repo", "write:repo_hook")
 HOOK_WRITE = ("admin:repo_hook", "repo", "write:repo_hook")
 STATUS_SCOPES = ("repo", "repo:status")
+PULL_SCOPES = ("repo", "public_repo")
 HOOK_KEYS = {"name", "config", "events", "active"}
 HOOK_PATCH_KEYS = {"config", "events", "add_events", "remove_events", "active"}
 CONFIG_KEYS = {"url", "content_type", "secret", "insecure_ssl"}
@@ -71,6 +72,7 @@ class Store:
         self.hooks: dict[str, list[dict]] = {}
         self.secrets: dict[int, str] = {}
         self.deliveries: dict[int, list[dict]] = {}
+        self.pulls: dict[tuple[str, int], dict] = {}
         self.base_url = ""
         self.deliver_cafile: str | None = None  # the CA deliveries trust (GitHub checks TLS: insecure_ssl "0")
         self._ids = itertools.count(1)
@@ -98,6 +100,33 @@ class Store:
 
     def list_statuses(self, route: Route, body: None) -> tuple[int, object]:
         return 200, list(reversed(self.statuses.get((route.slug, route.params[0]), [])))
+
+    # --- pull requests ----------------------------------------------------------------
+
+    def open_pull(self, slug: str, number: int, head_sha: str, *, head_ref: str, fork: str = "") -> dict:
+        """Open a pull request from a branch of the repository, or of ``fork`` ("owner/name")."""
+        now = _now()
+        head_repo = fork or slug
+        pull = {"url": f"{self.base_url}/repos/{slug}/pulls/{number}", "id": 1000 + number, "node_id": f"PR_{number}",
+                "number": number, "state": "open", "locked": False, "title": f"change {number}",
+                "user": {"login": head_repo.split("/")[0], "type": "User"}, "created_at": now, "updated_at": now,
+                "closed_at": None, "merged_at": None, "merged": False, "draft": False,
+                "head": {"label": f"{head_repo.split('/')[0]}:{head_ref}", "ref": head_ref, "sha": head_sha,
+                         "repo": {"full_name": head_repo, "fork": bool(fork)}},
+                "base": {"label": f"{slug.split('/')[0]}:master", "ref": "master", "sha": "0" * 40,
+                         "repo": {"full_name": slug, "fork": False}}}
+        self.pulls[(slug, number)] = pull
+        return pull
+
+    def close_pull(self, slug: str, number: int, *, merged: bool = False) -> None:
+        """Close a pull request, merging it or not, as the web interface does."""
+        pull, now = self.pulls[(slug, number)], _now()
+        pull.update(state="closed", closed_at=now, updated_at=now, merged=merged, merged_at=now if merged else None)
+
+    def get_pull(self, route: Route, body: None) -> tuple[int, object]:
+        number = int(route.params[0]) if route.params[0].isdigit() else -1
+        pull = self.pulls.get((route.slug, number))
+        return (200, pull) if pull else (404, {"message": "Not Found", "documentation_url": DOCS})
 
     # --- hooks ---------------------------------------------------------------------
 
@@ -226,6 +255,7 @@ class Store:
 _ROUTES = [
     ("POST", rf"^/repos/{_SLUG}/statuses/([^/]+)$", STATUS_SCOPES, Store.create_status),
     ("GET", rf"^/repos/{_SLUG}/commits/([^/]+)/statuses$", STATUS_SCOPES, Store.list_statuses),
+    ("GET", rf"^/repos/{_SLUG}/pulls/([^/]+)$", PULL_SCOPES, Store.get_pull),
     ("GET", rf"^/repos/{_SLUG}/hooks$", HOOK_READ, Store.list_hooks),
     ("POST", rf"^/repos/{_SLUG}/hooks$", HOOK_WRITE, Store.create_hook),
     ("GET", rf"^/repos/{_SLUG}/hooks/([^/]+)$", HOOK_READ, Store.get_hook),

@@ -111,6 +111,13 @@ class FakeGithub:
         assert status in (403, 429)
         self._throttles.append(_Throttle(status, retry_after_s, times))
 
+    def open_pull(self, slug: str, number: int, head_sha: str, *, head_ref: str = "change", fork: str = "") -> dict:
+        """Open pull request ``number`` from a branch of the repository, or of ``fork``."""
+        return self.store.open_pull(slug, number, head_sha, head_ref=head_ref, fork=fork)
+
+    def close_pull(self, slug: str, number: int, *, merged: bool = False) -> None:
+        self.store.close_pull(slug, number, merged=merged)
+
     def deliver(self, slug: str, hook_id: int, event: str, payload: dict) -> int:
         """Deliver an event to a hook as GitHub does (signed when it has a secret); return the HTTP status."""
         return self.store.deliver(slug, hook_id, event, payload)

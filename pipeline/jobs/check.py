@@ -40,6 +40,14 @@ SCAN_CREDENTIAL_ID = "pinotage-github"
 SCAN_SOURCE = "GitHubSCMSource"
 
 
+# The one guard besides the default branch under which the Jenkinsfile may bind credentials: a pull
+# request from a branch of this repository. GitHub Branch Source sets CHANGE_FORK for a pull
+# request from a fork only, so a fork's build never enters such a stage.
+SAME_REPO_PR = "same-repository pull request"
+_SAME_REPO_PR_GUARD = re.compile(r"\bwhen\s*\{\s*allOf\s*\{\s*changeRequest\s*\(\s*\)\s*;?\s*expression\s*\{\s*"
+                                 r"(?:return\s+)?!\s*env\.CHANGE_FORK\s*;?\s*\}\s*\}\s*\}")
+# what a preview stage may bind: the registry login, the preview deployer (namespace previews only), GitHub
+PREVIEW_CREDENTIALS = ("pinotage-registry", "pinotage-preview-kubeconfig", SCAN_CREDENTIAL_ID)
 # Shell words that may stand before a command.
 SHELL_KEYWORDS = {"if", "then", "else", "elif", "do", "while", "until", "!", "{", "(", "time", "exec"}
 
@@ -144,12 +152,13 @@ def calls_in_job(where: str, root: ET.Element) -> list[Call]:
 
 
 def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
-    """Check a Jenkinsfile binds credentials only in stages run on the default branch alone.
+    """Check a Jenkinsfile binds credentials only in stages run on the default branch alone, or for previews.
 
     A ``withCredentials`` must sit inside a stage guarded by
-    ``when { branch '<default branch>' }`` (itself or an enclosing stage), and
-    the ``sh`` steps inside it must be single-quoted so that Groovy never
-    interpolates a secret into a command line.
+    ``when { branch '<default branch>' }`` (itself or an enclosing stage), or by
+    ``when { allOf { changeRequest(); expression { return !env.CHANGE_FORK } } }``
+    and then bind only PREVIEW_CREDENTIALS; the ``sh`` steps inside it must be
+    single-quoted so that Groovy never interpolates a secret into a command line.
     """
     uncommented = _without_groovy_comments(text)
     code = _blank_strings(uncommented)
@@ -169,6 +178,10 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
         if match.group(2) != default_branch:
             problems.append(f"{name}:{_line_of(text, match.start())}: when {{ branch '{match.group(2)}' }}"
                             f" but the default branch is {default_branch!r}")
+    for match in _SAME_REPO_PR_GUARD.finditer(uncommented):
+        enclosing = _innermost(stages, match.start())
+        if _is_code(code, match) and enclosing is not None:
+            guards[enclosing] = SAME_REPO_PR
     # A post block takes no `when`: there the guard is an `if` on the branch, its block the guarded part.
     for match in _BRANCH_IF.finditer(uncommented):
         if not _is_code(code, match):
@@ -182,15 +195,25 @@ def credential_scope(text: str, name: str, default_branch: str) -> list[str]:
         where = f"{name}:{_line_of(text, match.start())}"
         around = [block for block in guards if block[0] < match.start() < block[1]]
         around += [stage for stage in stages if stage[0] < match.start() < stage[1]]
-        if not any(guards.get(stage) == default_branch for stage in around):
-            problems.append(f"{where}: withCredentials outside a stage that runs only on"
-                            f" {default_branch!r} (add when {{ branch '{default_branch}' }})")
         brace = code.find("{", match.end())
         block = uncommented[brace:_matching_brace(code, brace)] if brace >= 0 else ""
+        problems += _guard_problems(where, [guards.get(stage) for stage in around], default_branch,
+                                    re.findall(r"""credentialsId\s*:\s*['"]([^'"]+)['"]""", uncommented[match.end():brace]))
         if any(step.group("q") in ('"', '"""') for step in _SH_STEP.finditer(block)):
             problems.append(f"{where}: a double-quoted sh inside withCredentials lets Groovy"
                             " interpolate secrets; use a single-quoted sh")
     return problems
+
+
+def _guard_problems(where: str, guards: list, default_branch: str, bound: list[str]) -> list[str]:
+    """Say what is wrong with a withCredentials under these guards that binds these credential ids."""
+    if default_branch in guards:
+        return []
+    if SAME_REPO_PR in guards:
+        return [f"{where}: {cid!r} bound in a same-repository pull request's stage; there only"
+                f" {', '.join(PREVIEW_CREDENTIALS)} may be" for cid in bound if cid not in PREVIEW_CREDENTIALS]
+    return [f"{where}: withCredentials outside a stage that runs only on {default_branch!r}"
+            f" (add when {{ branch '{default_branch}' }})"]
 
 
 _BRANCH_IF = re.compile(r"\bif\s*\(\s*env\.BRANCH_NAME\s*==\s*(['\"])(.*?)\1\s*\)\s*\{")

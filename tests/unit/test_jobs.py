@@ -33,7 +33,8 @@ def xml_of(job: jobs.RenderedJob) -> ET.Element:
 # --- jobs/ renders to the jobs the design asks for ----------------------------
 
 def test_jobs_dir_renders_every_job(rendered):
-    assert sorted(rendered) == ["drift-check", "jobs-seed", "presentation", "rebuild-box", "rebuild-cluster"]
+    assert sorted(rendered) == ["drift-check", "jobs-seed", "presentation", "preview-prune", "rebuild-box",
+                                "rebuild-cluster"]
 
 
 @pytest.mark.parametrize("name, path, expected", [
@@ -46,9 +47,11 @@ def test_jobs_dir_renders_every_job(rendered):
     ("drift-check", ".//hudson.triggers.TimerTrigger/spec", "H * * * *"),
     ("drift-check", ".//hudson.plugins.git.BranchSpec/name", "origin/master"),
     ("drift-check", ".//hudson.tasks.Shell/command", "#!/bin/sh -eu\npinotage diff --profile production\n"),
+    ("preview-prune", ".//hudson.triggers.TimerTrigger/spec", "H * * * *"),
+    ("preview-prune", ".//hudson.tasks.Shell/command", "#!/bin/sh -eu\npinotage preview prune --profile production\n"),
 ], ids=["fork-prs-trusted-by-permission", "multibranch-uses-jenkinsfile", "rebuild-cluster-not-concurrent",
         "rebuild-box-not-concurrent", "seed-follows-master", "seed-runs-on-jobs-changes", "drift-hourly",
-        "drift-checks-master", "drift-runs-diff"])
+        "drift-checks-master", "drift-runs-diff", "prune-hourly", "prune-runs-prune"])
 def test_rendered_job_has(rendered, name, path, expected):
     element = xml_of(rendered[name]).find(path)
     if path == ".//trust":
@@ -78,7 +81,8 @@ def test_only_the_ops_jobs_that_need_one_hold_a_credential_besides_the_scan_cred
     trees = {name: xml_of(job) for name, job in rendered.items()}
     holding = {name: jobs.credential_references(tree, allowed=jobs.scan_credential(tree))
                for name, tree in trees.items()}
-    assert {name for name, found in holding.items() if found} == {"jobs-seed", "drift-check"}
+    assert {name for name, found in holding.items() if found} == {"jobs-seed", "drift-check", "preview-prune"}
+    assert "<credentialsId>pinotage-preview-kubeconfig</credentialsId>" in holding["preview-prune"]
     assert "<credentialsId>pinotage-kubeconfig</credentialsId>" in holding["drift-check"]
     [scan] = jobs.scan_credential(xml_of(rendered["presentation"]))
     assert scan.text == jobs.SCAN_CREDENTIAL_ID
@@ -228,11 +232,23 @@ def test_check_catches_in_jobs(repo, extra_yaml, expected):
      "withCredentials outside a stage that runs only on 'master'"),
     ("if (env.BRANCH_NAME == 'master') {", "echo \"if (env.BRANCH_NAME == 'master') {\"\n{",
      "withCredentials outside a stage that runs only on 'master'"),
+    ("when { allOf { changeRequest(); expression { return !env.CHANGE_FORK } } }", "when { changeRequest() }",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("when { allOf { changeRequest(); expression { return !env.CHANGE_FORK } } }",
+     "when { allOf { changeRequest(); expression { return env.CHANGE_FORK } } }",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("when { allOf { changeRequest(); expression { return !env.CHANGE_FORK } } }",
+     "// when { allOf { changeRequest(); expression { return !env.CHANGE_FORK } } }",
+     "withCredentials outside a stage that runs only on 'master'"),
+    ("file(credentialsId: 'pinotage-preview-kubeconfig'", "file(credentialsId: 'pinotage-kubeconfig'",
+     "'pinotage-kubeconfig' bound in a same-repository pull request's stage; there only pinotage-registry,"
+     " pinotage-preview-kubeconfig, pinotage-github may be"),
 ], ids=["missing-command", "missing-option", "bad-choice", "credential-on-every-branch",
         "double-quoted-sh-with-secret", "wrong-default-branch", "line-commented-when", "block-commented-when",
         "post-if-wrong-branch", "post-if-negated", "post-if-always", "post-if-commented",
         "double-quoted-sh-after-a-label", "triple-double-quoted-sh-with-named-arguments", "when-inside-a-string",
-        "post-if-inside-a-string"])
+        "post-if-inside-a-string", "pr-stage-open-to-forks", "pr-stage-for-forks-only", "pr-guard-commented",
+        "production-deployer-in-a-pr-stage"])
 def test_check_catches_in_jenkinsfile(repo, old, new, expected):
     jenkinsfile = repo / "Jenkinsfile"
     text = jenkinsfile.read_text()
@@ -311,8 +327,8 @@ def test_plan_update_deletes_nothing_unless_asked(rendered):
 
 def test_render_writes_one_file_per_job(tmp_path, environ, capsys):
     assert cli.main(["jobs", "render", "--jobs-dir", str(ROOT / "jobs"), "-o", str(tmp_path)], environ) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift-check", "jobs-seed", "presentation", "rebuild-box",
-                                                          "rebuild-cluster"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drift-check", "jobs-seed", "presentation",
+                                                          "preview-prune", "rebuild-box", "rebuild-cluster"]
     ET.parse(tmp_path / "presentation")
 
 

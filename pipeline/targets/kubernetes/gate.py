@@ -134,6 +134,7 @@ class _Watch(threading.Thread):
                                            allow_watch_bookmarks=True, timeout_seconds=WATCH_TIMEOUT_S,
                                            _preload_content=False, **self.selectors)
             if self.stopping.is_set():
+                self._hang_up()  # stop() came while the watch was being opened: close it, never leave it open
                 break
             for line in iter_resp_lines(self.response):
                 if not line:
@@ -151,10 +152,13 @@ class _Watch(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
+        self._hang_up()
+        self.join(5)
+
+    def _hang_up(self) -> None:
         if self.response is not None:
             try:
                 self.response.shutdown()
                 self.response.release_conn()
             except Exception:  # already closed
                 pass
-        self.join(5)

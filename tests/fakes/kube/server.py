@@ -215,8 +215,9 @@ class _Handler(Reads, Writes, BaseHTTPRequestHandler):
             if record:
                 self._record(record, e.code)
             self.send_json(e.code, e.status())
-        except OSError:
-            pass  # the client went away (a closed watch, an ended TLS session)
+        except OSError:  # the client went away (a closed watch, an ended TLS session)
+            if record:  # it was authorized and answered: the log keeps it, as an audit log does
+                self._record(record, 200)
         except Exception as e:  # a bug in the fake: answer as the API server does, and say what it was
             self.send_json(500, ApiError(500, "InternalError", f"Internal error occurred: fake API server: "
                                                                f"{type(e).__name__}: {e}").status())

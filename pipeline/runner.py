@@ -239,6 +239,9 @@ def deploy(config: config_module.Config, context: BuildContext, image: Image, se
 def rollback(config: config_module.Config, target: Target, *, to_commit: str | None, say: Progress = print_phase,
              progress: Progress = print_progress) -> tuple[Deployment, ledger.Record]:
     """Return to the previous (or the named) successful deploy and record the attempt in the target's ledger."""
+    if to_commit:
+        # A commit the ledger never deployed is bad input, refused before the target is asked for its Lease or lock.
+        ledger.pick_rollback(target.ledger().records(), live=None, to_commit=to_commit)
     before = target.deployed()
     came_from = f"rollback from {before.commit[:12]}" if before is not None else "rollback"
     return _attempt(config, target, Timer(say), "rollback",

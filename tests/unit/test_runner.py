@@ -12,8 +12,8 @@ import pytest
 
 from pipeline import config as config_module
 from pipeline import context as ctx
-from pipeline import runner, services as services_module
-from pipeline.errors import ClusterError, DeployFailed, DeployRefused, PinotageError
+from pipeline import ledger, runner, services as services_module
+from pipeline.errors import ClusterError, DeployFailed, DeployRefused, PinotageError, UnknownRelease
 from pipeline.sbom import Sbom
 from pipeline.state import Deployment, Image, Release
 
@@ -270,6 +270,11 @@ def test_dry_run_describes_only_the_planned_steps(event, present, absent):
     assert all(label in labels for label in present) and not any(label in labels for label in absent)
 
 
+OLD_DEPLOY = ledger.Record(id="r-old", app="presentation", commit=OLD, image=LIVE.image.pinned, target="docker",
+                           build_url="", started_at="2026-01-01T00:00:00+00:00",
+                           finished_at="2026-01-01T00:01:00+00:00", outcome="deployed")
+
+
 class RollbackTarget(Target):
     """A target whose rollback returns to LIVE, or fails or refuses as told."""
 
@@ -290,13 +295,24 @@ class RollbackTarget(Target):
 def test_a_rollback_lands_in_the_ledger(reports_release):
     calls = []
     target = RollbackTarget(calls, reports_release=reports_release)
+    target.store.append(OLD_DEPLOY)
     deployment, record = runner.rollback(config_module.Config(), target, to_commit=OLD[:8], say=lambda _: None)
     assert ("rollback", OLD[:8]) in calls and calls.count("append") == 1
-    assert target.store == [record]
+    assert target.store == [OLD_DEPLOY, record]
     assert (record.commit, record.image, record.outcome, record.message) == (
         OLD, LIVE.image.pinned, "deployed", f"rollback from {COMMIT[:12]}")
     assert (list(record.phases_s), record.revision) == (["rollback"], "3")
     assert deployment.previous.commit == COMMIT
+
+
+def test_a_rollback_to_a_commit_never_deployed_is_refused_before_the_target_is_asked():
+    calls = []
+    target = RollbackTarget(calls)
+    target.store.append(OLD_DEPLOY)
+    with pytest.raises(UnknownRelease, match="--to beefbeef: no successful deploy of that commit"):
+        runner.rollback(config_module.Config(), target, to_commit="beefbeef", say=lambda _: None)
+    assert calls == []  # no deployed(), no rollback (no Lease, no lock), no record
+    assert target.store == [OLD_DEPLOY]
 
 
 ROLLBACK_FAILURES = [

@@ -191,10 +191,22 @@ def _never_ready(pod: Object, now: datetime) -> Failed | None:
         ran = (now - started).total_seconds()
         if ran > budget + NOT_READY_SLACK_S:
             return Failed("NotReady", f"pod {pod['metadata']['name']} container {status.get('name')}: running "
-                                      f"{ran:.0f} s and never ready: its readiness probe has not passed within its "
+                                      f"{ran:.0f} s and never ready: its readiness probe "
+                                      f"({describe_probe(spec['readinessProbe'])}) has not passed within its "
                                       f"budget ({budget:g} s, startup and readiness probes' delay + period x "
                                       f"failureThreshold + timeout)")
     return None
+
+
+def describe_probe(probe: Object) -> str:
+    """Say what a probe checks, as kubectl describe does: "http-get :http/healthz", "tcp-socket :8080", "exec"."""
+    if "httpGet" in probe:
+        return f"http-get :{probe['httpGet'].get('port')}{probe['httpGet'].get('path', '/')}"
+    if "tcpSocket" in probe:
+        return f"tcp-socket :{probe['tcpSocket'].get('port')}"
+    if "grpc" in probe:
+        return f"grpc :{probe['grpc'].get('port')}"
+    return "exec " + " ".join(probe.get("exec", {}).get("command") or [])
 
 
 def parse_time(value: str | None) -> datetime | None:

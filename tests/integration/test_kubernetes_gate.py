@@ -48,7 +48,7 @@ def test_the_gate_names_why_new_pods_never_serve_and_rolls_back(env, breakage):
         bad_image = env.cluster.unready()
         if bad_image is None:
             need("an image that never becomes ready", "set PINOTAGE_TEST_KUBE_UNREADY_IMAGE for the real cluster")
-        expected = "never ready: its readiness probe has not passed"
+        expected = "never ready: its readiness probe (http-get :http/healthz) has not passed"
     else:
         _lax(target)  # admitted while the namespace enforces nothing
         expected = 'violates PodSecurity "restricted:latest"'

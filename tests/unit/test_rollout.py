@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from pipeline.rollout import Done, Failed, Waiting, verdict
+from pipeline.rollout import Done, Failed, Waiting, describe_probe, verdict
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -111,7 +111,8 @@ def test_failure_names_the_pod_and_the_registry_message():
 
 
 PROBES = {"startupProbe": {"periodSeconds": 2, "failureThreshold": 30, "timeoutSeconds": 1},  # 61 s
-          "readinessProbe": {"periodSeconds": 5, "failureThreshold": 2, "timeoutSeconds": 1}}  # 11 s
+          "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
+                             "failureThreshold": 2, "timeoutSeconds": 1}}  # 11 s
 
 
 def running_pod(owner, *, ran_s, ready=False, probes=PROBES):
@@ -152,7 +153,17 @@ def test_never_ready_names_the_pod_and_the_probe_budget():
     result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], [running_pod("rs-new", ran_s=80)],
                      now=NOW)
     assert result.message.startswith("pod rs-new-pod container presentation: running 80 s and never ready: "
-                                     "its readiness probe has not passed within its budget (72 s")
+                                     "its readiness probe (http-get :http/healthz) has not passed within its "
+                                     "budget (72 s")
+
+
+@pytest.mark.parametrize("probe, said", [
+    ({"httpGet": {"path": "/healthz", "port": 8080}}, "http-get :8080/healthz"),
+    ({"tcpSocket": {"port": "http"}}, "tcp-socket :http"),
+    ({"exec": {"command": ["cat", "/tmp/ready"]}}, "exec cat /tmp/ready"),
+], ids=["http", "tcp", "exec"])
+def test_describe_probe(probe, said):
+    assert describe_probe(probe) == said
 
 
 def test_pod_security_refusal_fails_at_once_and_quota_waits():

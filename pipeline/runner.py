@@ -249,6 +249,32 @@ def rollback(config: config_module.Config, target: Target, *, to_commit: str | N
                     release=None, fallback=before, note=came_from)
 
 
+def redeploy(config: config_module.Config, target: Target, *,
+             backup: Callable[[], tuple[list[ledger.Record], str]], say: Progress = print_phase,
+             progress: Progress = print_progress) -> str:
+    """Deploy the app's last good release again (a rebuilt cluster's last step); return what happened.
+
+    The release comes from the target's ledger, else from ``backup()`` (records and where they were).
+    """
+    from pipeline.cluster.redeploy import last_good
+
+    records, source = target.ledger().records(), f"the cluster's ledger (configmap/pinotage-ledger-{config.app})"
+    if last_good(records, config.app) is None:
+        records, source = backup()
+    record = last_good(records, config.app)
+    if record is None:
+        return f"no successful deploy of {config.app} in the cluster's ledger nor in a backup: nothing to redeploy"
+    say(f"last good deploy: {record.commit[:12]} {record.image}, from {source}")
+    context = BuildContext(commit=record.commit, branch=config.default_branch, event="default-branch",
+                           build_url=record.build_url)
+    services = Services(make_client=_refused, make_target=lambda: target, read_credentials=_refused,
+                        report_status=None, is_ancestor=lambda older, newer: False, phases=None)
+    result = deploy(config, context, ledger.release_of(record).image, services, say=say, progress=progress)
+    if result.deployment is None:
+        return result.note
+    return f"redeployed {record.commit[:12]}: revision {result.deployment.revision} passed the rollout gate"
+
+
 def dry_run(config: config_module.Config, context: BuildContext, plan: Plan) -> list[tuple[str, str]]:
     """Describe what each step of the plan would do, touching nothing (no engine, no secret, no network)."""
     from pipeline.image import tags_for
@@ -368,6 +394,10 @@ def _success_text(plan: Plan, result: DeployResult) -> str:
     if "deploy" in plan:
         return result.note or "nothing to deploy"
     return "built, smoke-tested and pushed" if "push" in plan else "built and smoke-tested"
+
+
+def _refused(*args: object) -> None:
+    raise AssertionError("a redeploy builds nothing and reads no registry login")  # a bug if reached
 
 
 def _short(error: BaseException) -> str:

@@ -142,6 +142,20 @@ def make_target(config: config_module.Config, environ: Mapping[str, str], progre
                                      credentials=lambda: read_registry_credentials(config, environ))
 
 
+def cluster_target(config: config_module.Config, kubeconfig_text: str, progress: Progress) -> Target:
+    """Make the Kubernetes target of a cluster just built, from its admin kubeconfig held in memory only.
+
+    No registry login: the redeploy runs an image the cluster's pull Secret already names.
+    """
+    import yaml
+    from kubernetes import config as kube_config
+
+    from pipeline.targets import kubernetes
+
+    api = kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text), persist_config=False)
+    return kubernetes.make_target(config, {}, progress, credentials=lambda: None, api=api)
+
+
 def read_registry_credentials(config: config_module.Config, environ: Mapping[str, str]) -> "Credentials | None":
     """Read the registry login, the moment a phase that pushes (or a target's pull) needs it."""
     from pipeline import registry

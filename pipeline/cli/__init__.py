@@ -232,8 +232,21 @@ def _doctor(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 def _cluster(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline.cluster import rebuild
 
-    return rebuild.run(args.cluster_step, config=load_config(args, environ), environ=environ,
-                       node=getattr(args, "node", None), dry_run=args.dry_run, force=getattr(args, "force", False))
+    config = load_config(args, environ)
+    return rebuild.run(args.cluster_step, config=config, environ=environ, node=getattr(args, "node", None),
+                       dry_run=args.dry_run, force=getattr(args, "force", False),
+                       redeploy=cluster_redeployer(config))
+
+
+def cluster_redeployer(config) -> Callable[[str, Callable[[str], None]], str]:
+    """Return the deploy the cluster's redeploy step runs: (admin kubeconfig text, say) -> what happened."""
+    def redeploy(kubeconfig_text: str, say: Callable[[str], None]) -> str:
+        from pipeline import runner, services
+        from pipeline.cluster.redeploy import backup_records
+
+        target = services.cluster_target(config, kubeconfig_text, say)
+        return runner.redeploy(config, target, backup=lambda: backup_records(config), say=say, progress=say)
+    return redeploy
 
 
 def _missing_subcommand(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -41,7 +41,8 @@ REBUILD_HELP = f"run every step in order: {', '.join(REBUILD)}"
 
 def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | None = None, dry_run: bool = False,
         force: bool = False, shell: Shell | None = None, quiet: Shell | None = None,
-        say: Callable[[str], None] | None = None) -> int:
+        say: Callable[[str], None] | None = None,
+        redeploy: Callable[[str, Callable[[str], None]], str] | None = None) -> int:
     """Run one step (or the whole rebuild) and return the exit code; shells default to real ones."""
     from pipeline.cluster import steps
     from pipeline.cluster.executor import Executor
@@ -62,7 +63,8 @@ def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | No
         stream = sys.stdout if dry_run else sys.stderr
         say = lambda line: print(line, file=stream, flush=True)  # noqa: E731
     executor = Executor(shell=shell, quiet=quiet, dry_run=dry_run, say=say)
-    step_context = steps.StepContext(config=config, topo=topo, executor=executor, environ=environ, force=force)
+    step_context = steps.StepContext(config=config, topo=topo, executor=executor, environ=environ, force=force,
+                                     redeploy=redeploy)
     if dry_run:
         say("dry run: nothing runs, not even the checks; each check is shown and assumed to find a fresh machine")
 

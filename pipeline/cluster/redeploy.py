@@ -1,17 +1,17 @@
-"""The redeploy step's deploy: the last good release, again, through the Kubernetes target.
+"""The redeploy step's choice: the last good release of the app, to run again on a rebuilt cluster.
 
 The records come from the cluster's own ledger (the ConfigMap every deploy writes) or, on a
 cluster built anew, from the newest copy of that ConfigMap that ``pinotage cluster backup``
-saved under ``state_dir/backups``. The deploy is the pipeline's own (``runner.deploy``): the
-app's Lease, the rollout gate, the rollback when it fails, and a record in the cluster's ledger.
-It connects with the control plane's admin kubeconfig, held in memory only.
+saved under ``state_dir/backups``. The deploy itself is the pipeline's own (``runner.redeploy``,
+handed to the step by the CLI): the app's Lease, the rollout gate, the rollback when it fails,
+and a record in the cluster's ledger.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pipeline import files
 from pipeline.errors import BadInput
@@ -52,41 +52,6 @@ def _records(configmap: dict, where: str) -> list[Record]:
     return [record_from_json(item, where=f"{where} record {number}") for number, item in enumerate(items, 1)]
 
 
-def redeploy(config: Any, kubeconfig_text: str, *, say: Callable[[str], None],
-             progress: Callable[[str], None]) -> str:
-    """Deploy the last good release of the app through the Kubernetes target; return what happened."""
-    import yaml
-    from kubernetes import config as kube_config
-
-    from pipeline import runner, services as services_module
-    from pipeline.context import BuildContext
-    from pipeline.state import Image
-    from pipeline.targets.kubernetes import make_target
-
-    api = kube_config.new_client_from_config_dict(yaml.safe_load(kubeconfig_text), persist_config=False)
-    target = make_target(config, {}, progress, credentials=lambda: None, api=api)
-    records, source = target.ledger().records(), f"the cluster's ledger (configmap/pinotage-ledger-{config.app})"
-    if not _good(records, config.app):
-        records, source = backup_records(config)
-    record = _good(records, config.app)
-    if record is None:
-        return f"no successful deploy of {config.app} in the cluster's ledger nor in a backup: nothing to redeploy"
-    say(f"last good deploy: {record.commit[:12]} {record.image}, from {source}")
-    name, _, digest = record.image.partition("@")
-    image = Image(name=name, tag="", digest=digest, commit=record.commit)
-    context = BuildContext(commit=record.commit, branch=config.default_branch, event="default-branch",
-                           build_url=record.build_url)
-    services = services_module.Services(make_client=_refused, make_target=lambda: target, read_credentials=_refused,
-                                        report_status=None, is_ancestor=lambda older, newer: False, phases=None)
-    result = runner.deploy(config, context, image, services, say=say, progress=progress)
-    if result.deployment is None:
-        return result.note
-    return f"redeployed {record.commit[:12]}: revision {result.deployment.revision} passed the rollout gate"
-
-
-def _good(records: list[Record], app: str) -> Record | None:
+def last_good(records: list[Record], app: str) -> Record | None:
+    """Return the app's newest record whose release went live by digest: what a new cluster runs again."""
     return last_deployed([r for r in records if r.app == app and "@" in r.image])
-
-
-def _refused(*args: Any) -> Any:
-    raise AssertionError("a redeploy builds nothing and reads no registry login")  # a bug if reached

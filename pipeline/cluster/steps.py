@@ -18,7 +18,7 @@ import json
 import shlex
 import tarfile
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from pipeline.cluster import facts
 from pipeline.cluster.executor import Executor
@@ -59,6 +59,9 @@ class StepContext:
     executor: Executor  # runs (or, in a dry run, shows) every command of the step
     environ: Mapping[str, str]
     force: bool = False  # box: build again even when that name and version are installed
+    # redeploy: deploy the last good release with the new cluster's admin kubeconfig (held in memory),
+    # saying progress; return what happened. The CLI hands in the runner's (cli.cluster_redeployer).
+    redeploy: Callable[[str, Callable[[str], None]], str] | None = None
 
 
 def ssh(node: str, script: str) -> list[str]:
@@ -379,9 +382,9 @@ def redeploy(step: StepContext) -> None:
         run.note("then deploy the last good release (the cluster's ledger, else the newest backup) through the"
                  " Kubernetes target: Lease, rollout gate, rollback, a ledger record")
         return
-    from pipeline.cluster import redeploy as again
-
-    run.note(again.redeploy(config, admin.output, say=run.note, progress=run.note))
+    if step.redeploy is None:
+        raise RuntimeError("the redeploy step was given no deploy to run")  # a bug: rebuild.run is always given one
+    run.note(step.redeploy(admin.output, run.note))
 
 
 # --- drain, remove ---------------------------------------------------------

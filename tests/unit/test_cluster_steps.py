@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import cli
 from pipeline import config as config_module
 from pipeline.cluster import rebuild, steps
 from pipeline.cluster.executor import Executor
@@ -256,7 +257,8 @@ def execute(step, project, environ, script, *, node=None, dry_run=False, force=F
     config = load(project, environ, *overrides)
     try:
         rebuild.run(step, config=config, environ=environ, node=node, dry_run=dry_run, force=force,
-                    shell=shell.channel("loud"), quiet=shell.channel("quiet"), say=said.append)
+                    shell=shell.channel("loud"), quiet=shell.channel("quiet"), say=said.append,
+                    redeploy=cli.cluster_redeployer(config))
     finally:
         shell.said = said
     assert not shell.script, f"scripted commands never ran: {[list(s[0]) for s in shell.script]}"

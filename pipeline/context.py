@@ -50,6 +50,7 @@ STEPS = ("build", "smoke", "push", "deploy", "gate", "ledger", "status")
 UNTRUSTED_STEPS = ("build", "smoke")
 # a same-repository pull request, when previews are on: its author can push to the repository already
 PREVIEW_STEPS = ("build", "smoke", "push", "preview", "status")
+LOCAL_PREVIEW_STEPS = ("build", "smoke", "serve")  # pinotage run --preview, on a laptop
 _PLANS = {
     "default-branch": STEPS,
     "tag": ("build", "smoke", "push", "status"),
@@ -95,6 +96,13 @@ def plan_for(context: BuildContext, default_branch: str, *, previews: bool = Fal
                   " without any credential",
     }[context.event]
     return Plan(event=context.event, steps=steps, reason=reason)
+
+
+def local_preview_plan(context: BuildContext) -> Plan:
+    """Plan ``pinotage run --preview``: build, smoke test, serve beside the local app; no push, no credential."""
+    return Plan(event=context.event, steps=LOCAL_PREVIEW_STEPS,
+                reason=f"--preview: {context.branch or context.short_commit} is built, smoke-tested and served on"
+                       " preview.local_port beside the app; nothing is pushed and no credential is read")
 
 
 def in_jenkins(environ: Mapping[str, str]) -> bool:

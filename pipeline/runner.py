@@ -84,6 +84,8 @@ class Outcome:
                              + (f", replacing {self.deployment.previous.commit[:12]}" if self.deployment.previous else ""))
             else:
                 lines.append(f"deployed: no ({self.note or 'nothing to do'})")
+        elif "serve" in self.plan or "preview" in self.plan:
+            lines.append(f"deployed: no ({self.note or 'a preview of a pull request'})")
         else:
             lines.append("deployed: no (this event does not deploy)")
         if self.phases_s:
@@ -132,6 +134,11 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
                     image, pushed = push_stage(config, context, plan, image, services, progress=progress)
         if "deploy" in plan:
             result = _deploy(config, context, image, services, timer, progress)
+        if "serve" in plan:
+            with timer.phase("serve"):
+                result = DeployResult(deployment=None, record=None, note="served as a preview, beside the app",
+                                      url=services.local_preview.serve(services.client(), config, image,
+                                                                       progress=progress))
         if "preview" in plan:
             with timer.phase("preview"):
                 result = DeployResult(deployment=None, record=None,
@@ -288,6 +295,9 @@ def dry_run(config: config_module.Config, context: BuildContext, plan: Plan) -> 
                  if config.deploy.target == "docker" else f"namespace {config.deploy.namespace} on the cluster")
         rows.append(("deploy", f"{config.deploy.target}: {where}; an older commit than the live one is refused"))
         rows.append(("ledger", "one record for the attempt, kept by the target ('pinotage history')"))
+    if "serve" in plan:
+        rows.append(("preview", f"http://{config.deploy.host_ip}:{config.preview.local_port}/ in container"
+                                f" {config.app}-preview, beside the app on port {config.deploy.host_port}"))
     if "status" in plan:
         rows.append(("status", "pending, then success or failure, when PINOTAGE_GITHUB_TOKEN is set"))
     rows.append(("dry run", "nothing was built, pushed or deployed"))

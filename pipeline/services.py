@@ -40,6 +40,7 @@ class Services:
     phases: Any  # the image phases: pipeline.image, or a double in tests
     make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
     make_previews: Callable[[], Any] | None = None  # -> (PreviewCluster, app manifest, pull secret or None)
+    local_preview: Any = None  # serves `run --preview`: pipeline.preview.local, or a double in tests
     _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def client(self) -> Any:
@@ -67,7 +68,14 @@ def services_for(config: config_module.Config, plan: Plan, context: BuildContext
         phases=_image_phases(),
         make_sbom=lambda: _write_sbom(config, environ),
         make_previews=lambda: preview_services(config, environ),
+        local_preview=_local_preview(),
     )
+
+
+def _local_preview():
+    from pipeline.preview import local
+
+    return local
 
 
 def preview_services(config: config_module.Config, environ: Mapping[str, str]):

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:  # over 60 lines: one flat table 
 
     sub = add("run", stages.run_command, "build, smoke test and, on the default branch, push and deploy")
     sub.add_argument("--dry-run", action="store_true", help="print the plan and touch nothing")
+    sub.add_argument("--preview", action="store_true", help="build, smoke-test and serve this checkout on"
+                     " preview.local_port beside the app, pushing nothing (docs/previews.md)")
 
     for name, handler, help_text in (
             ("lookup", stages.lookup_command, "ask the registry for this commit's image (default branch; needs the registry login)"),

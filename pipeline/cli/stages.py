@@ -41,6 +41,8 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = load_config(args, environ)
     context = build_context.read(environ, default_branch=config.default_branch)
     plan = build_context.plan_for(context, config.default_branch, previews=config.preview.enabled)
+    if args.preview:
+        plan = build_context.local_preview_plan(context)
     if args.dry_run:
         _print_rows(build_context.describe(context, plan) + runner.dry_run(config, context, plan))
         return 0

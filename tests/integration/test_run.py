@@ -279,6 +279,42 @@ def test_a_pull_request_pushes_nothing_and_reads_no_credential(loop, first, regi
     assert proposed not in tags and proposed[:12] not in tags and "fork-change" not in tags
 
 
+def test_run_preview_serves_the_checkout_beside_the_app_and_reads_no_credential(loop, first, registry, github,
+                                                                                tmp_path, monkeypatch, capsys):
+    from tests.conftest import free_port
+
+    git(loop.repo, "checkout", "-q", "-b", "try-it")
+    tried = loop.commit("a change to try", slide_line="Tried out in a preview.")
+    port = free_port()
+    environ = SecretTrap({**loop.env, "DOCKER_CONFIG": str(tmp_path), "PINOTAGE_PREVIEW_LOCAL_PORT": str(port),
+                          "PINOTAGE_REGISTRY_PASSWORD": "wrong-password", "PINOTAGE_GITHUB_TOKEN": "wrong-token"})
+    requests_before, records_before = len(github.requests), len(loop.history())
+    served_before = loop.page()
+    monkeypatch.chdir(loop.repo)
+    try:
+        code = cli.main(["run", "--preview"], environ=environ)
+    finally:
+        git(loop.repo, "checkout", "-q", "master")
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert environ.read == []
+    assert out.out.splitlines()[-1] == f"url:      http://127.0.0.1:{port}/"
+    assert "pushed:   no (this event does not push)" in out.out
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        assert "Tried out in a preview." in response.read().decode()
+    assert loop.page() == served_before  # the app beside it still serves what it served
+    assert (len(github.requests), len(loop.history())) == (requests_before, records_before)
+    assert tried not in _registry_tags(registry, loop.repository)
+    # a second run replaces the preview container rather than failing on the name or the port
+    monkeypatch.chdir(loop.repo)
+    git(loop.repo, "checkout", "-q", "try-it")
+    try:
+        assert cli.main(["run", "--preview"], environ=environ) == 0
+    finally:
+        git(loop.repo, "checkout", "-q", "master")
+    capsys.readouterr()
+
+
 def _registry_tags(registry, repository: str) -> list[str]:
     import requests
 

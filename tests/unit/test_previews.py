@@ -76,6 +76,21 @@ def test_only_a_same_repo_pr_is_previewed(build, previews, steps, reads):
     assert (plan.steps, plan.reads_credentials) == (steps, reads)
 
 
+@pytest.mark.parametrize("event", ["branch", "default-branch", "pull-request"])
+def test_run_preview_plans_no_push_and_no_credential(event):
+    plan = ctx.local_preview_plan(context(event=event))
+    assert (plan.steps, plan.reads_credentials) == (("build", "smoke", "serve"), False)
+
+
+def test_run_preview_dry_run_says_where_it_serves(tmp_path, capsys):
+    from pipeline import runner
+
+    config = pinotage_config.load(environ={}, cwd=str(ROOT), overrides=["preview.local_port=9099"])
+    rows = dict(runner.dry_run(config, context(event="branch"), ctx.local_preview_plan(context(event="branch"))))
+    assert rows["preview"].startswith("http://127.0.0.1:9099/ in container presentation-preview")
+    assert "registry" not in rows and "deploy" not in rows
+
+
 def test_jenkins_fork_variable_makes_a_fork():
     environ = {"BRANCH_NAME": "PR-42", "CHANGE_ID": "42", "BUILD_NUMBER": "1", "GIT_COMMIT": COMMIT,
                "CHANGE_FORK": "someone"}
@@ -156,3 +171,12 @@ def test_list_table_shows_pr_commit_age_and_url():
     assert lines[0].split() == ["preview", "pr", "commit", "age", "url"]
     assert [line.split()[:4] for line in lines[1:]] == [["app-pr-9", "#9", COMMIT[:12], "30m"],
                                                         ["app-pr-10", "#10", COMMIT[:12], "1d"]]
+
+
+def test_run_preview_refuses_the_apps_own_port_before_touching_the_engine():
+    from pipeline.preview import local
+    from pipeline.state import Image
+
+    config = pinotage_config.load(environ={}, cwd=str(ROOT), overrides=["preview.local_port=8080"])
+    with pytest.raises(BadInput, match="preview.local_port: 8080 is deploy.host_port"):
+        local.serve(None, config, Image(name="r/p", tag="t"), progress=print)

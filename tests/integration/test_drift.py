@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import secrets
 import shutil
 import subprocess
@@ -144,6 +145,9 @@ def test_history_marks_the_live_record(cluster, capsys):
     rows = [line for line in out.splitlines() if " deployed " in line]
     assert [row.startswith("*") for row in rows] == [False, True]
     assert COMMITS[1][:12] in rows[1] and "live:" not in out
+    code, out = cluster.pinotage(capsys, "history", "--json")
+    assert code == 0, out
+    assert [(r["commit"], r["live"]) for r in json.loads(out)] == [(COMMITS[0], False), (COMMITS[1], True)]
 
 
 def test_a_field_another_manager_set_is_not_drift(cluster, capsys):

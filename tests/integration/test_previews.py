@@ -217,6 +217,16 @@ def test_closing_the_pr_and_pruning_removes_its_preview_only(env, capsys):
     assert [s.metadata.name for s in services] == ["presentation-pr-46"]
 
 
+def test_prune_deletes_nothing_when_github_cannot_say(env, capsys):
+    env.github.open_pull(SLUG, 50, commit(10))
+    assert env.deploy(capsys, 50, 10)[0] == 0
+    env.github.close_pull(SLUG, 50)
+    env.github.store.pulls.pop((SLUG, 50))  # GitHub shows it no more (a 404, as for a token that cannot see it)
+    code, out = env.pinotage(capsys, env.jenkins(50, 10), "preview", "prune")
+    assert code == 1 and "GitHub pull request #50 of pinotage/presentation: 404 Not Found" in out, out
+    assert env.live("presentation-pr-50") is not None
+
+
 def test_a_preview_without_a_new_commit_for_too_long_is_pruned(env, capsys):
     from kubernetes import client
 

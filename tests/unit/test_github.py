@@ -253,3 +253,25 @@ def test_the_double_keeps_throttling_an_early_retry(hub):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     statuses = [requests.get(f"{hub.url}/repos/{SLUG}/hooks", headers=auth, timeout=5).status_code for _ in range(2)]
     assert statuses == [403, 403] and hub.early_retries == 1
+
+
+# --- pull requests (preview prune) ---------------------------------------------------------
+
+@pytest.mark.parametrize("close, merged, state", [(False, False, "open"), (True, False, "closed"),
+                                                  (True, True, "merged")], ids=["open", "closed", "merged"])
+def test_pull_state(hub, close, merged, state):
+    hub.open_pull(SLUG, 7, "b" * 40)
+    if close:
+        hub.close_pull(SLUG, 7, merged=merged)
+    assert github.pull_state(hub.url, SLUG, "7", token=TOKEN) == state
+
+
+def test_a_pull_request_github_does_not_show_is_an_error_never_gone(hub):
+    with pytest.raises(GithubError) as refused:
+        github.pull_state(hub.url, SLUG, "999", token=TOKEN)
+    assert "404 Not Found" in refused.value.message and "not visible to this token" in refused.value.hint
+    with FakeGithub(token=TOKEN, repos=(SLUG,), scopes=("read:org",)) as narrow:
+        narrow.open_pull(SLUG, 7, "b" * 40)
+        with pytest.raises(GithubError) as hidden:
+            github.pull_state(narrow.url, SLUG, "7", token=TOKEN)
+    assert "it needs repo or public_repo" in hidden.value.hint

@@ -21,6 +21,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import enum
 import random
 import re
 import secrets
@@ -321,9 +322,15 @@ class RetryPolicy:
         return ceiling * (0.5 + 0.5 * (rng or random).random())
 
 
-RETRY = "retry"
-REFUSED = "refused"  # credentials or permissions: retrying cannot help
-FATAL = "fatal"
+class PushErrorKind(enum.Enum):
+    """What a failed push attempt calls for."""
+
+    RETRY = "retry"  # the registry or the connection failed for now: try again, backing off
+    REFUSED = "refused"  # credentials or permissions: retrying cannot help
+    FATAL = "fatal"  # anything else the registry or the engine refused: retrying cannot help either
+
+
+RETRY, REFUSED, FATAL = PushErrorKind.RETRY, PushErrorKind.REFUSED, PushErrorKind.FATAL
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,13 +342,13 @@ class PushResult:
 class PushRejected(Exception):
     """A push attempt that failed: the registry's or the engine's message, classified."""
 
-    def __init__(self, message: str, kind: str):
+    def __init__(self, message: str, kind: PushErrorKind):
         super().__init__(message)
         self.message = message
         self.kind = kind
 
 
-def classify_push_error(message: str) -> str:
+def classify_push_error(message: str) -> PushErrorKind:
     """Say whether a push error is worth retrying: RETRY, REFUSED (auth) or FATAL."""
     text = message.lower()
     if any(word in text for word in ("unauthorized", "authentication required", "denied", "forbidden",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import fcntl
 import json
 import os
@@ -26,7 +27,16 @@ from pipeline import files, records
 from pipeline.errors import BadInput, DeployRefused, LedgerWriteFailed, UnknownRelease
 from pipeline.state import Image, Release
 
-OUTCOMES = ("deployed", "rolled-back", "failed", "refused")
+class DeployOutcome(enum.StrEnum):
+    """How a deploy or rollback attempt ended (a record's ``outcome``; the module docstring says each)."""
+
+    DEPLOYED = "deployed"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+OUTCOMES = tuple(outcome.value for outcome in DeployOutcome)
 MAX_LEDGER_BYTES = 64 * 1024 * 1024  # some hundred thousand deploys
 MAX_RECORD_BYTES = 1024 * 1024  # a record is under 1 KiB; a torn one is cut back at most this far
 EDITED_HINT = "the ledger was edited by hand? fix or remove that line"
@@ -42,7 +52,7 @@ class Record:
     build_url: str
     started_at: str  # ISO 8601, UTC
     finished_at: str
-    outcome: str  # one of OUTCOMES
+    outcome: str  # a DeployOutcome value
     phases_s: dict[str, float] = dataclasses.field(default_factory=dict)  # phase -> duration
     message: str = ""
     revision: str = ""  # the target's revision of what serves after the attempt ("" when unknown)
@@ -168,7 +178,7 @@ def _json(text: str, where: str) -> Any:
 
 def last_deployed(records: list[Record]) -> Record | None:
     """Return the newest record whose deploy went live."""
-    return next((r for r in reversed(records) if r.outcome == "deployed"), None)
+    return next((r for r in reversed(records) if r.outcome == DeployOutcome.DEPLOYED), None)
 
 
 def pick_rollback(records: list[Record], *, live: Release | None, to_commit: str | None) -> Record:
@@ -185,7 +195,7 @@ def pick_rollback(records: list[Record], *, live: Release | None, to_commit: str
     def is_live(record: Record) -> bool:
         return bool(live_image and record.image == live_image or live_commit and record.commit == live_commit)
 
-    good = [r for r in records if r.outcome == "deployed" and "@" in r.image]
+    good = [r for r in records if r.outcome == DeployOutcome.DEPLOYED and "@" in r.image]
     if not to_commit:
         earlier = [r for r in good if not is_live(r)]
         if not earlier:
@@ -213,7 +223,7 @@ def live_record(records: list[Record], live: Release | None) -> Record | None:
     if live is None:
         return None
     named = [r for r in records if live.ledger_id and r.id == live.ledger_id]
-    same = [r for r in records if r.outcome == "deployed" and live.image.digest and r.image == live.image.pinned]
+    same = [r for r in records if r.outcome == DeployOutcome.DEPLOYED and live.image.digest and r.image == live.image.pinned]
     return (named or same or [None])[-1]
 
 

@@ -337,7 +337,7 @@ def _attempt(config: config_module.Config, target: Target, timer: Timer, phase: 
     """
     started = ledger.now()
 
-    def write(outcome: str, tried: Release | None, message: str, revision: str = "") -> ledger.Record:
+    def write(outcome: ledger.DeployOutcome, tried: Release | None, message: str, revision: str = "") -> ledger.Record:
         tried = tried or fallback
         entry = ledger.Record(
             id=release.ledger_id if release is not None and release.ledger_id else ledger.new_id(),
@@ -354,7 +354,7 @@ def _attempt(config: config_module.Config, target: Target, timer: Timer, phase: 
             deployment = act()
     except DeployRefused as e:
         if release is not None:
-            _keeping(e, lambda: write("refused", release, e.message))
+            _keeping(e, lambda: write(ledger.DeployOutcome.REFUSED, release, e.message))
         raise
     except DeployFailed as e:
         back = e.returned_to
@@ -362,15 +362,15 @@ def _attempt(config: config_module.Config, target: Target, timer: Timer, phase: 
             message = f"rolled back to {back.commit[:12]} ({_pinned(back.image)}): {e.message}"
         else:
             message = e.message
-        _keeping(e, lambda: write("rolled-back" if e.rolled_back else "failed", e.attempted or release, message,
-                                  e.revision))
+        outcome = ledger.DeployOutcome.ROLLED_BACK if e.rolled_back else ledger.DeployOutcome.FAILED
+        _keeping(e, lambda: write(outcome, e.attempted or release, message, e.revision))
         raise
     except PinotageError as e:
-        _keeping(e, lambda: write("failed", release, e.message))
+        _keeping(e, lambda: write(ledger.DeployOutcome.FAILED, release, e.message))
         raise
     # A target that does not say what it returned to is read back: the record names what went live.
     serving = deployment.release or release or target.deployed()
-    return deployment, write("deployed", serving, "", deployment.revision)
+    return deployment, write(ledger.DeployOutcome.DEPLOYED, serving, "", deployment.revision)
 
 
 def _keeping(error: PinotageError, write: Callable[[], object]) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 
 from pipeline.config import tool_environ
 from pipeline.errors import BadInput, PinotageError
+from pipeline.ledger import DeployOutcome
 from pipeline.shell import SubprocessShell
 
 SBOM_LABEL = "org.pinotage.sbom.digest"
@@ -143,7 +144,7 @@ def same_revision(record: Any, revision: str) -> bool:
 
 def pick(records: list[Any], revision: str | None) -> Any:
     """Return the newest deployed record of REVISION (None: the newest deployed one) that has an SBOM."""
-    deployed = [r for r in records if r.outcome == "deployed" and (revision is None or same_revision(r, revision))]
+    deployed = [r for r in records if r.outcome == DeployOutcome.DEPLOYED and (revision is None or same_revision(r, revision))]
     if not deployed:
         raise BadInput(f"no deploy of revision {revision!r} in the ledger" if revision else "no deploy in the ledger",
                        hint="see 'pinotage history'")

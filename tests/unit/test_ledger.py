@@ -178,3 +178,12 @@ def test_a_ledger_that_cannot_be_written_is_one_error(tmp_path):
     with pytest.raises(PinotageError) as e:
         ledger.FileLedger(tmp_path / "file" / "ledger.jsonl").append(record(1))
     assert e.value.message.startswith(f"{tmp_path / 'file' / 'ledger.jsonl'}: the record id-1 was not written (")
+
+
+def test_an_outcome_is_written_as_its_plain_name_and_reads_back_equal(tmp_path):
+    store = ledger.FileLedger(tmp_path / "ledger.jsonl")
+    written = record(1, ledger.DeployOutcome.ROLLED_BACK)
+    store.append(written)
+    assert '"outcome": "rolled-back"' in (tmp_path / "ledger.jsonl").read_text()
+    assert store.records() == [written] and store.records()[0].outcome == "rolled-back"
+    assert ledger.OUTCOMES == ("deployed", "rolled-back", "failed", "refused")

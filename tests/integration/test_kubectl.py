@@ -133,6 +133,22 @@ def test_a_misspelt_field_is_refused(kubectl, namespace):
     assert kubectl("get", "deployments", "-n", namespace, "-o", "name").stdout.strip() == ""
 
 
+def test_get_watch_prints_each_change_as_a_row(kubectl, namespace):
+    watching = subprocess.Popen(["kubectl", f"--kubeconfig={kubectl.kubeconfig}", f"--cache-dir={kubectl.cache}",
+                                 "get", "deployments", "-n", namespace, "-w", "--request-timeout=4s"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1)  # the watch is open
+        kubectl.apply(_deployment(kubectl, namespace), namespace=namespace)
+        out, _ = watching.communicate(timeout=30)
+    finally:
+        watching.kill()
+    rows = [line.split() for line in out.splitlines()]
+    assert rows[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], out
+    assert [r[0] for r in rows[1:]] and {r[0] for r in rows[1:]} == {"presentation"}, out
+    assert rows[-1][1] == "2/2", "the last change shown is the rollout done"
+
+
 def test_diff_shows_the_change_and_writes_nothing(kubectl, namespace):
     kubectl.apply(_deployment(kubectl, namespace), namespace=namespace)
     kubectl("rollout", "status", "deployment/presentation", "-n", namespace, "--timeout=120s")  # status settles

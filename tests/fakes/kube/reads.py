@@ -10,6 +10,7 @@ before the server ends it at ``timeoutSeconds``.
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import time
@@ -58,7 +59,7 @@ class Reads:
     def watch(self, kind: Kind, namespace, name, query, user):
         labels = st.parse_label_selector(query.get("labelSelector", ""))
         fields = st.parse_field_selector(query.get("fieldSelector", ""))
-        timeout_s = int(query.get("timeoutSeconds") or WATCH_TIMEOUT_S)
+        timeout_s = int(query.get("timeoutSeconds") or _duration_s(query.get("timeout", "")) or WATCH_TIMEOUT_S)
         bookmarks = query.get("allowWatchBookmarks") == "true"
         raw_rv = query.get("resourceVersion", "")
         try:
@@ -83,19 +84,23 @@ class Reads:
         if expired is not None:
             self._chunk({"type": "ERROR", "object": expired.status()})
         else:
-            self._stream(kind, initial, stream, since, bookmarks)
+            self._stream(kind, initial, stream, since, bookmarks, self._wants_table())
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
         return 200, None
 
-    def _stream(self, kind: Kind, initial: list, stream, since: int, bookmarks: bool) -> None:
+    def _stream(self, kind: Kind, initial: list, stream, since: int, bookmarks: bool, table: bool) -> None:
         position, quiet_since = since, time.monotonic()
+
+        def shown(obj: Object) -> Object:  # kubectl get -w asks for each event's object as a one-row Table
+            return _table(kind, [obj], obj["metadata"]["resourceVersion"]) if table else obj
+
         try:
             for obj in initial:
-                self._chunk({"type": "ADDED", "object": obj})
+                self._chunk({"type": "ADDED", "object": shown(obj)})
             for event in stream:
                 if event is not None:
-                    self._chunk({"type": event.type, "object": event.obj})
+                    self._chunk({"type": event.type, "object": shown(event.obj)})
                     position, quiet_since = event.rv, time.monotonic()
                     continue
                 if self._client_gone():
@@ -124,6 +129,17 @@ class Reads:
             return bool(readable) and socket.socket.recv(self.connection, 1, socket.MSG_PEEK) == b""
         except OSError:
             return True
+
+
+def _duration_s(text: str) -> int:
+    """Read a Go duration ("4s", "1m30s", "500ms") as the request's ``timeout`` parameter gives it; 0 when absent."""
+    if not text:
+        return 0
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise st.bad_request(f'invalid timeout "{text}"')
+    seconds = sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+    return max(1, round(seconds))
 
 
 # --- tables (what kubectl get prints) ---------------------------------------------------

@@ -35,7 +35,7 @@ VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake", "gitCommit
 KNOWN_QUERY = {"pretty", "fieldManager", "force", "fieldValidation", "watch", "resourceVersion",
                "resourceVersionMatch", "timeoutSeconds", "labelSelector", "fieldSelector", "limit", "continue",
                "allowWatchBookmarks", "propagationPolicy", "gracePeriodSeconds", "orphanDependents", "dryRun",
-               "includeObject"}
+               "includeObject", "timeout"}
 SUBRESOURCES = {("serviceaccounts", "token"), ("deployments", "status"), ("deployments", "scale"),
                 ("replicasets", "status"), ("replicasets", "scale"), ("pods", "status"), ("services", "status")}
 

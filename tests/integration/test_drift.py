@@ -165,3 +165,11 @@ def test_bad_input_exits_2(cluster, capsys):
     assert "the ledger holds no successful deploy" in out
     assert cli.main(["diff", "--set", "deploy.target=docker", "-c", str(ROOT / "pinotage.yaml")],
                     environ={"HOME": "/nonexistent"}) == 2
+
+
+def test_a_deleted_deployment_is_drift(cluster, capsys):
+    cluster.deploy(0)
+    cluster.kubectl("delete", "deployment/presentation")
+    code, out = cluster.pinotage(capsys, "diff")
+    assert code == 1, out
+    assert "deployment/presentation in namespace" in out and ": missing, though the ledger last deployed" in out

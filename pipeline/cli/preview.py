@@ -7,6 +7,7 @@ preview step (a fork's pull request, a branch, previews off) is refused with not
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from datetime import datetime, timezone
 from typing import Mapping
@@ -50,7 +51,7 @@ def list_previews(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = load_config(args, environ)
     previews = _cluster(config, environ).list()
     if args.json:
-        print(json.dumps([{**p.__dict__} for p in previews], indent=2))
+        print(json.dumps([dataclasses.asdict(p) for p in previews], indent=2))
     elif not previews:
         print(f"no previews in namespace {config.preview.namespace}")
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import secrets
 import time
 from datetime import datetime, timedelta, timezone
@@ -183,6 +184,9 @@ def test_a_new_commit_updates_the_preview_in_place(env, capsys):
     [row] = [line for line in out.splitlines() if line.startswith("presentation-pr-43")]
     assert row.split()[:3] == ["presentation-pr-43", "#43", commit(2)[:12]]
     assert row.split()[-1] == "https://presentation-pr-43.previews.example.com/"
+    code, out = env.pinotage(capsys, env.jenkins(43, 2), "preview", "list", "--json")
+    assert code == 0, out
+    assert [(p["name"], p["pr"], p["commit"]) for p in json.loads(out)] == [("presentation-pr-43", "43", commit(2))]
 
 
 def test_fork_pr_gets_no_preview_and_reads_no_credential(env, capsys):

@@ -39,6 +39,13 @@ REBUILD = ("box", "up", "init", "join", "network", "label", "storage", "smoke", 
 REBUILD_HELP = f"run every step in order: {', '.join(REBUILD)}"
 
 
+def step_function(name: str) -> Callable[..., object]:
+    """Return the function of a named step: a rebuild step (steps.py) or an upkeep one (upkeep.py)."""
+    from pipeline.cluster import steps, upkeep
+
+    return getattr(steps, name, None) or getattr(upkeep, name)
+
+
 def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | None = None, dry_run: bool = False,
         force: bool = False, shell: Shell | None = None, quiet: Shell | None = None,
         say: Callable[[str], None] | None = None,
@@ -70,14 +77,14 @@ def run(step: str, *, config: Config, environ: Mapping[str, str], node: str | No
 
     if step in NODE_STEPS:
         executor.begin(f"{step} {node}")
-        getattr(steps, step)(step_context, node or "")
+        step_function(step)(step_context, node or "")
         return 0
     names = REBUILD if step == "rebuild" else (step,)
     timings: list[str] = []
     for name in names:
         executor.begin(name)
         started = time.monotonic()
-        getattr(steps, name)(step_context)
+        step_function(name)(step_context)
         timings.append(f"{name} {time.monotonic() - started:.1f} s")
     if len(names) > 1:
         say(f"==> cluster rebuild {'planned' if dry_run else 'done'}: {', '.join(timings)}")

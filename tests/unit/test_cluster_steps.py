@@ -21,7 +21,7 @@ import yaml
 
 from pipeline import cli
 from pipeline import config as config_module
-from pipeline.cluster import rebuild, steps
+from pipeline.cluster import rebuild, steps, upkeep
 from pipeline.cluster.executor import Executor
 from pipeline.cluster.steps import CONTROL_PLANE_STATE, WORKER_STATE
 from pipeline.cluster.topology import topology
@@ -595,7 +595,7 @@ def test_backup_folders_are_named_by_utc_time(project, environ):
                              Executor(shell.channel("loud"), shell.channel("quiet"), dry_run=True,
                                       say=lambda line: None), environ)
     when = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.timezone.utc)
-    assert steps.backup(step, now=when) == project / ".pinotage/backups/20260304T050607Z"
+    assert upkeep.backup(step, now=when) == project / ".pinotage/backups/20260304T050607Z"
 
 
 @pytest.mark.parametrize("name, takes_node", [(name, False) for name in rebuild.STEPS]
@@ -606,7 +606,7 @@ def test_each_named_step_is_a_step_function_and_a_subcommand(name, takes_node):
 
     from pipeline import cli
 
-    function = getattr(steps, name, None)
+    function = rebuild.step_function(name)
     required = [p.name for p in inspect.signature(function).parameters.values() if p.default is p.empty]
     assert required[0] == "step" and len(required) == (2 if takes_node else 1)
     args = cli.build_parser().parse_args(["cluster", name] + (["worker1"] if takes_node else []))

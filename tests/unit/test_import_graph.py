@@ -15,8 +15,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "pipeline"
 # Each phase is a module or a package; a module may import the rest of its own phase.
 PHASES = ("pipeline.image", "pipeline.targets.docker", "pipeline.targets.kubernetes", "pipeline.github",
-          "pipeline.audit", "pipeline.jobs", "pipeline.cluster")
+          "pipeline.audit", "pipeline.jobs", "pipeline.cluster", "pipeline.preview")
 SEQUENCERS = ("pipeline.runner", "pipeline.services", "pipeline.cli")
+# Parts of the Kubernetes target that are libraries, not its verbs: the PR preview phase reuses them.
+SHARED = ("pipeline.targets.kubernetes.api", "pipeline.targets.kubernetes.gate", "pipeline.targets.kubernetes.pull_secret")
 ENTRY_POINTS = ("pipeline.__main__",)  # ``python -m pipeline``: the CLI's main, nothing else
 
 
@@ -54,8 +56,11 @@ def test_the_graph_is_read():
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if owner(m, PHASES)))
 def test_a_phase_imports_no_other_phase_nor_the_runner_the_wiring_or_the_cli(module):
     mine = owner(module, PHASES)
-    wrong = sorted(name for name in GRAPH[module]
-                   if owner(name, SEQUENCERS) or owner(name, PHASES) not in ("", mine))
+    names = GRAPH[module]
+    # "from pipeline.targets.kubernetes import gate" names the package only to reach the shared module
+    via = {name for name in names if any(shared.startswith(name + ".") and shared in names for shared in SHARED)}
+    wrong = sorted(name for name in names - via if owner(name, SEQUENCERS)
+                   or owner(name, PHASES) not in ("", mine) and not owner(name, SHARED))
     assert not wrong, f"{module} imports {', '.join(wrong)}"
 
 

@@ -73,6 +73,27 @@ def test_rebuild_cluster_parameters(rendered):
                      ("StringParameterDefinition", "KUBERNETES_VERSION", "1.31.4")}
 
 
+@pytest.mark.parametrize("name", ["jobs-seed", "rebuild-box", "rebuild-cluster", "drift-check", "preview-prune"])
+def test_every_ops_job_runs_pinotage_in_a_checkout_of_the_default_branch(rendered, name):
+    # pinotage reads pinotage.yaml (and the cluster jobs k8s/, the Vagrantfile, the Packer template)
+    # from the workspace: without a checkout `--profile production` fails with "no profile".
+    root = xml_of(rendered[name])
+    assert jobs.calls_in_job(name, root)
+    assert root.find("scm").get("class") == "hudson.plugins.git.GitSCM"
+    assert root.findtext(".//hudson.plugins.git.BranchSpec/name") == "origin/master"
+
+
+def test_seed_job_reaches_jenkins_where_the_agents_do(rendered):
+    # the build pod has no PINOTAGE_JENKINS_URL: the seed names the in-cluster URL JCasC gives the agents
+    import yaml
+
+    casc = yaml.safe_load((ROOT / "docker" / "jenkins" / "casc.yaml").read_text())
+    [cloud] = casc["jenkins"]["clouds"]
+    [update] = [call.argv for call in jobs.calls_in_job("jobs-seed", xml_of(rendered["jobs-seed"]))
+                if call.argv[:2] == ("jobs", "update")]
+    assert f"jenkins.url={cloud['kubernetes']['jenkinsUrl']}" in update
+
+
 def test_every_job_is_marked_managed(rendered):
     assert all(jobs.is_managed(job.xml) for job in rendered.values())
 

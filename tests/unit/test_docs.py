@@ -1,0 +1,156 @@
+"""The docs against the repository: what docs/*.md and README.md name must exist and agree.
+
+Each fact is one row: every `pinotage …` line parses with the real parser; every file path named
+exists; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
+and casc.yaml read, and the other way round; every credential, user, ServiceAccount or Secret name
+docs/jenkins.md gives is declared where it is used; the cluster steps docs/cluster.md lists are the
+CLI's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the docs.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import cli
+from pipeline.jobs import Call, check_call, pinotage_calls
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+CASC = ROOT / "docker" / "jenkins" / "casc.yaml"
+CASC_SECRET_FILE = re.compile(r"\$\{readFile(?:Base64)?:(/run/secrets/[^}]+)\}")
+TOP_DIRS = r"(?:docker|k8s|scripts|jobs|tests|pipeline|docs|benchmarks|tools|\.ci)/"
+# an assignment before a command (`VAR=value pinotage …`), which the job scanner does not skip
+ASSIGNMENTS = re.compile(r"(?m)^(\s*)(?:export\s+)?(?:[A-Z_]+=(?:\"[^\"]*\"|\S*)\s+)+(?=pinotage\b)")
+# a usage line's placeholder (`--limit N`, `[REVISION]`): any value of the right kind stands for it
+METAVAR = re.compile(r"^[A-Z][A-Z_]*$")
+EXAMPLES = {"COMMIT": "0123abcd"}
+
+
+def code_of(text: str) -> list[str]:
+    """Return the code blocks and the inline code spans outside them."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    prose = re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S)
+    return blocks + re.findall(r"`([^`\n]+)`", prose)
+
+
+def doc_commands() -> list[tuple[str, tuple[str, ...]]]:
+    found = []
+    for doc in DOCS:
+        for code in code_of(doc.read_text()):
+            code = ASSIGNMENTS.sub(r"\1", code)
+            if re.search(r"(?m)^\s*pinotage\s+\S", code):
+                found += [(doc.name, argv) for argv in pinotage_calls(code) if argv]
+    return found
+
+
+@pytest.mark.parametrize("doc, argv", doc_commands(), ids=lambda v: v if isinstance(v, str) else " ".join(v))
+def test_every_pinotage_command_in_the_docs_parses(doc, argv):
+    words = [word.strip("[]") for word in argv]
+    words = [EXAMPLES.get(word, "1") if METAVAR.match(word) else word for word in words if word]
+    assert check_call(Call(doc, tuple(words)), cli.build_parser()) == ""
+
+
+def test_the_docs_name_many_pinotage_commands():
+    # the scanner finds them: a change to the docs' markup must not silence the test above
+    assert len(doc_commands()) > 60
+    assert ("jenkins.md", ("jobs", "update", "--set", "jenkins.url=https://jenkins.example.com/", "--set",
+                           "jenkins.user=pinotage-seed")) in doc_commands()
+
+
+def named_paths(text: str) -> set[str]:
+    names = set(re.findall(rf"(?<![\w/.]){TOP_DIRS}[\w./*<>-]*[\w/*>]", text))
+    return {re.sub(r"<[^>]*>", "*", name).split("::")[0] for name in names}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_path_and_link_in_the_docs_exists(doc):
+    text = doc.read_text()
+    missing = [name for name in sorted(named_paths(text))
+               if not (list(ROOT.glob(name.rstrip("/"))) if "*" in name else (ROOT / name).exists())]
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+    missing += [link for link in links if not (doc.parent / link).exists()]
+    assert missing == []
+
+
+def manifests() -> list[tuple[Path, dict]]:
+    return [(path, obj) for path in sorted((ROOT / "k8s").rglob("*.yaml"))
+            for obj in yaml.safe_load_all(path.read_text()) if isinstance(obj, dict)]
+
+
+def secrets_read() -> set[tuple[str, str, str]]:
+    """(namespace, Secret, key) that a workload reads: by env reference, or as a file casc.yaml reads."""
+    wanted = set()
+    casc_files = set(CASC_SECRET_FILE.findall(CASC.read_text()))
+    for _, obj in manifests():
+        spec = obj.get("spec", {}).get("template", {}).get("spec")
+        if not spec:
+            continue
+        namespace = obj["metadata"]["namespace"]
+        volumes = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        for container in spec["containers"]:
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    wanted.add((namespace, ref["name"], ref["key"]))
+            for mount in container.get("volumeMounts", []):
+                if mount["name"] in volumes:
+                    prefix = mount["mountPath"].rstrip("/") + "/"
+                    wanted |= {(namespace, volumes[mount["name"]], path[len(prefix):])
+                               for path in casc_files if path.startswith(prefix)}
+    return wanted
+
+
+def secrets_created(text: str) -> set[tuple[str, str, str]]:
+    """(namespace, Secret, key) that the `kubectl create secret generic` lines of a page make."""
+    made = set()
+    for code in code_of(text):
+        for line in code.replace("\\\n", " ").splitlines():
+            if "create secret generic" not in line or "..." in line:
+                continue
+            words = shlex.split(line, comments=True)
+            namespace = words[words.index("-n") + 1]
+            name = words[words.index("generic") + 1]
+            made |= {(namespace, name, word.split("=", 2)[1]) for word in words
+                     if word.startswith(("--from-literal=", "--from-file="))}
+    return made
+
+
+def test_the_walk_creates_exactly_the_secrets_and_keys_jenkins_reads():
+    read = secrets_read()
+    assert ("jenkins", "jenkins-credentials", "kubeconfig") in read  # the reader finds the mounted ones
+    assert secrets_created((ROOT / "docs" / "jenkins.md").read_text()) == read
+
+
+def declared_names() -> set[str]:
+    casc = yaml.safe_load(CASC.read_text())
+    names = {body["id"] for domain in casc["credentials"]["system"]["domainCredentials"]
+             for entry in domain["credentials"] for body in entry.values()}
+    names |= {user["id"] for user in casc["jenkins"]["securityRealm"]["local"]["users"]}
+    names |= {obj["metadata"]["name"] for _, obj in manifests() if obj.get("metadata", {}).get("name")}
+    return names | {name for _, name, _ in secrets_read()}
+
+
+def test_every_credential_user_and_object_name_in_the_jenkins_walk_is_declared():
+    text = (ROOT / "docs" / "jenkins.md").read_text()
+    named = set(re.findall(r"`((?:pinotage|github|jenkins)-[a-z0-9-]+)`", text))
+    assert named - declared_names() == set()
+    casc = yaml.safe_load(CASC.read_text())
+    credential_ids = {body["id"] for domain in casc["credentials"]["system"]["domainCredentials"]
+                      for entry in domain["credentials"] for body in entry.values()}
+    assert credential_ids - named == set(), "a credential the walk never names is one nobody sets up"
+
+
+def test_cluster_doc_lists_the_steps_the_cli_runs():
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    table = text.split("## The steps", 1)[1]
+    documented = re.findall(r"(?m)^\| `(\w+)(?: NODE)?` \|", table)
+    cluster = cli.build_parser()._subparsers._group_actions[0].choices["cluster"]
+    steps = cluster._subparsers._group_actions[0].choices
+    assert set(documented) == set(steps) - {"rebuild"}
+    rebuild_help = steps["rebuild"].description.split(": ", 1)[1]
+    assert f"# {rebuild_help}\n" in text

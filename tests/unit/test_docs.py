@@ -2,9 +2,9 @@
 
 Each fact is one row: every `pinotage …` line parses with the real parser; every file path named
 exists; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
-and casc.yaml read, and the other way round; every credential, user, ServiceAccount or Secret name
-docs/jenkins.md gives is declared where it is used; the cluster steps docs/cluster.md lists are the
-CLI's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the docs.
+and casc.yaml read, and the other way round; every credential, user, object, Secret or key name
+docs/jenkins.md gives is declared where it is used; the cluster steps docs/cluster.md lists are
+the CLI's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the docs.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def declared_names() -> set[str]:
              for entry in domain["credentials"] for body in entry.values()}
     names |= {user["id"] for user in casc["jenkins"]["securityRealm"]["local"]["users"]}
     names |= {obj["metadata"]["name"] for _, obj in manifests() if obj.get("metadata", {}).get("name")}
-    return names | {name for _, name, _ in secrets_read()}
+    return names | {name for _, name, _ in secrets_read()} | {key for _, _, key in secrets_read()}
 
 
 def test_every_credential_user_and_object_name_in_the_jenkins_walk_is_declared():
@@ -154,3 +154,9 @@ def test_cluster_doc_lists_the_steps_the_cli_runs():
     assert set(documented) == set(steps) - {"rebuild"}
     rebuild_help = steps["rebuild"].description.split(": ", 1)[1]
     assert f"# {rebuild_help}\n" in text
+
+
+@pytest.mark.parametrize("manifest", ["k8s/ci/agent-pod.yaml", "k8s/jenkins/deployment.yaml"])
+def test_the_build_pod_and_jenkins_pull_their_images_anonymously(manifest):
+    # docs/jenkins.md step 3: the three images must be public, or a pull secret added to both files
+    assert "imagePullSecrets" not in (ROOT / manifest).read_text()

@@ -61,7 +61,7 @@ def hook_proxy(tmp_path_factory):
         ("    listen [::]:443 ssl;\n", ""),
         ("/etc/ssl/hooks/hooks.crt", str(cert)),
         ("/etc/ssl/hooks/hooks.key", str(key)),
-        ("    server 127.0.0.1:30880;\n", f"    server 127.0.0.1:{receiver.server_address[1]};\n"),
+        ("    server 10.96.0.80:8080;\n", f"    server 127.0.0.1:{receiver.server_address[1]};\n"),
     ])
     try:
         with nginx.running(prefix, conf, https):

@@ -160,3 +160,17 @@ def test_cluster_doc_lists_the_steps_the_cli_runs():
 def test_the_build_pod_and_jenkins_pull_their_images_anonymously(manifest):
     # docs/jenkins.md step 3: the three images must be public, or a pull secret added to both files
     assert "imagePullSecrets" not in (ROOT / manifest).read_text()
+
+
+@pytest.mark.parametrize("conf", ["jenkins.conf", "github-webhook.conf"])
+def test_nginx_in_front_of_jenkins_proxies_to_the_jenkins_service(conf):
+    # docs/jenkins.md step 9 and "Jenkins on a private network": Jenkins has no NodePort
+    service = yaml.safe_load((ROOT / "k8s" / "jenkins" / "service.yaml").read_text())["spec"]
+    [upstream] = re.findall(r"(?m)^\s*server\s+(\S+);", (ROOT / "scripts" / "nginx" / conf).read_text())
+    assert upstream == f"{service['clusterIP']}:{service['ports'][0]['port']}"
+
+
+def test_the_certificate_paths_in_the_walk_are_those_nginx_reads():
+    named = set(re.findall(r"`(/etc/ssl/[\w./-]+)`", (ROOT / "docs" / "jenkins.md").read_text()))
+    read = set(re.findall(r"ssl_certificate(?:_key)?\s+(\S+);", (ROOT / "scripts" / "nginx" / "jenkins.conf").read_text()))
+    assert named == read

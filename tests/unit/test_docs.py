@@ -172,5 +172,15 @@ def test_nginx_in_front_of_jenkins_proxies_to_the_jenkins_service(conf):
 
 def test_the_certificate_paths_in_the_walk_are_those_nginx_reads():
     named = set(re.findall(r"`(/etc/ssl/[\w./-]+)`", (ROOT / "docs" / "jenkins.md").read_text()))
-    read = set(re.findall(r"ssl_certificate(?:_key)?\s+(\S+);", (ROOT / "scripts" / "nginx" / "jenkins.conf").read_text()))
+    conf = (ROOT / "scripts" / "nginx" / "jenkins.conf").read_text()
+    read = set(re.findall(r"ssl_certificate(?:_key)?\s+(\S+);", conf))
     assert named == read
+
+
+def test_the_repository_named_in_pinotage_yaml_is_the_one_jobs_build():
+    # docs/jenkins.md step 2: the four settings name one GitHub repository
+    github_repo = yaml.safe_load((ROOT / "pinotage.yaml").read_text())["github"]["repo"]
+    [defaults] = [entry["defaults"] for entry in yaml.safe_load((ROOT / "jobs" / "defaults.yaml").read_text())
+                  if entry["defaults"]["name"] == "global"]
+    assert f"{defaults['repo-owner']}/{defaults['repo']}" == github_repo
+    assert defaults["repo-url"] == f"https://github.com/{github_repo}.git"

@@ -184,3 +184,11 @@ def test_the_repository_named_in_pinotage_yaml_is_the_one_jobs_build():
                   if entry["defaults"]["name"] == "global"]
     assert f"{defaults['repo-owner']}/{defaults['repo']}" == github_repo
     assert defaults["repo-url"] == f"https://github.com/{github_repo}.git"
+
+
+def test_the_walk_builds_the_images_the_build_pod_and_jenkins_run():
+    # docs/jenkins.md step 3 builds `you/NAME:TAG` for the manifests' `pinotage/NAME:TAG`
+    built = set(re.findall(r"-t you/([\w.-]+:[\w.-]+)", (ROOT / "docs" / "jenkins.md").read_text()))
+    run = {image.split("/", 1)[1] for manifest in ("k8s/ci/agent-pod.yaml", "k8s/jenkins/deployment.yaml")
+           for image in re.findall(r"(?m)^\s*image:\s*(\S+)", (ROOT / manifest).read_text())}
+    assert built == run

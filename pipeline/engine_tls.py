@@ -23,6 +23,10 @@ _REASONS = (
     ("unknown ca", "the engine does not know the CA of the client's certificate"),
     ("bad certificate", "the engine refused the client's certificate"),
     ("certificate required", "the engine asks for a client certificate"),
+    # TLS 1.3: the client may send its request before the engine's alert arrives, and then sees
+    # only the connection closed (seen with dockerd refusing another pod's client certificate)
+    ("EOF occurred in violation of protocol",
+     "the engine closed the connection in the TLS handshake (it refuses the client's certificate)"),
 )
 
 

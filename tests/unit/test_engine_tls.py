@@ -109,3 +109,21 @@ def test_a_client_certificate_from_another_pod_is_refused_in_one_line(engine, po
         services.docker_client(environ(engine, tmp_path), trusted=False)
     assert "\n" not in refused.value.message and refused.value.exit_code == 1
     assert "do not trust each other" in refused.value.message, refused.value.message
+
+
+def test_an_engine_that_closes_the_handshake_is_one_line_too():
+    # what a real dockerd's refusal of another pod's client certificate can look like under TLS 1.3,
+    # when the client's request races the engine's alert (tests/integration/test_agent_pod.py)
+    import docker.errors
+
+    from pipeline import engine_tls
+
+    seen = docker.errors.DockerException(
+        "Error while fetching server API version: HTTPSConnectionPool(host='127.0.0.1', port=2376): Max retries "
+        "exceeded with url: /version (Caused by SSLError(SSLEOFError(8, 'EOF occurred in violation of protocol "
+        "(_ssl.c:2393)')))")
+    with pytest.raises(PinotageError) as refused:
+        engine_tls.raise_if_handshake(seen, {"DOCKER_HOST": "tcp://127.0.0.1:2376"})
+    assert refused.value.message == ("the Docker engine at tcp://127.0.0.1:2376 and this client do not trust each "
+                                     "other: the engine closed the connection in the TLS handshake (it refuses the "
+                                     "client's certificate)")

@@ -8,11 +8,13 @@ gets healthy, and a pull request that must not touch a credential.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import io
 import json
 import secrets
 import socket
+import subprocess
 import threading
 import urllib.request
 from collections.abc import Mapping
@@ -45,42 +47,67 @@ def loop(docker_client, registry, base_images, tmp_path_factory, github):
     loop.cleanup(docker_client)
 
 
+@dataclasses.dataclass(frozen=True)
+class First:
+    """The first release, and what was live and recorded right after it (later tests move both on)."""
+
+    commit: str
+    done: subprocess.CompletedProcess
+    live: str
+    page: str
+    records: list
+    statuses: list
+
+
 @pytest.fixture(scope="module")
-def first(loop: AppLoop):
+def first(loop: AppLoop, docker_client, github) -> First:
     """The first release: commit A on master, built, smoke-tested, pushed and deployed."""
     commit = git(loop.repo, "rev-parse", "HEAD")
     done = loop.pinotage("run")
-    return commit, done
+    return First(commit, done, loop.live_commit(docker_client) if done.returncode == 0 else "",
+                 loop.page() if done.returncode == 0 else "", loop.history(), github.states(GITHUB_REPO, commit))
 
 
-def test_default_branch_push_is_served_and_recorded(loop, first, github, docker_client):
-    commit, done = first
+@pytest.fixture
+def master_restored(loop: AppLoop):
+    """Put master back where the test found it: a test that commits a release that never goes live
+    must not leave it at master's head for the tests after it (they expect master's head live)."""
+    head = git(loop.repo, "rev-parse", "master")
+    yield head
+    git(loop.repo, "checkout", "-q", "master")
+    git(loop.repo, "reset", "-q", "--hard", head)
+
+
+def test_default_branch_push_is_served_and_recorded(loop, first):
+    commit, done = first.commit, first.done
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == f"url:      {loop.url}"
     for phase in ("lookup", "build", "smoke", "push", "deploy"):
         assert f"==> {phase}: started" in done.stderr and f"==> {phase}: done in " in done.stderr
-    assert "<section" in loop.page() and "Pinotage" in loop.page()
-    assert loop.live_commit(docker_client) == commit
-    [record] = loop.history()
+    assert "<section" in first.page and "Pinotage" in first.page
+    assert first.live == commit
+    [record] = first.records
     assert (record["commit"], record["outcome"], record["target"]) == (commit, "deployed", "docker")
     assert record["image"].startswith(f"{loop.env['PINOTAGE_REGISTRY_URL']}/{loop.repository}@sha256:")
     assert set(record["phases_s"]) == {"lookup", "build", "smoke", "push", "deploy"}
-    assert github.states(GITHUB_REPO, commit) == ["pending", "success"]
+    assert first.statuses == ["pending", "success"]
     assert loop.env["PINOTAGE_REGISTRY_PASSWORD"] not in done.stdout + done.stderr
     assert GITHUB_TOKEN not in done.stdout + done.stderr
 
 
 def test_a_rerun_finds_everything_done(loop, first):
+    before = len(loop.history())
     done = loop.pinotage("run")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "build: started" not in done.stderr
     assert "deployed: no (" in done.stdout and "already live" in done.stdout
     assert done.stdout.splitlines()[-1] == f"url:      {loop.url}"
-    assert len(loop.history()) == 1
+    assert len(loop.history()) == before
 
 
 def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_client):
-    older, _ = first
+    older = loop.live_commit(docker_client)  # master's head, live
+    before = len(loop.history())
     newer = loop.commit("a newer slide", slide_line="Deployed by the run tests.")
     with Client(loop.url) as client:
         done = loop.pinotage("run")
@@ -102,11 +129,11 @@ def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_cli
     forward = loop.pinotage("rollback", "--to", newer[:10])
     assert forward.returncode == 0, forward.stderr[-3000:]
     assert loop.live_commit(docker_client) == newer
-    outcomes = [(r["commit"], r["outcome"], r["message"]) for r in loop.history()]
-    assert outcomes == [(older, "deployed", ""), (newer, "deployed", ""),
+    outcomes = [(r["commit"], r["outcome"], r["message"]) for r in loop.history()[before:]]
+    assert outcomes == [(newer, "deployed", ""),
                         (older, "deployed", f"rollback from {newer[:12]}"),
                         (newer, "deployed", f"rollback from {older[:12]}")]
-    assert [set(r["phases_s"]) for r in loop.history()[2:]] == [{"rollback"}, {"rollback"}]
+    assert [set(r["phases_s"]) for r in loop.history()[before + 1:]] == [{"rollback"}, {"rollback"}]
 
 
 class Client:
@@ -141,7 +168,10 @@ class Client:
 
 
 def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_client):
-    older, _ = first
+    older = first.commit  # in the registry since the first run
+    if loop.live_commit(docker_client) == older:  # nothing newer went live yet: make it so
+        loop.commit("a newer slide for the order check")
+        assert loop.pinotage("run").returncode == 0
     newest = git(loop.repo, "rev-parse", "master")
     assert loop.live_commit(docker_client) == newest
     git(loop.repo, "checkout", "-q", "--detach", older)
@@ -161,8 +191,8 @@ def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_cl
 
 
 def test_a_release_that_never_gets_healthy_leaves_the_previous_one_serving(
-        loop, first, registry, base_images, docker_client, docker_cleanup, tmp_path):
-    serving = git(loop.repo, "rev-parse", "master")
+        loop, first, registry, base_images, docker_client, docker_cleanup, tmp_path, master_restored):
+    serving = master_restored
     assert loop.live_commit(docker_client) == serving
     # The image passes for a release but serves nothing: the deploy stage must catch it.
     broken = loop.commit("a release that never answers")
@@ -190,7 +220,7 @@ def test_a_release_that_never_gets_healthy_leaves_the_previous_one_serving(
 
 
 def test_an_engine_error_at_the_cut_over_is_one_line_and_the_previous_release_serves_again(
-        loop, first, registry, base_images, docker_client, docker_cleanup, tmp_path):
+        loop, first, registry, base_images, docker_client, docker_cleanup, tmp_path, master_restored):
     serving = loop.live_commit(docker_client)
     before = len(loop.history())
     # A release that serves as well as the live one (same files, another digest), for a port someone holds.

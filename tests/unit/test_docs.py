@@ -1,7 +1,8 @@
 """The docs against the repository: what docs/*.md and README.md name must exist and agree.
 
 Each fact is one row: every `pinotage …` line parses with the real parser; every file path named
-exists; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
+exists; every namespace, ServiceAccount, Deployment, Service, Secret and kustomization a `kubectl`
+line names is in k8s/; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
 and casc.yaml read, and the other way round; every credential, user, object, Secret or key name
 docs/jenkins.md gives is declared where it is used; the cluster steps docs/cluster.md lists are
 the CLI's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the docs.
@@ -192,3 +193,46 @@ def test_the_walk_builds_the_images_the_build_pod_and_jenkins_run():
     run = {image.split("/", 1)[1] for manifest in ("k8s/ci/agent-pod.yaml", "k8s/jenkins/deployment.yaml")
            for image in re.findall(r"(?m)^\s*image:\s*(\S+)", (ROOT / manifest).read_text())}
     assert built == run
+
+
+def kubectl_lines() -> list[tuple[str, str]]:
+    lines = []
+    for doc in DOCS:
+        text = re.sub(r"\\\n\s*", " ", doc.read_text())
+        lines += [(doc.name, line) for line in re.findall(r"kubectl [^`\n]*", text)]
+    return lines
+
+
+def test_every_object_a_kubectl_line_of_the_docs_names_is_in_k8s():
+    def namespace_of(path: Path, obj: dict) -> str:
+        if obj["kind"] == "Namespace":
+            return obj["metadata"]["name"]
+        kustomization = path.parent / "kustomization.yaml"
+        default = yaml.safe_load(kustomization.read_text()).get("namespace") if kustomization.is_file() else None
+        return obj["metadata"].get("namespace") or default
+
+    objects = {(obj["kind"], namespace_of(path, obj), obj["metadata"]["name"])
+               for path, obj in manifests() if obj.get("metadata", {}).get("name")}
+    namespaces = {name for kind, _, name in objects if kind == "Namespace"}
+    secrets = {(namespace, name) for namespace, name, _ in secrets_read()}
+    kinds = {"deploy": "Deployment", "svc": "Service"}
+    missing, kustomized = [], []
+    for doc, line in kubectl_lines():
+        namespace = (re.findall(r"-n (\S+)", line) or [None])[0]
+        if namespace and namespace not in namespaces:
+            missing.append(f"{doc}: namespace {namespace}")
+        for kind, name in re.findall(r"\b(deploy|svc)/([\w-]+)", line):
+            if (kinds[kind], namespace, name) not in objects:
+                missing.append(f"{doc}: {kinds[kind]} {namespace}/{name}")
+        for account in re.findall(r"create token ([\w-]+)", line):
+            if ("ServiceAccount", namespace, account) not in objects:
+                missing.append(f"{doc}: ServiceAccount {namespace}/{account}")
+        for name in re.findall(r"(?:secret generic|patch secret) ([\w-]+)", line):
+            if (namespace, name) not in secrets:
+                missing.append(f"{doc}: Secret {namespace}/{name} that nothing reads")
+        for folder in re.findall(r"apply -k (?:pinotage/)?(k8s/[\w-]+)", line):
+            kustomized.append(folder)
+            if not (ROOT / folder / "kustomization.yaml").is_file():
+                missing.append(f"{doc}: {folder} has no kustomization.yaml")
+    assert {"k8s/presentation", "k8s/previews", "k8s/ci", "k8s/jenkins"} <= set(kustomized)
+    assert missing == []

@@ -282,28 +282,6 @@ def redeploy(config: config_module.Config, target: Target, *,
     return f"redeployed {record.commit[:12]}: revision {result.deployment.revision} passed the rollout gate"
 
 
-def dry_run(config: config_module.Config, context: BuildContext, plan: Plan) -> list[tuple[str, str]]:
-    """Describe what each step of the plan would do, touching nothing (no engine, no secret, no network)."""
-    from pipeline.image import tags_for
-
-    name = config.image_name()
-    rows = [("image", f"{name}:" + ", ".join(tags_for(context, config)))]
-    if "push" in plan:
-        rows.append(("registry", f"{config.registry.url} (skips build and push when it holds this commit)"))
-    if "deploy" in plan:
-        where = (f"http://{config.deploy.host_ip}:{config.deploy.host_port}/ on the local Docker engine"
-                 if config.deploy.target == "docker" else f"namespace {config.deploy.namespace} on the cluster")
-        rows.append(("deploy", f"{config.deploy.target}: {where}; an older commit than the live one is refused"))
-        rows.append(("ledger", "one record for the attempt, kept by the target ('pinotage history')"))
-    if "serve" in plan:
-        rows.append(("preview", f"http://{config.deploy.host_ip}:{config.preview.local_port}/ in container"
-                                f" {config.app}-preview, beside the app on port {config.deploy.host_port}"))
-    if "status" in plan:
-        rows.append(("status", "pending, then success or failure, when PINOTAGE_GITHUB_TOKEN is set"))
-    rows.append(("dry run", "nothing was built, pushed or deployed"))
-    return rows
-
-
 def _pinned(image: Image) -> str:
     return image.pinned if image.digest else image.ref
 

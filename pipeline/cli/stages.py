@@ -44,7 +44,7 @@ def run_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.preview:
         plan = build_context.local_preview_plan(context)
     if args.dry_run:
-        _print_rows(build_context.describe(context, plan) + runner.dry_run(config, context, plan))
+        _print_rows(build_context.describe(context, plan) + dry_run(config, context, plan))
         return 0
     outcome = runner.run(config, context, plan, services.services_for(config, plan, context, environ))
     for line in outcome.summary():
@@ -321,3 +321,25 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
+
+
+def dry_run(config, context, plan) -> list[tuple[str, str]]:
+    """Describe what each step of the plan would do, touching nothing (no engine, no secret, no network)."""
+    from pipeline.image import tags_for
+
+    name = config.image_name()
+    rows = [("image", f"{name}:" + ", ".join(tags_for(context, config)))]
+    if "push" in plan:
+        rows.append(("registry", f"{config.registry.url} (skips build and push when it holds this commit)"))
+    if "deploy" in plan:
+        where = (f"http://{config.deploy.host_ip}:{config.deploy.host_port}/ on the local Docker engine"
+                 if config.deploy.target == "docker" else f"namespace {config.deploy.namespace} on the cluster")
+        rows.append(("deploy", f"{config.deploy.target}: {where}; an older commit than the live one is refused"))
+        rows.append(("ledger", "one record for the attempt, kept by the target ('pinotage history')"))
+    if "serve" in plan:
+        rows.append(("preview", f"http://{config.deploy.host_ip}:{config.preview.local_port}/ in container"
+                                f" {config.app}-preview, beside the app on port {config.deploy.host_port}"))
+    if "status" in plan:
+        rows.append(("status", "pending, then success or failure, when PINOTAGE_GITHUB_TOKEN is set"))
+    rows.append(("dry run", "nothing was built, pushed or deployed"))
+    return rows

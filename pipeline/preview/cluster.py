@@ -8,16 +8,15 @@ gate. Deleting a preview deletes its Deployment (its pods follow) and its Servic
 from __future__ import annotations
 
 import json
-from typing import Callable
 
 from pipeline import rollout
 from pipeline.errors import DeployFailed
 from pipeline.preview.render import FIELD_MANAGER, LABEL, Preview, preview_of
+from pipeline.shell import Progress
 from pipeline.targets.kubernetes import pull_secret
 from pipeline.targets.kubernetes.api import cluster_error
 from pipeline.targets.kubernetes.gate import gate
 
-Progress = Callable[[str], None]
 APPLY = "application/apply-patch+yaml"
 
 

@@ -83,10 +83,10 @@ def test_run_preview_plans_no_push_and_no_credential(event):
 
 
 def test_run_preview_dry_run_says_where_it_serves(tmp_path, capsys):
-    from pipeline import runner
+    from pipeline.cli import stages
 
     config = pinotage_config.load(environ={}, cwd=str(ROOT), overrides=["preview.local_port=9099"])
-    rows = dict(runner.dry_run(config, context(event="branch"), ctx.local_preview_plan(context(event="branch"))))
+    rows = dict(stages.dry_run(config, context(event="branch"), ctx.local_preview_plan(context(event="branch"))))
     assert rows["preview"].startswith("http://127.0.0.1:9099/ in container presentation-preview")
     assert "registry" not in rows and "deploy" not in rows
 

@@ -13,6 +13,7 @@ import pytest
 from pipeline import config as config_module
 from pipeline import context as ctx
 from pipeline import ledger, runner, services as services_module
+from pipeline.cli import stages
 from pipeline.errors import ClusterError, DeployFailed, DeployRefused, PinotageError, UnknownRelease
 from pipeline.sbom import Sbom
 from pipeline.state import Deployment, Image, Release
@@ -266,7 +267,7 @@ def test_the_run_log_names_every_phase():
 ], ids=["default-branch", "pull-request"])
 def test_dry_run_describes_only_the_planned_steps(event, present, absent):
     context, plan, _ = make(event, [])
-    labels = [label for label, _ in runner.dry_run(config_module.Config(), context, plan)]
+    labels = [label for label, _ in stages.dry_run(config_module.Config(), context, plan)]
     assert all(label in labels for label in present) and not any(label in labels for label in absent)
 
 

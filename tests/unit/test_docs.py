@@ -236,3 +236,15 @@ def test_every_object_a_kubectl_line_of_the_docs_names_is_in_k8s():
                 missing.append(f"{doc}: {folder} has no kustomization.yaml")
     assert {"k8s/presentation", "k8s/previews", "k8s/ci", "k8s/jenkins"} <= set(kustomized)
     assert missing == []
+
+
+def test_every_environment_variable_the_docs_name_is_read_somewhere():
+    named = {name for doc in DOCS for name in re.findall(r"\bPINOTAGE_[A-Z_]*[A-Z]\b", doc.read_text())}
+    sources = [path for folder in ("pipeline", "tests", "scripts", "docker", "k8s", "jobs")
+               for path in (ROOT / folder).rglob("*") if path.is_file() and path.suffix != ".pyc"]
+    text = "\n".join(path.read_text(errors="replace") for path in sources + [ROOT / "Jenkinsfile"])
+    from pipeline import config
+
+    settings = {"PINOTAGE_" + key.replace(".", "_").upper() for key in config.keys()} | set(config.SECRETS.values())
+    assert len(named) > 15
+    assert {name for name in named if name not in settings and name not in text} == set()

@@ -633,3 +633,13 @@ def test_the_cluster_command(project, environ, capsys, monkeypatch, argv, code, 
     assert cli.main(argv, environ) == code
     captured = capsys.readouterr()
     assert text.format(project=project) in (captured.out if stream == "out" else captured.err)
+
+
+def test_vagrant_keeps_its_state_where_the_caller_says(project, environ):
+    # docs/cluster.md "Vagrant's state": one VAGRANT_DOTFILE_PATH for the first rebuild and the job's
+    from pipeline.cluster.topology import vagrant_env
+
+    caller = {**environ, "VAGRANT_DOTFILE_PATH": "/var/lib/pinotage-agent/vagrant"}
+    env = vagrant_env(load(project, environ), caller)
+    assert env["VAGRANT_DOTFILE_PATH"] == "/var/lib/pinotage-agent/vagrant"
+    assert env["PINOTAGE_CLUSTER_WORKERS"] == "2"

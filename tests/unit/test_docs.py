@@ -2,7 +2,7 @@
 
 Each fact is one row: every `pinotage …` line parses with the real parser; every file path named
 exists; every namespace, ServiceAccount, Deployment, Service, Secret and kustomization a `kubectl`
-line names is in k8s/; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
+line names is in k8s/; every setting and PINOTAGE_* variable named exists; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
 and casc.yaml read, and the other way round; every credential, user, object, Secret or key name
 docs/jenkins.md gives is declared where it is used; the cluster steps docs/cluster.md lists are
 the CLI's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the docs.
@@ -30,6 +30,7 @@ ASSIGNMENTS = re.compile(r"(?m)^(\s*)(?:export\s+)?(?:[A-Z_]+=(?:\"[^\"]*\"|\S*)
 # a usage line's placeholder (`--limit N`, `[REVISION]`): any value of the right kind stands for it
 METAVAR = re.compile(r"^[A-Z][A-Z_]*$")
 EXAMPLES = {"COMMIT": "0123abcd"}
+FILE_SUFFIXES = {"py", "conf", "yaml", "yml", "md", "json", "txt", "sh", "lock"}  # `image.py` is a file
 
 
 def code_of(text: str) -> list[str]:
@@ -248,3 +249,15 @@ def test_every_environment_variable_the_docs_name_is_read_somewhere():
     settings = {"PINOTAGE_" + key.replace(".", "_").upper() for key in config.keys()} | set(config.SECRETS.values())
     assert len(named) > 15
     assert {name for name in named if name not in settings and name not in text} == set()
+
+
+def test_every_setting_the_docs_name_exists():
+    from pipeline import config
+
+    keys = set(config.keys())
+    sections = {key.split(".")[0] for key in keys if "." in key}
+    named = {(doc.name, name) for doc in DOCS
+             for name in re.findall(r"`([a-z]+\.[a-z_]+)(?:[:=` ])", doc.read_text())
+             if name.split(".")[0] in sections and name.split(".")[1] not in FILE_SUFFIXES}
+    assert len(named) > 20
+    assert {(doc, name) for doc, name in named if name not in keys} == set()

@@ -2,10 +2,12 @@
 
 Each fact is one row: every `pinotage …` line parses with the real parser; every file path named
 exists; every namespace, ServiceAccount, Deployment, Service, Secret and kustomization a `kubectl`
-line names is in k8s/; every setting and PINOTAGE_* variable named exists; every Kubernetes Secret and key the walk in docs/jenkins.md creates is one the manifests
-and casc.yaml read, and the other way round; every credential, user, object, Secret or key name
-docs/jenkins.md gives is declared where it is used; the cluster steps docs/cluster.md lists are
-the CLI's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the docs.
+line names is in k8s/; every setting and PINOTAGE_* variable named exists; every Secret and key
+the walk in docs/jenkins.md creates is one the manifests and casc.yaml read, and the other way
+round; every credential, user, object, Secret or key name docs/jenkins.md gives is declared where
+it is used; the cluster steps docs/cluster.md lists are the CLI's, and the doctor's checks the
+doctor's. None of it runs a service: what only a real cluster or Jenkins can tell is said in the
+docs.
 """
 
 from __future__ import annotations
@@ -261,3 +263,17 @@ def test_every_setting_the_docs_name_exists():
              if name.split(".")[0] in sections and name.split(".")[1] not in FILE_SUFFIXES}
     assert len(named) > 20
     assert {(doc, name) for doc, name in named if name not in keys} == set()
+
+
+def test_every_check_doctor_md_lists_is_one_the_doctor_makes_in_its_area():
+    table = (ROOT / "docs" / "doctor.md").read_text().split("## What it checks", 1)[1].split("\n## ", 1)[0]
+    listed, area = [], ""
+    for first, second in re.findall(r"(?m)^\|([^|]*)\|([^|]*)\|", table):
+        if first.strip() not in ("area", "---"):
+            area = first.strip() or area
+            listed += [(area, check) for check in re.split(r",\s*", second.strip())]
+    assert {area for area, _ in listed} == set(cli.DOCTOR_AREAS)
+    sources = {path.stem: path.read_text() for path in (ROOT / "pipeline" / "doctor").glob("*.py")}
+    module = {"kubernetes": "kube", "config": "local"}
+    made = {area: sources.get(module.get(area, area), "") for area in cli.DOCTOR_AREAS}
+    assert [(area, check) for area, check in listed if f'"{check}"' not in made[area]] == []

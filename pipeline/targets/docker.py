@@ -141,6 +141,7 @@ class DockerTarget:
                 legacy.stop(timeout=STOP_TIMEOUT_S)
             self._front().switch(front_module.Upstream(container.name, RELEASE_HOST, port), self._health_url())
         except KeyboardInterrupt:  # an abort (Ctrl-C, or the SIGTERM of a Jenkins abort): the new one goes
+            self._route_back(container, live_container)
             if kept is None:
                 _remove(container)
             elif container is not None:
@@ -148,6 +149,7 @@ class DockerTarget:
             raise
         except (DeployFailed, front_module.FrontError, docker.errors.APIError) as e:
             reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
+            self._route_back(container, live_container)
             if kept is None:
                 _remove(container)
             elif container is not None:
@@ -170,6 +172,18 @@ class DockerTarget:
             _stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
         progress(f"serving {release.image.pinned} at {self.url()}")
         self._prune(keep=container)
+
+    def _route_back(self, container, live_container) -> None:
+        """Switch the front back to the live container if a failed switch had already reloaded it to container."""
+        import docker
+
+        if container is None or live_container is None or self._front().routed() != container.name:
+            return
+        try:
+            port = _published_port(_reloaded(live_container), self.config.image.port)
+            self._front().switch(front_module.Upstream(live_container.name, RELEASE_HOST, port), self._health_url())
+        except (DeployFailed, front_module.FrontError, docker.errors.APIError):
+            pass  # the caller reports the first failure; 'pinotage status' shows what the front serves
 
     def _restart(self, container, progress: Progress) -> str:
         """Start a stopped previous container again and wait for its health; return why not, or ""."""

@@ -230,9 +230,10 @@ class Bench:
             environ["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
         return environ
 
-    def pinotage_run(self, env: dict, *, expect: str):
-        """Time one 'pinotage run'; check it did what the row says (a full run or a no-op)."""
-        sample = measure.run_timed([*measure.pinotage_argv(), "run"], env=self.environ(env), cwd=self.repo,
+    def pinotage_run(self, env: dict, *, expect: str, extra: dict[str, str] | None = None):
+        """Time one 'pinotage run' (extra: more settings); check it did what the row says (a full run or a no-op)."""
+        sample = measure.run_timed([*measure.pinotage_argv(), "run"], env={**self.environ(env), **(extra or {})},
+                                   cwd=self.repo,
                                    timeout_s=RUN_TIMEOUT_S, check=False)
         if sample.returncode != 0:
             lines = [line.strip() for line in sample.stderr_tail.splitlines() if line.strip()]
@@ -244,9 +245,14 @@ class Bench:
             if "built:    no" not in out or "already live" not in out:
                 raise RuntimeError(f"the no-op run was not a no-op:\n{out}")
             return sample
-        if "built:    no" in out or "deployed: docker" not in out:
+        target = (extra or {}).get("PINOTAGE_DEPLOY_TARGET", "docker")
+        if "built:    no" in out or f"deployed: {target}" not in out:
             raise RuntimeError(f"the cold run did not build and deploy:\n{out}")
-        return sample, _last_phases(env)
+        if target == "docker":
+            return sample, _last_phases(env)
+        history = measure.run_timed([*measure.pinotage_argv(), "history", "--json", "--limit", "1"],
+                                    env={**self.environ(env), **(extra or {})}, cwd=self.repo)
+        return sample, {k: float(v) for k, v in json.loads(history.stdout)[-1].get("phases_s", {}).items()}
 
     def commit_slide(self, serial: int) -> str:
         """Append a slide with a fresh marker to the repository's deck and commit it; return the marker."""

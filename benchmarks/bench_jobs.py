@@ -66,7 +66,7 @@ def render_rows(quick: bool) -> list[dict]:
     note = (f"peer: `jenkins-jobs test -o` of the same YAML ({total} files); "
             f"{measure.spread([s.wall_s for s in ours], 's')} vs {measure.spread([s.wall_s for s in theirs], 's')}")
     if not same:
-        note += "; the two wrote different job names"
+        note += "; gap: the two wrote different job names"
     met = p <= q and same
     if p > q:
         note += f"; gap: {p / q:.2f}× the peer"

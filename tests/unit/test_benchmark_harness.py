@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import re
 
 import pytest
 
@@ -26,7 +27,7 @@ GOOD = {"row": "CLI start", "pinotage": 0.05, "peer": 0.25, "unit": "s", "goal":
 
 @pytest.mark.parametrize("change, problem", [
     ({"pinotage": None, "met": None, "note": "not measured: no engine"}, None),
-    ({"peer": 0}, None),
+    ({"peer": 0, "met": False, "note": "gap: no peer to compare with"}, None),
     ({"extra": "ignored"}, None),
     ({"note": ...}, "lacks note"),
     ({"pinotage": "0.05"}, "pinotage is '0.05', not a number"),
@@ -100,3 +101,60 @@ def test_parse_gnu_time_reads_rss_and_cpu():
 def test_parse_gnu_time_refuses_a_report_without_rss():
     with pytest.raises(RuntimeError, match="max_rss_kb"):
         measure.parse_gnu_time(GNU_TIME_REPORT.replace("Maximum resident", "Largest resident"))
+
+
+def _row(goal: str, pinotage, peer, met, unit: str = "s", note: str = "") -> dict:
+    return {"row": "r", "pinotage": pinotage, "peer": peer, "unit": unit, "goal": goal, "met": met, "note": note}
+
+
+@pytest.mark.parametrize("row, problem", [
+    (_row("≤ 1/5 of the peer", 0.1, 1.0, True), ""),
+    (_row("≤ 1/5 of the peer", 0.3, 1.0, True), "marked met, but ratio"),
+    (_row("≤ 1/5 of the peer", 0.3, 1.0, False, note="gap: 0.3"), ""),
+    (_row("≤ 1/5 of the peer", 0.1, 1.0, False), "marked a gap, but every clause"),
+    (_row("≤ 1/10 of the peer, and < 3 s", 0.5, 10.0, True), ""),
+    (_row("≤ 1/10 of the peer, and < 3 s", 3.5, 40.0, True), "marked met, but value < 3"),
+    (_row("≤ 1.25× the floor", 6.0, 5.0, True), ""),
+    (_row("≤ 1.25× the floor", 6.5, 5.0, True), "marked met, but ratio ≤ 1.25"),
+    (_row("≤ 5 % (the rest waits)", 4.6, None, True, unit="%"), ""),
+    (_row("≤ 5 % (the rest waits)", 5.6, None, True, unit="%"), "marked met, but value ≤ 5"),
+    (_row("0 dropped, of ≥ 1,000 at ≥ 100/s, in every run", 0.0, None, True, unit="requests"), ""),
+    (_row("0 dropped, of ≥ 1,000 at ≥ 100/s, in every run", 2.0, None, True, unit="requests"), "value = 0"),
+    (_row("0 dropped, of ≥ 1,000 at ≥ 100/s, in every run", 0.0, None, False, unit="requests",
+          note="gap: a run of only 544 requests"), ""),
+    (_row("only the changed layer", 2.3, 68.5, True, unit="MB"), "no clause a figure can be checked against"),
+    (_row("≤ 1/5 of the peer", 0.1, None, True), "marked met, but ratio"),
+    (_row("report (no goal set)", 64.8, 62.4, None, unit="MB"), ""),
+    (_row("< 2 s", 0.4, None, None), "no verdict"),
+    (_row("< 2 s", None, None, None, note="not measured: quick"), ""),
+], ids=["fifth-met", "fifth-wrongly-met", "fifth-gap", "fifth-wrongly-gap", "two-clauses", "second-clause-fails",
+        "times-floor", "times-floor-fails", "percent", "percent-fails", "zero", "zero-fails",
+        "zero-gap-named", "unreadable-goal", "ratio-without-peer", "report", "goal-without-verdict", "not-measured"])
+def test_a_verdict_that_contradicts_its_goal_is_caught(row, problem):
+    assert problem in harness.goal_disagrees(row) if problem else harness.goal_disagrees(row) == ""
+
+
+def _published_rows() -> list[dict]:
+    """Read docs/benchmarks.md's table back into rows (figures without their units)."""
+    rows = []
+    for line in (ROOT / "docs/benchmarks.md").read_text().splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if len(cells) != 7 or cells[0] in ("what is measured", "---") or set(cells[1]) <= {"-", ":"}:
+            continue
+        name, ours, peer, _, goal, verdict, note = cells
+        unit = ours.split(" ", 1)[1] if " " in ours else ""
+        rows.append({"row": name, "pinotage": _figure(ours), "peer": _figure(peer), "unit": unit,
+                     "goal": "" if goal == "—" else goal, "note": note,
+                     "met": {"met": True, "**gap**": False}.get(verdict)})
+    return rows
+
+
+def _figure(cell: str) -> float | None:
+    return None if cell == "—" else float(cell.split(" ", 1)[0])
+
+
+def test_every_published_verdict_agrees_with_its_goal():
+    rows = _published_rows()
+    assert rows, "docs/benchmarks.md has no results table"
+    disagreements = {r["row"]: harness.goal_disagrees(r) for r in rows if harness.goal_disagrees(r)}
+    assert disagreements == {}

@@ -1,13 +1,15 @@
-"""Jobs rows: rendering 1,000 jobs against ``jenkins-jobs test``, and the writes of an update.
+"""Jobs rows: render against ``jenkins-jobs test``, and updates against ``jenkins-jobs update``.
 
-Render: ``pinotage jobs render`` and ``jenkins-jobs test -o`` of the same generated
-jobs/ (the repository's jobs plus 1,000 from its ops template), alternately, each a
-fresh process; medians of wall time and of peak RSS.
+Render: ``pinotage jobs render`` and ``jenkins-jobs test -o`` of the same generated jobs/ (the
+repository's jobs plus 1,000 from its ops template), alternately, each a fresh process; medians
+of wall time and peak RSS. "The same output" compares every job's XML, canonicalised (less
+Pinotage's mark in the description), not only the file names. Render at 10,000 jobs: the cost per job against the cost at 1,000.
 
-Writes: the Jenkins test double already holds every job exactly as jobs/ renders
-it. ``pinotage jobs update`` compares and sends nothing; ``jenkins-jobs update``
-with an empty cache (a fresh CI workspace, or a new machine) reconfigures every
-job. Writes are the POST requests the double received.
+Updates, on the Jenkins test double, against ``jenkins-jobs update`` with a warm cache (its cache
+made by an update of the same jobs): each round changes one job of 1,000 and runs both, by
+turns; writes are the POST requests the double received. Then a job is edited by hand in
+Jenkins (python-jenkins, as the UI saves it) before each one's next update: does it restore it?
+Pinotage compares with the live job; JJB's cache cannot see the edit.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ RENDER_GOAL = "≤ 1× the peer (no slower)"
 
 
 def run(quick: bool) -> list[dict]:
-    """Measure render time and memory, and the writes of an update with nothing changed."""
-    return [*render_rows(quick), update_writes(quick)]
+    """Measure render time, memory and scaling; and updates of one changed or hand-edited job."""
+    return [*render_rows(quick), scale_row(quick), *update_rows(quick)]
 
 
 def _jenkins_jobs() -> str | None:
@@ -59,14 +61,15 @@ def render_rows(quick: bool) -> list[dict]:
             why = str(e).strip().splitlines()[0][:300]
             return [measure.not_measured(time_name, "s", RENDER_GOAL, why),
                     measure.not_measured(rss_name, "MB", "report", why)]
-        written = sorted(p.name for p in Path(tmp, "ours").iterdir())
-        same = written == sorted(p.name for p in Path(tmp, "peer").iterdir())
-        total = len(written)
+        differ = different_jobs(Path(tmp, "ours"), Path(tmp, "peer"))
+        total = len(list(Path(tmp, "ours").iterdir()))
+        same = not differ
     p, q = measure.median([s.wall_s for s in ours]), measure.median([s.wall_s for s in theirs])
-    note = (f"peer: `jenkins-jobs test -o` of the same YAML ({total} files); "
+    note = (f"peer: `jenkins-jobs test -o` of the same YAML ({total} jobs, "
+            f"{'the same canonical XML each' if same else 'differing: ' + ', '.join(differ[:3])}); "
             f"{measure.spread([s.wall_s for s in ours], 's')} vs {measure.spread([s.wall_s for s in theirs], 's')}")
     if not same:
-        note += "; gap: the two wrote different job names"
+        note += f"; gap: {len(differ)} job(s) differ from the peer's"
     met = p <= q and same
     if p > q:
         note += f"; gap: {p / q:.2f}× the peer"
@@ -77,42 +80,164 @@ def render_rows(quick: bool) -> list[dict]:
             measure.row(rss_name, rss_p, rss_q, "MB", "report (no goal set)", None, rss_note)]
 
 
-def update_writes(quick: bool) -> dict:
-    """Count the writes of an update when nothing changed: pinotage against JJB with an empty cache."""
+UPDATE_ROUNDS = {False: 5, True: 1}
+SCALE_JOBS = {False: (1000, 10000), True: (20, 200)}
+WRITES_ROW = "writes of an update after one of {n} jobs changed (peer: `jenkins-jobs update`, warm cache)"
+WALL_ROW = "wall time of that update (peer: `jenkins-jobs update`, warm cache)"
+RESTORE_ROW = "a job edited by hand in Jenkins: the next update restores it (1 yes, 0 no; peer: JJB, warm cache)"
+SCALE_ROW = "render cost per job at {big} jobs (peer: the cost per job at {small})"
+
+
+def different_jobs(ours: Path, theirs: Path) -> list[str]:
+    """Name the jobs whose canonical XML differs between two render folders (or exists in one only)."""
+    from xml.etree.ElementTree import canonicalize
+
+    names = sorted({p.name for p in ours.iterdir()} | {p.name for p in theirs.iterdir()})
+    differ = []
+    for name in names:
+        a, b = ours / name, theirs / name
+        if not (a.exists() and b.exists()) or _canonical(a, canonicalize) != _canonical(b, canonicalize):
+            differ.append(name)
+    return differ
+
+
+def _canonical(path: Path, canonicalize) -> str:
+    """Return a job's canonical XML (C14N 2.0, whitespace around text stripped), less Pinotage's own
+    mark in the description (the one difference on purpose: it tells Pinotage's jobs from others)."""
+    from pipeline.jobs import MANAGED_MARK
+
+    text = canonicalize(path.read_text(), strip_text=True)
+    return text.replace("\n" + MANAGED_MARK.replace("<", "&lt;").replace(">", "&gt;"), "")
+
+
+def update_rows(quick: bool) -> list[dict]:
+    """One job of 1,000 changed: writes and wall time against JJB with a warm cache; a hand edit restored?"""
     count = JOBS[quick]
-    name = f"writes of an update with nothing changed, {count:,} jobs"
-    goal = "0 (the peer: one per job)"
+    names = [WRITES_ROW.format(n=f"{count:,}"), WALL_ROW, RESTORE_ROW]
+    goals = ["≤ 1 writes (exactly the one changed job)", "≤ 1× the peer", "= 1 (restored)"]
+    units = ["writes", "s", ""]
     jjb = _jenkins_jobs()
     if not jjb:
-        return measure.not_measured(name, "writes", goal, "jenkins-jobs is not installed")
+        return [measure.not_measured(n, u, g, "jenkins-jobs is not installed") for n, u, g in zip(names, units, goals)]
     sys.path.insert(0, str(measure.ROOT))
     from tests.fakes.jenkins import FakeJenkins
 
     token = "11" + secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="pinotage-bench-update-") as tmp, \
             FakeJenkins(user="bench", token=token, crumbs=True) as fake:
-        jobs_dir = Path(tmp) / "jobs"
-        write_jobs(jobs_dir, count)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "XDG_CACHE_HOME": f"{tmp}/cache",
-               "PINOTAGE_JENKINS_URL": fake.url, "PINOTAGE_JENKINS_USER": "bench", "PINOTAGE_JENKINS_TOKEN": token}
-        pinotage = [*measure.pinotage_argv(), "jobs", "update", "--jobs-dir", str(jobs_dir)]
+        bench = _UpdateBench(fake, Path(tmp), jjb, token, count)
         try:
-            measure.run_timed(pinotage, env=env, cwd=tmp, timeout_s=900)  # the jobs exist from here on
-            fake.clear_requests()
-            ours = measure.run_timed(pinotage, env=env, cwd=tmp, timeout_s=900)
-            ours_writes = len(fake.writes())
-            ini = Path(tmp, "jenkins_jobs.ini")
-            ini.write_text(f"[jenkins]\nurl={fake.url}\nuser=bench\npassword={token}\n")
-            fake.clear_requests()
-            theirs = measure.run_timed([jjb, "--conf", str(ini), "update", str(jobs_dir)], env=env, cwd=tmp,
-                                       timeout_s=900)
-            peer_writes = len(fake.writes())
-            total = len(fake.jobs)
+            ours, theirs = measure.alternate(bench.pinotage_round, bench.peer_round, runs=UPDATE_ROUNDS[quick],
+                                             warmup=0 if quick else 1)
+            restored = (bench.restores(bench.pinotage), bench.restores(bench.peer))
         except (measure.NotMeasurable, RuntimeError) as e:
-            return measure.not_measured(name, "writes", goal, str(e).strip().splitlines()[0][:300])
-    note = (f"{total} jobs already live as rendered; peer: `jenkins-jobs update` with an empty cache;"
-            f" POSTs seen by the Jenkins double; wall {ours.wall_s:.2f} s vs {theirs.wall_s:.2f} s")
-    return measure.row(name, float(ours_writes), float(peer_writes), "writes", goal, ours_writes == 0, note)
+            why = str(e).strip().splitlines()[0][:300]
+            return [measure.not_measured(n, u, g, why) for n, u, g in zip(names, units, goals)]
+    writes_p, writes_q = max(w for w, _ in ours), max(w for w, _ in theirs)
+    writes_note = (f"n={len(ours)} rounds, each changing another job; the most writes in a round; POSTs seen by "
+                   f"the Jenkins double")
+    writes_met = all(w == 1 for w, _ in ours)
+    if not writes_met:
+        writes_note += f"; gap: writes per round {[w for w, _ in ours]}"
+    wall_p, wall_q = measure.median([t for _, t in ours]), measure.median([t for _, t in theirs])
+    wall_met = wall_p <= wall_q
+    wall_note = (f"{count:,} jobs, one changed; pinotage reads every live job to compare, JJB compares with its "
+                 f"cache; {measure.spread([t for _, t in ours], 's')} vs {measure.spread([t for _, t in theirs], 's')}"
+                 + (", after a warm-up round" if not quick else ""))
+    if not wall_met:
+        wall_note += f"; gap: {wall_p / wall_q:.2f}× the peer"
+    restore_note = (f"pinotage {'restores' if restored[0] else 'leaves'} the edit, JJB with a warm cache "
+                    f"{'restores' if restored[1] else 'leaves'} it (its cache does not see the live job)")
+    if not restored[0]:
+        restore_note += "; gap: the hand edit stays"
+    return [measure.row(names[0], float(writes_p), float(writes_q), "writes", goals[0], writes_met, writes_note),
+            measure.row(names[1], wall_p, wall_q, "s", goals[1], wall_met, wall_note),
+            measure.row(names[2], float(restored[0]), float(restored[1]), "", goals[2], restored[0], restore_note)]
+
+
+class _UpdateBench:
+    """The jobs folder, both tools' commands and the double: rounds that change one job each."""
+
+    def __init__(self, fake, tmp: Path, jjb: str, token: str, count: int):
+        self.fake, self.count = fake, count
+        self.jobs_dir = tmp / "jobs"
+        write_jobs(self.jobs_dir, count)
+        self.generated = self.jobs_dir / "zz-bench-generated.yaml"
+        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp),
+                    "XDG_CACHE_HOME": f"{tmp}/cache", "PINOTAGE_JENKINS_URL": fake.url,
+                    "PINOTAGE_JENKINS_USER": "bench", "PINOTAGE_JENKINS_TOKEN": token}
+        ini = tmp / "jenkins_jobs.ini"
+        ini.write_text(f"[jenkins]\nurl={fake.url}\nuser=bench\npassword={token}\n")
+        self.pinotage = [*measure.pinotage_argv(), "jobs", "update", "--jobs-dir", str(self.jobs_dir)]
+        self.peer = [jjb, "--conf", str(ini), "update", str(self.jobs_dir)]
+        self.cwd = tmp
+        self.changed = iter(range(count))
+        measure.run_timed(self.peer, env=self.env, cwd=tmp, timeout_s=1800)  # the jobs exist, JJB's cache is warm
+        measure.run_timed(self.pinotage, env=self.env, cwd=tmp, timeout_s=1800)
+        import jenkins
+
+        self.client = jenkins.Jenkins(fake.url, username="bench", password=token)
+
+    def _change_one(self) -> None:
+        i = next(self.changed)
+        text = self.generated.read_text()
+        old = f"command: pinotage jobs check --jobs-dir jobs-{i:04d}\n"
+        self.generated.write_text(text.replace(old, old.replace("\n", " --changed\n"), 1))
+
+    def _timed(self, argv: list[str]) -> tuple[int, float]:
+        self.fake.clear_requests()
+        sample = measure.run_timed(argv, env=self.env, cwd=self.cwd, timeout_s=1800)
+        return len(self.fake.writes()), sample.wall_s
+
+    def pinotage_round(self) -> tuple[int, float]:
+        self._change_one()
+        return self._timed(self.pinotage)
+
+    def peer_round(self) -> tuple[int, float]:
+        # The same change for JJB: its cache still holds the old job, so it sees one change too.
+        return self._timed(self.peer)
+
+    def restores(self, argv: list[str]) -> bool:
+        """Edit a job by hand in Jenkins, run an update, and tell whether the edit is gone."""
+        name = f"bench-{self.count // 2:04d}"
+        marker = f"edited by hand {secrets.token_hex(4)}"
+        xml = self.client.get_job_config(name)
+        edited = (xml.replace("<description>", f"<description>{marker} ", 1) if "<description>" in xml
+                  else xml.replace("<description/>", f"<description>{marker}</description>", 1))
+        self.client.reconfig_job(name, edited)
+        if marker not in self.client.get_job_config(name):
+            raise RuntimeError(f"the hand edit of {name} did not take")
+        measure.run_timed(argv, env=self.env, cwd=self.cwd, timeout_s=1800)
+        restored = marker not in self.client.get_job_config(name)
+        if not restored:  # put it back for the other tool's turn
+            self.client.reconfig_job(name, xml)
+        return restored
+
+
+def scale_row(quick: bool) -> dict:
+    """Time `pinotage jobs render` at the small and the big size; compare the cost per job."""
+    small, big = SCALE_JOBS[quick]
+    name = SCALE_ROW.format(big=f"{big:,}", small=f"{small:,}")
+    goal = "≤ 1.1× the peer"
+    costs: dict[int, list[float]] = {small: [], big: []}
+    with tempfile.TemporaryDirectory(prefix="pinotage-bench-scale-") as tmp:
+        argvs = {}
+        for n in (small, big):
+            write_jobs(Path(tmp) / f"jobs-{n}", n)
+            argvs[n] = [*measure.pinotage_argv(), "jobs", "render", "--jobs-dir", f"{tmp}/jobs-{n}", "-o", f"{tmp}/out-{n}"]
+        try:
+            for _ in range(1 if quick else 3):
+                for n in (small, big):
+                    costs[n].append(measure.run_timed(argvs[n], cwd=tmp, timeout_s=1800).wall_s / n)
+        except (measure.NotMeasurable, RuntimeError) as e:
+            return measure.not_measured(name, "ms", goal, str(e).strip().splitlines()[0][:300])
+    p, q = 1000 * measure.median(costs[big]), 1000 * measure.median(costs[small])
+    met = p <= 1.1 * q
+    note = (f"wall time ÷ jobs, process start included (it weighs less at {big:,}); n={len(costs[big])} each, "
+            f"alternated, no warm-up (a render is minutes at {big:,})" if not quick else "quick: n=1")
+    if not met:
+        note += f"; gap: {p / q:.2f}× the cost at {small:,}"
+    return measure.row(name, round(p, 3), round(q, 3), "ms", goal, met, note)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def _size_row(client, bases, work, made) -> dict:
     made.append(naive_ref)
     theirs = _size(client, naive_ref) - _size(client, bases[0])
     note = (f"final image {_size(client, built.ref) / MB:.1f} MB on a {_size(client, bases[1]) / MB:.1f} MB base;"
-            f" naive image {_size(client, naive_ref) / MB:.1f} MB on a {_size(client, bases[0]) / MB:.1f} MB base")
+            f" naive image {_size(client, naive_ref) / MB:.1f} MB on a {_size(client, bases[0]) / MB:.1f} MB base;"
+            " n=1: sizes are the same each run")
     return measure.row(ROWS[0][0], round(ours / MB, 1), round(theirs / MB, 1), "MB", ROWS[0][2],
                        ours * 10 <= theirs, note)
 
@@ -154,7 +155,8 @@ def _rebuild_row(client, bases, work, made, quick) -> dict:
     ours, theirs = measure.alternate(warm, cold, runs=1 if quick else 3, warmup=0)
     o, t = measure.median(ours), measure.median(theirs)
     return measure.row(ROWS[1][0], round(o, 2), round(t, 2), "s", ROWS[1][2], o * 5 <= t,
-                       f"rebuild {measure.spread(ours, 's')}; cold {measure.spread(theirs, 's')}")
+                       f"rebuild {measure.spread(ours, 's')}; cold {measure.spread(theirs, 's')}; alternated after one "
+                       f"warm rebuild; n=3, not 5: each cold build takes over half a minute")
 
 
 def _push_row(client, bases, work, made) -> dict:
@@ -191,7 +193,8 @@ def _push_row(client, bases, work, made) -> dict:
         process.wait(10)
     # Uploads are gzipped; the manifest and config add a few KB.
     met = changed <= slides_layer + 100_000 and changed * 5 < whole
-    note = f"the slides layer is {slides_layer / MB:.1f} MB uncompressed; bytes counted by a proxy"
+    note = (f"the slides layer is {slides_layer / MB:.1f} MB uncompressed; bytes counted by a proxy; n=1: the bytes "
+            "are the same each run")
     if not met:
         note += f"; gap: {changed / MB:.2f} MB pushed" + (" (more than the slides layer)"
                                                           if changed > slides_layer + 100_000 else "")

@@ -147,7 +147,8 @@ def update_rows(quick: bool) -> list[dict]:
     if not wall_met:
         wall_note += f"; gap: {wall_p / wall_q:.2f}× the peer"
     restore_note = (f"pinotage {'restores' if restored[0] else 'leaves'} the edit, JJB with a warm cache "
-                    f"{'restores' if restored[1] else 'leaves'} it (its cache does not see the live job)")
+                    f"{'restores' if restored[1] else 'leaves'} it (its cache does not see the live job); n=1 each: "
+                    "the outcome does not vary")
     if not restored[0]:
         restore_note += "; gap: the hand edit stays"
     return [measure.row(names[0], float(writes_p), float(writes_q), "writes", goals[0], writes_met, writes_note),

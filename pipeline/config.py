@@ -18,15 +18,14 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
+from pipeline.config_file import CONFIG_FILE, Entry, confine, find_file, read_file
 from pipeline.config_values import coerce, did_you_mean, short
-from pipeline.errors import BadInput, ConfigError
+from pipeline.errors import ConfigError
 
-CONFIG_FILE = "pinotage.yaml"
 ENV_PREFIX = "PINOTAGE_"
 PROFILE_ENV = "PINOTAGE_PROFILE"
-PROFILES_KEY = "profiles"
 # settings that name a file or folder. From pinotage.yaml (which a pull request edits) each must
 # stay inside the repository, so a pull request cannot point a build at files outside its checkout;
 # the environment and flags come from the operator and the Jenkinsfile Jenkins trusts.
@@ -35,8 +34,6 @@ CONFINED_PATHS = ("image.context", "image.dockerfile", "deploy.manifest", "state
 # PINOTAGE_ variables that are not settings: the config file's path, and what scripts/ and tests/ read
 NOT_SETTINGS = ("PINOTAGE_CONFIG", "PINOTAGE_PROFILE", "PINOTAGE_BUILD_RESULT", "PINOTAGE_TEST_", "PINOTAGE_SKIP_",
                 "PINOTAGE_ROOT", "PINOTAGE_VENV", "PINOTAGE_DEBIAN_", "PINOTAGE_CA_BUNDLE")
-SUGGEST_LIMIT = 50
-MAX_CONFIG_BYTES = 256 * 1024  # a real one is a few KiB; the pure-Python YAML parser takes seconds a MiB
 
 # name in messages -> the environment variable that holds it
 SECRETS = {
@@ -185,10 +182,10 @@ def load(*, environ: Mapping[str, str], config_path: str | None = None,
     problems: list[str] = []
     values: dict[str, Any] = {}
     sources: dict[str, str] = {key: "default" for key in _fields()}
-    path = _find_file(config_path, environ, cwd or os.getcwd(), problems)
+    path = find_file(config_path, environ, cwd or os.getcwd(), problems)
     profiles: dict[str, list[Entry]] = {}
     from_file: list[Entry] = []
-    for key, raw, where in _read_file(path, problems, profiles) if path is not None else ():
+    for key, raw, where in read_file(path, problems, profiles, _fields(), SECRETS) if path is not None else ():
         _accept(key, raw, where, values, sources, problems, from_text=False)
         from_file.append((key, raw, where))
     chosen, chosen_from = (profile, "flag --profile") if profile else (environ.get(PROFILE_ENV), f"env {PROFILE_ENV}")
@@ -217,7 +214,7 @@ def load(*, environ: Mapping[str, str], config_path: str | None = None,
     root = str(path.parent) if path is not None else (cwd or os.getcwd())
     for key in CONFINED_PATHS:
         if key in values and sources[key] in {where for _, _, where in from_file}:  # the file a pull request edits
-            _confine(key, values, root, sources[key], problems)
+            confine(key, values, root, sources[key], problems, default_context=ImageConfig.context)
     if problems:
         raise ConfigError(problems, hint="run 'pinotage config' to see every value and where it came from")
     return dataclasses.replace(_assemble(values), root=root, sources=sources)
@@ -252,115 +249,6 @@ def _fields(cls: type = Config, prefix: str = "") -> dict[str, type]:
         else:
             out[prefix + field.name] = kind
     return out
-
-
-def _find_file(config_path: str | None, environ: Mapping[str, str], cwd: str,
-               problems: list[str]) -> Path | None:
-    explicit = config_path or environ.get("PINOTAGE_CONFIG")
-    if explicit:
-        path = Path(cwd, explicit)
-        if not path.is_file():
-            what = "is a directory, expected" if path.is_dir() else "not a regular file, expected" \
-                if path.exists() else "no such"
-            problems.append(f"{explicit}: {what} configuration file")
-            return None
-        return path
-    default = Path(cwd, CONFIG_FILE)
-    if default.is_dir():
-        problems.append(f"{CONFIG_FILE}: is a directory, expected the configuration file")
-    return default if default.is_file() else None
-
-
-Entry = tuple[str, Any, str]  # ("section.field", value, "file:line")
-
-
-def _confine(key: str, values: dict[str, Any], root: str, where: str, problems: list[str]) -> None:
-    """Note a problem when a path leaves its folder: absolute, a '..' out, or a symlink out."""
-    value = values[key]
-    base = os.path.join(root, values.get("image.context", ImageConfig.context)) if key == "image.dockerfile" else root
-    if not value:
-        return
-    if os.path.isabs(value):
-        reason = "an absolute path"
-    elif os.path.normpath(value).split(os.sep)[0] == os.pardir:
-        reason = "a '..' that leaves it"
-    elif os.path.commonpath([os.path.realpath(base), os.path.realpath(os.path.join(base, value))]) \
-            != os.path.realpath(base):
-        reason = "a symlink that leads out of it"
-    else:
-        return
-    inside = "image.context" if key == "image.dockerfile" else "the repository (the folder of pinotage.yaml)"
-    problems.append(f"{where}: {key}: {value!r} is {reason}; give a relative path inside {inside}")
-
-
-def _read_file(path: Path, problems: list[str], profiles: dict[str, list[Entry]]) -> Iterator[Entry]:
-    """Yield the file's entries in file order and fill in each profile's, noting problems as they come."""
-    import yaml
-
-    from pipeline import files, safe_yaml
-
-    name = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
-    try:
-        text = files.read_text(path, what="configuration file", limit_bytes=MAX_CONFIG_BYTES)
-        root = safe_yaml.compose(text, where=name)
-    except BadInput as e:
-        problems.append(e.message)
-        return
-    if root is None:
-        return
-    if not isinstance(root, yaml.MappingNode):
-        problems.append(f"{name}:{root.start_mark.line + 1}: expected a mapping of settings")
-        return
-
-    known = _fields()
-    sections = {key.split(".")[0] for key in known if "." in key}
-
-    def walk(node: yaml.MappingNode, prefix: str, profile: str = "") -> Iterator[Entry]:
-        for key_node, value_node in node.value:
-            key = prefix + str(key_node.value)
-            where = f"{name}:{key_node.start_mark.line + 1}" + (f" (profile {profile})" if profile else "")
-            if key == PROFILES_KEY and not prefix and not profile:
-                _read_profiles(value_node, name, walk, profiles, problems)
-            elif key in SECRETS:
-                problems.append(f"{where}: {key}: secrets are not read from files"
-                                f" (set {SECRETS[key]} in the environment)")
-            elif key in known:
-                yield key, _plain(value_node), where
-            elif not prefix and key in sections:
-                if isinstance(value_node, yaml.MappingNode):
-                    yield from walk(value_node, key + ".", profile)
-                elif not (isinstance(value_node, yaml.ScalarNode) and value_node.tag.endswith(":null")):
-                    problems.append(f"{where}: {key}: expected a mapping of settings")
-            else:
-                candidates = list(known) + sorted(sections) + list(SECRETS)
-                # only the problems printed need a suggestion; a file of 200,000 keys must not take minutes
-                guess = did_you_mean(key, candidates) if len(problems) < SUGGEST_LIMIT else ""
-                problems.append(f"{where}: unknown key {short(key)!r}{guess}")
-
-    yield from walk(root, "")
-
-
-def _read_profiles(node: Any, file_name: str, walk: Any, profiles: dict[str, list[Entry]],
-                   problems: list[str]) -> None:
-    """Collect each named profile's entries from the file's ``profiles:`` mapping."""
-    import yaml
-
-    if not isinstance(node, yaml.MappingNode):
-        problems.append(f"{file_name}:{node.start_mark.line + 1}: profiles: expected a mapping of names to settings")
-        return
-    for name_node, body in node.value:
-        name = str(name_node.value)
-        if isinstance(body, yaml.MappingNode):
-            profiles[name] = list(walk(body, "", name))
-        else:
-            problems.append(f"{file_name}:{name_node.start_mark.line + 1}: profiles.{name}:"
-                            " expected a mapping of settings")
-
-
-def _plain(node: Any) -> Any:
-    from pipeline import safe_yaml
-
-    return safe_yaml.plain(node)
 
 
 def _unknown_variables(environ: Mapping[str, str], problems: list[str]) -> None:

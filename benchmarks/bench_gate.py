@@ -58,16 +58,18 @@ def run(quick: bool) -> list[dict]:
     if why:
         return [measure.not_measured(HEALTHY_ROW, "s", HEALTHY_GOAL, why),
                 *[measure.not_measured(row, "s", FAIL_GOAL, why) for row in FAILING.values()]]
+    missing: set[str] = set()  # images the double's registry does not hold
     with tempfile.TemporaryDirectory(prefix="pinotage-bench-gate-") as tmp, \
-            FakeKube(token=secrets.token_urlsafe(16), tls=True, pod_start_s=0.2) as fake:
-        bench = Bench(fake, Path(tmp), deadline_s=QUICK_DEADLINE_S if quick else None)
+            FakeKube(token=secrets.token_urlsafe(16), tls=True, pod_start_s=0.2,
+                     image_exists=lambda image, auths: image not in missing) as fake:
+        bench = Bench(fake, Path(tmp), missing, deadline_s=QUICK_DEADLINE_S if quick else None)
         rows = [bench.healthy_row(HEALTHY_RUNS[quick], warmup=0 if quick else 1)]
         rows += bench.failing_rows(FAILING_RUNS[quick])
     return rows
 
 
 class Bench:
-    def __init__(self, fake, tmp: Path, *, deadline_s: int | None):
+    def __init__(self, fake, tmp: Path, missing: set[str], *, deadline_s: int | None):
         import kubernetes
 
         self.fake = fake
@@ -81,8 +83,7 @@ class Bench:
             self.manifest["spec"]["progressDeadlineSeconds"] = deadline_s
         self.deadline_s = self.manifest["spec"]["progressDeadlineSeconds"]
         self.serial = itertools.count(1)  # next() is safe from the failing rows' threads
-        self.missing: set[str] = set()  # images the double's registry does not hold
-        fake.controller.image_exists = lambda image, auths: image not in self.missing
+        self.missing = missing
 
     # --- rows ------------------------------------------------------------------------
 

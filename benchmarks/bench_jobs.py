@@ -115,7 +115,7 @@ def update_rows(quick: bool) -> list[dict]:
     count = JOBS[quick]
     names = [WRITES_ROW.format(n=f"{count:,}"), WALL_ROW, RESTORE_ROW]
     goals = ["≤ 1 writes (exactly the one changed job)", "≤ 1× the peer", "= 1 (restored)"]
-    units = ["writes", "s", ""]
+    units = ["writes", "s", "restored"]
     jjb = _jenkins_jobs()
     if not jjb:
         return [measure.not_measured(n, u, g, "jenkins-jobs is not installed") for n, u, g in zip(names, units, goals)]
@@ -156,7 +156,8 @@ def update_rows(quick: bool) -> list[dict]:
         restore_note += "; gap: the hand edit stays"
     return [measure.row(names[0], float(writes_p), float(writes_q), "writes", goals[0], writes_met, writes_note),
             measure.row(names[1], wall_p, wall_q, "s", goals[1], wall_met, wall_note),
-            measure.row(names[2], float(restored[0]), float(restored[1]), "", goals[2], restored[0], restore_note)]
+            measure.row(names[2], float(restored[0]), float(restored[1]), "restored", goals[2], restored[0],
+                        restore_note)]
 
 
 class _UpdateBench:

@@ -16,11 +16,8 @@ finds them (``targets/local_lock.py``), unless ``state_dir`` is set.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import fcntl
 import secrets
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -29,15 +26,12 @@ from pipeline import probe
 from pipeline.errors import DeployFailed, DeployRefused
 from pipeline.ledger import FileLedger, pick_rollback, release_of
 from pipeline.state import Deployment, Image, Release
-from pipeline.targets import IsAncestor, Progress, local_lock
+from pipeline.targets import IsAncestor, Progress, containers, local_lock
 from pipeline.targets import front as front_module
 
 if TYPE_CHECKING:
     from pipeline.registry import Credentials
 
-LABEL = "org.pinotage"  # label prefix on every container this target makes
-STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
-RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
@@ -79,12 +73,12 @@ class DockerTarget:
 
     def deployed(self) -> Release | None:
         container = self._serving()
-        return _release_of(container) if container is not None else None
+        return containers.release_of(container) if container is not None else None
 
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
         with self._locked(progress):
             live_container = self._serving()
-            live = _release_of(live_container) if live_container is not None else None
+            live = containers.release_of(live_container) if live_container is not None else None
             if live is not None and is_ancestor(release.commit, live.commit):
                 raise DeployRefused(
                     f"refusing to deploy {release.commit[:12]}: it is older than the deployed "
@@ -98,7 +92,7 @@ class DockerTarget:
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
         with self._locked(progress):
             live_container = self._serving()
-            live = _release_of(live_container) if live_container is not None else None
+            live = containers.release_of(live_container) if live_container is not None else None
             record = pick_rollback(self.ledger().records(), live=live, to_commit=to_commit)
             release = release_of(record)
             kept = self._kept(record.id)
@@ -127,33 +121,33 @@ class DockerTarget:
         import docker
 
         container = kept
-        legacy = live_container if live_container is not None and _holds(live_container, self._host_port()) else None
+        legacy = live_container if live_container is not None and containers.holds(live_container, self._host_port()) else None
         try:
             if container is None:
                 container = self._create(release)
             container.start()
-            port = _published_port(_reloaded(container), self.config.image.port)
-            progress(f"{container.name} started on {RELEASE_HOST}:{port}")
+            port = containers.published_port(containers.reloaded(container), self.config.image.port)
+            progress(f"{container.name} started on {containers.RELEASE_HOST}:{port}")
             self._wait_healthy(container, port, progress)
             if legacy is not None:
                 # A container of an earlier version holds host_port itself: the front needs it.
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
-                legacy.stop(timeout=STOP_TIMEOUT_S)
-            self._front().switch(front_module.Upstream(container.name, RELEASE_HOST, port), self._health_url())
+                legacy.stop(timeout=containers.STOP_TIMEOUT_S)
+            self._front().switch(front_module.Upstream(container.name, containers.RELEASE_HOST, port), self._health_url())
         except KeyboardInterrupt:  # an abort (Ctrl-C, or the SIGTERM of a Jenkins abort): the new one goes
             self._route_back(container, live_container)
             if kept is None:
-                _remove(container)
+                containers.remove(container)
             elif container is not None:
-                _stop(container)
+                containers.stop(container)
             raise
         except (DeployFailed, front_module.FrontError, docker.errors.APIError) as e:
             reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
             self._route_back(container, live_container)
             if kept is None:
-                _remove(container)
+                containers.remove(container)
             elif container is not None:
-                _stop(container)
+                containers.stop(container)
             self._remove_front_if_down()
             if live_container is None:
                 raise DeployFailed(f"{reason}; nothing was live", **_failed(release, None)) from e
@@ -169,7 +163,7 @@ class DockerTarget:
         progress(f"the front on port {self._host_port()} serves {container.name}")
         if live_container is not None and legacy is None and live_container.id != container.id:
             progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
-            _stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
+            containers.stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
         progress(f"serving {release.image.pinned} at {self.url()}")
         self._prune(keep=container)
 
@@ -180,8 +174,8 @@ class DockerTarget:
         if container is None or live_container is None or self._front().routed() != container.name:
             return
         try:
-            port = _published_port(_reloaded(live_container), self.config.image.port)
-            self._front().switch(front_module.Upstream(live_container.name, RELEASE_HOST, port), self._health_url())
+            port = containers.published_port(containers.reloaded(live_container), self.config.image.port)
+            self._front().switch(front_module.Upstream(live_container.name, containers.RELEASE_HOST, port), self._health_url())
         except (DeployFailed, front_module.FrontError, docker.errors.APIError):
             pass  # the caller reports the first failure; 'pinotage status' shows what the front serves
 
@@ -192,7 +186,7 @@ class DockerTarget:
         try:
             container.start()
             # Its own published port: the configured one may be what just failed.
-            port = _serving_port(_reloaded(container))
+            port = containers.serving_port(containers.reloaded(container))
             if port is None:
                 return f"{container.name} publishes no port"
             self._wait_healthy(container, port, progress)
@@ -219,11 +213,11 @@ class DockerTarget:
     def _create(self, release: Release):
         image = release.image
         labels = {
-            f"{LABEL}.app": self.app, f"{LABEL}.role": "serving", f"{LABEL}.commit": release.commit,
-            f"{LABEL}.image-name": image.name, f"{LABEL}.image-tag": image.tag,
-            f"{LABEL}.image-digest": image.digest, f"{LABEL}.build-url": release.build_url,
-            f"{LABEL}.ledger-id": release.ledger_id,
-            f"{LABEL}.deployed-at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
+            f"{containers.LABEL}.app": self.app, f"{containers.LABEL}.role": "serving", f"{containers.LABEL}.commit": release.commit,
+            f"{containers.LABEL}.image-name": image.name, f"{containers.LABEL}.image-tag": image.tag,
+            f"{containers.LABEL}.image-digest": image.digest, f"{containers.LABEL}.build-url": release.build_url,
+            f"{containers.LABEL}.ledger-id": release.ledger_id,
+            f"{containers.LABEL}.deployed-at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
         }
         # A random part keeps names unique when the same commit is deployed again (a rollback).
         name = f"pinotage-{self.app}-{release.commit[:12]}-{secrets.token_hex(3)}"
@@ -233,13 +227,13 @@ class DockerTarget:
         return self.client.containers.create(
             image.pinned, name=name, labels=labels, detach=True,
             environment={"PORT": str(port)},
-            ports={f"{port}/tcp": (RELEASE_HOST, _free_port())},
+            ports={f"{port}/tcp": (containers.RELEASE_HOST, containers.free_port())},
             restart_policy={"Name": "unless-stopped"},
         )
 
     def _front(self) -> front_module.Front:
         return front_module.Front(self.client, app=self.app, image=self.config.deploy.front_image,
-                                  host_ip=self.config.deploy.host_ip, host_port=self._host_port(), label=LABEL,
+                                  host_ip=self.config.deploy.host_ip, host_port=self._host_port(), label=containers.LABEL,
                                   pull=self._pull_front)
 
     def _pull_front(self, ref: str) -> None:
@@ -254,7 +248,7 @@ class DockerTarget:
         """Remove this port's front when it is not running (it failed to start): a later deploy starts it anew."""
         container = self._front().container()
         if container is not None and container.status != "running":
-            _remove(container)
+            containers.remove(container)
 
     def _health_url(self) -> str:
         return f"http://{self._probe_host()}:{self._host_port()}{self.config.image.health_path}"
@@ -264,17 +258,17 @@ class DockerTarget:
 
     def _wait_healthy(self, container, port: int, progress: Progress) -> None:
         """Wait until the container answers its health path; fail fast when it exits or is unhealthy."""
-        url = f"http://{RELEASE_HOST}:{port}{self.config.image.health_path}"
+        url = f"http://{containers.RELEASE_HOST}:{port}{self.config.image.health_path}"
         deadline_s = self.config.deadlines.rollout_s
         seen = probe.wait_healthy(container, url, deadline_s)
         if seen.healthy:
             progress(f"{container.name} healthy after {seen.waited_s:.1f} s")
             return
         if seen.exit_code is not None:
-            raise DeployFailed(f"{container.name} exited with {seen.exit_code}: {_log_tail(container)}",
+            raise DeployFailed(f"{container.name} exited with {seen.exit_code}: {containers.log_tail(container)}",
                                rolled_back=False)
         if seen.unhealthy:
-            raise DeployFailed(f"{container.name} is unhealthy by its HEALTHCHECK: {_log_tail(container)}",
+            raise DeployFailed(f"{container.name} is unhealthy by its HEALTHCHECK: {containers.log_tail(container)}",
                                rolled_back=False)
         raise DeployFailed(f"{container.name} did not answer {self.config.image.health_path} with 200 within "
                            f"{deadline_s} s (last: {seen.last})", rolled_back=False,
@@ -288,35 +282,35 @@ class DockerTarget:
         others = [c for c in self._containers() if c.id != keep.id]
         for container in others:
             if container.status == "running":
-                _remove(container)
+                containers.remove(container)
         stopped = [c for c in others if c.status != "running"]
-        stopped.sort(key=lambda c: c.labels.get(f"{LABEL}.deployed-at", ""), reverse=True)
+        stopped.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""), reverse=True)
         for container in stopped[KEEP_PREVIOUS:]:
-            _remove(container)
+            containers.remove(container)
 
     # --- reading the engine and the ledger --------------------------------------
 
     def _containers(self):
-        return self.client.containers.list(all=True, filters={"label": [f"{LABEL}.app={self.app}",
-                                                                       f"{LABEL}.role=serving"]})
+        return self.client.containers.list(all=True, filters={"label": [f"{containers.LABEL}.app={self.app}",
+                                                                       f"{containers.LABEL}.role=serving"]})
 
     def _serving(self):
         """Return the container the front serves; without a front, the newest running one (earlier versions)."""
-        containers = self._containers()
+        mine = self._containers()
         routed = self._front().routed()
-        for container in containers:
+        for container in mine:
             if routed is not None and container.name == routed:
                 return container
-        running = [c for c in containers if c.status == "running"]
-        running.sort(key=lambda c: c.labels.get(f"{LABEL}.deployed-at", ""))
+        running = [c for c in mine if c.status == "running"]
+        running.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""))
         return running[-1] if running else None
 
     def _kept(self, ledger_id: str):
         if not ledger_id:
             return None
         for container in self._containers():
-            if (container.labels.get(f"{LABEL}.ledger-id") == ledger_id and container.status != "running"
-                    and not _holds(container, self._host_port())):
+            if (container.labels.get(f"{containers.LABEL}.ledger-id") == ledger_id and container.status != "running"
+                    and not containers.holds(container, self._host_port())):
                 return container
         return None
 
@@ -337,14 +331,6 @@ class DockerTarget:
 
 # --- helpers --------------------------------------------------------------------
 
-def _release_of(container) -> Release:
-    labels = container.labels
-    image = Image(name=labels.get(f"{LABEL}.image-name", ""), tag=labels.get(f"{LABEL}.image-tag", ""),
-                  digest=labels.get(f"{LABEL}.image-digest", ""), commit=labels.get(f"{LABEL}.commit", ""))
-    return Release(image=image, commit=image.commit, build_url=labels.get(f"{LABEL}.build-url", ""),
-                   ledger_id=labels.get(f"{LABEL}.ledger-id", ""))
-
-
 def _revision(release: Release) -> str:
     # containers have no revision counter: the id of the ledger record that made them stands in
     return release.ledger_id or release.image.digest
@@ -354,60 +340,6 @@ def _failed(attempted: Release, serving: Release | None) -> dict[str, Any]:
     """Say, for DeployFailed, what the attempt tried and which release (if any) serves again."""
     return {"rolled_back": serving is not None, "returned_to": serving, "attempted": attempted,
             "revision": _revision(serving) if serving is not None else ""}
-
-
-def _reloaded(container):
-    container.reload()
-    return container
-
-
-def _published_port(container, port: int) -> int:
-    host_port = probe.published_port(container, port)
-    if host_port is None:
-        container.reload()
-        code = probe.exit_code(container)
-        why = f"it exited with {code}: {_log_tail(container)}" if code is not None else "it publishes none"
-        raise DeployFailed(f"{container.name} has no host port for {port}/tcp: {why}", rolled_back=False)
-    return host_port
-
-
-def _log_tail(container, lines: int = 5) -> str:
-    return " | ".join(probe.log_tail(container, lines)) or "(no output)"
-
-
-def _remove(container) -> None:
-    if container is None:
-        return
-    import docker
-
-    with contextlib.suppress(docker.errors.NotFound):
-        container.remove(force=True, v=True)
-
-
-def _stop(container) -> None:
-    import docker
-
-    with contextlib.suppress(docker.errors.APIError):
-        container.stop(timeout=STOP_TIMEOUT_S)
-
-
-def _holds(container, host_port: int) -> bool:
-    """Say whether a container publishes host_port itself (as containers of earlier versions did)."""
-    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
-    return any(str(b.get("HostPort")) == str(host_port) for bs in bindings.values() for b in bs or [])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((RELEASE_HOST, 0))
-        return s.getsockname()[1]
-
-
-def _serving_port(container) -> int | None:
-    for bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
-        for binding in bindings or []:
-            return int(binding["HostPort"])
-    return None
 
 
 def _reason(error: Exception, deploy) -> str:

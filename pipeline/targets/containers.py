@@ -1,0 +1,76 @@
+"""The local target's containers: the labels that carry a release, and the engine calls around them."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+
+from pipeline import probe
+from pipeline.errors import DeployFailed
+from pipeline.state import Image, Release
+
+LABEL = "org.pinotage"  # label prefix on every container the local target makes
+STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
+RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
+
+
+def release_of(container) -> Release:
+    labels = container.labels
+    image = Image(name=labels.get(f"{LABEL}.image-name", ""), tag=labels.get(f"{LABEL}.image-tag", ""),
+                  digest=labels.get(f"{LABEL}.image-digest", ""), commit=labels.get(f"{LABEL}.commit", ""))
+    return Release(image=image, commit=image.commit, build_url=labels.get(f"{LABEL}.build-url", ""),
+                   ledger_id=labels.get(f"{LABEL}.ledger-id", ""))
+
+
+def reloaded(container):
+    container.reload()
+    return container
+
+
+def published_port(container, port: int) -> int:
+    host_port = probe.published_port(container, port)
+    if host_port is None:
+        container.reload()
+        code = probe.exit_code(container)
+        why = f"it exited with {code}: {log_tail(container)}" if code is not None else "it publishes none"
+        raise DeployFailed(f"{container.name} has no host port for {port}/tcp: {why}", rolled_back=False)
+    return host_port
+
+
+def log_tail(container, lines: int = 5) -> str:
+    return " | ".join(probe.log_tail(container, lines)) or "(no output)"
+
+
+def remove(container) -> None:
+    if container is None:
+        return
+    import docker
+
+    with contextlib.suppress(docker.errors.NotFound):
+        container.remove(force=True, v=True)
+
+
+def stop(container) -> None:
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):
+        container.stop(timeout=STOP_TIMEOUT_S)
+
+
+def holds(container, host_port: int) -> bool:
+    """Say whether a container publishes host_port itself (as containers of earlier versions did)."""
+    bindings = (container.attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    return any(str(b.get("HostPort")) == str(host_port) for bs in bindings.values() for b in bs or [])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((RELEASE_HOST, 0))
+        return s.getsockname()[1]
+
+
+def serving_port(container) -> int | None:
+    for bindings in ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+        for binding in bindings or []:
+            return int(binding["HostPort"])
+    return None

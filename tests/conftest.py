@@ -180,3 +180,19 @@ def docker_cleanup(docker_client):
 def environ() -> dict[str, str]:
     """A minimal environment for code under test: nothing leaks in from the host's PINOTAGE_*."""
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root")}
+
+
+@pytest.fixture(scope="session")
+def token_hub(tmp_path_factory):
+    """A registry in token mode, as Docker Hub runs (tests/token_registry.py): pusher may push, reader may not."""
+    from tests import token_registry
+
+    if not shutil.which("docker-registry") or not shutil.which("openssl"):
+        need("a token-mode registry", "docker-registry or openssl is not installed")
+    tmp = tmp_path_factory.mktemp("token-registry")
+    process, issuer, registry = token_registry.start(tmp, serve_registry)
+    yield registry
+    process.terminate()
+    process.wait(10)
+    issuer.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -264,30 +264,12 @@ def test_only_one_area(loop, capsys):
     assert {area for area, _ in checks} == {"config", "kubernetes"}
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    """A registry in token mode, as Docker Hub runs (tests/token_registry.py): pusher may push, reader may not."""
-    import shutil
-
-    from tests import token_registry
-    from tests.conftest import need, serve_registry
-
-    if not shutil.which("docker-registry") or not shutil.which("openssl"):
-        need("a token-mode registry", "docker-registry or openssl is not installed")
-    tmp = tmp_path_factory.mktemp("doctor-token-registry")
-    process, issuer, registry = token_registry.start(tmp, serve_registry)
-    yield registry
-    process.terminate()
-    process.wait(10)
-    issuer.shutdown()
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 @pytest.mark.parametrize("user, status", [("pusher", "ok"), ("reader", "FAIL")])
-def test_the_token_service_must_grant_push(hub, tmp_path, capsys, user, status):
-    code = cli.main(["doctor", "--json", "--only", "registry", f"--set=registry.url={hub.url}",
+def test_the_token_service_must_grant_push(token_hub, tmp_path, capsys, user, status):
+    code = cli.main(["doctor", "--json", "--only", "registry", f"--set=registry.url={token_hub.url}",
                      f"--set=registry.user={user}"],
-                    {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PINOTAGE_REGISTRY_PASSWORD": hub.users[user][0]})
+                    {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                     "PINOTAGE_REGISTRY_PASSWORD": token_hub.users[user][0]})
     out = capsys.readouterr().out
     checks = {c["check"]: c for c in json.loads(out)["checks"] if c["area"] == "registry"}
     assert checks["login"]["status"] == "ok", out
@@ -295,4 +277,4 @@ def test_the_token_service_must_grant_push(hub, tmp_path, capsys, user, status):
     assert code == (0 if status == "ok" else 1)
     if status == "FAIL":
         assert "grants pull" in checks["push scope"]["detail"] and "not push" in checks["push scope"]["detail"]
-    assert hub.users[user][0] not in out
+    assert token_hub.users[user][0] not in out

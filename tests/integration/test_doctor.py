@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import yaml
 
 from pipeline import cli
 from tests.conftest import ROOT
+from tests.integration.kube_setup import account_token, install_into
 
 pytestmark = pytest.mark.integration
 
@@ -50,18 +50,7 @@ class Loop:
 
 
 def _deployer_kubeconfig(fake, admin, path: Path) -> Path:
-    from kubernetes import client
-
-    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
-        "pinotage-deployer", NAMESPACE, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                         "spec": {"expirationSeconds": 3600}}).status.token
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "deployer",
-        "clusters": [{"name": "test", "cluster": {"server": fake.url}}],
-        "users": [{"name": "deployer", "user": {"token": token}}],
-        "contexts": [{"name": "deployer", "context": {"cluster": "test", "user": "deployer"}}]}))
-    path.chmod(0o600)
-    return path
+    return fake.kubeconfig(path, token=account_token(admin, NAMESPACE), namespace=NAMESPACE)
 
 
 def _seed_cluster(admin) -> None:
@@ -69,8 +58,7 @@ def _seed_cluster(admin) -> None:
 
     client.CoreV1Api(admin).create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
-    for doc in yaml.safe_load_all((ROOT / "k8s/presentation/rbac.yaml").read_text()):
-        utils.create_from_dict(admin, doc, namespace=NAMESPACE)
+    install_into(admin, ROOT / "k8s/presentation/rbac.yaml", NAMESPACE)
     client.CoreV1Api(admin).create_namespaced_secret(NAMESPACE, {
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
         "metadata": {"name": PULL_SECRET}, "data": {".dockerconfigjson": "e30="}})

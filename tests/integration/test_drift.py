@@ -8,7 +8,6 @@ manages that changed. The double serves HTTPS because kubectl sends a token only
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import secrets
@@ -16,13 +15,13 @@ import shutil
 import subprocess
 
 import pytest
-import yaml
 
 from pipeline import cli, runner, services
 from pipeline import config as pinotage_config
 from pipeline.context import BuildContext
-from pipeline.state import Image, Release
+from pipeline.state import Image
 from tests.conftest import ROOT, need
+from tests.integration.kube_setup import account_token, install_into
 
 pytestmark = pytest.mark.integration
 
@@ -83,21 +82,14 @@ class Cluster:
 
 @pytest.fixture
 def cluster(fake, tmp_path):
-    from kubernetes import client, config, utils
+    from kubernetes import client, config
 
     admin = config.new_client_from_config(config_file=str(fake.admin_config), persist_config=False)
     namespace = f"pinotage-drift-{secrets.token_hex(3)}"
     core = client.CoreV1Api(admin)
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    for doc in yaml.safe_load_all(RBAC.read_text()):
-        doc = copy.deepcopy(doc)
-        doc["metadata"]["namespace"] = namespace
-        for subject in doc.get("subjects", ()):
-            subject["namespace"] = namespace
-        utils.create_from_dict(admin, doc, namespace=namespace)
-    token = core.create_namespaced_service_account_token(
-        "pinotage-deployer", namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                         "spec": {"expirationSeconds": 3600}}).status.token
+    install_into(admin, RBAC, namespace)
+    token = account_token(admin, namespace)
     deployer = fake.kubeconfig(tmp_path / "deployer.yaml", token=token, namespace=namespace)
     yield Cluster(fake, namespace, deployer, tmp_path / "kubectl-cache")
     core.delete_namespace(namespace)

@@ -25,11 +25,12 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, need
+from tests.integration.kube_setup import repointed
 
 pytestmark = pytest.mark.integration
 
 DEPLOYMENT = yaml.safe_load((ROOT / "k8s/presentation/deployment.yaml").read_text())
-RBAC = list(yaml.safe_load_all((ROOT / "k8s/presentation/rbac.yaml").read_text()))
+RBAC = ROOT / "k8s/presentation/rbac.yaml"
 
 
 @dataclasses.dataclass
@@ -165,11 +166,7 @@ def test_diff_shows_the_change_and_writes_nothing(kubectl, namespace):
 
 
 def test_auth_can_i_follows_role_cluster_role_and_group_bindings(kubectl, namespace):
-    docs = copy.deepcopy(RBAC)
-    for doc in docs:
-        doc["metadata"]["namespace"] = namespace
-        for subject in doc.get("subjects", ()):
-            subject["namespace"] = namespace
+    docs = repointed(RBAC, namespace)
     reader = f"pinotage-test-reader-{namespace}"
     docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": reader},
                  "rules": [{"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list"]}]})

@@ -15,7 +15,6 @@ ledger's only writer, so the records checked here are the ones a real run writes
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -36,6 +35,7 @@ from pipeline import services as services_module
 from pipeline.errors import ClusterError, DeployFailed, DeployRefused
 from pipeline.state import Image, Release
 from tests.conftest import ROOT, need
+from tests.integration.kube_setup import account_token, install_into
 
 pytestmark = pytest.mark.integration
 
@@ -221,21 +221,14 @@ class Env:
 @pytest.fixture
 def env(cluster, tmp_path):
     """A fresh namespace with the deployer RBAC, and a kubeconfig holding the deployer's token."""
-    from kubernetes import client, utils
+    from kubernetes import client
 
     namespace = f"pinotage-test-{secrets.token_hex(4)}"
     core = client.CoreV1Api(cluster.admin)
     core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     try:
-        for doc in yaml.safe_load_all(RBAC.read_text()):
-            doc = copy.deepcopy(doc)
-            doc["metadata"]["namespace"] = namespace
-            for subject in doc.get("subjects", ()):
-                subject["namespace"] = namespace
-            utils.create_from_dict(cluster.admin, doc, namespace=namespace)
-        token = core.create_namespaced_service_account_token(
-            "pinotage-deployer", namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                             "spec": {"expirationSeconds": 3600}}).status.token
+        install_into(cluster.admin, RBAC, namespace)
+        token = account_token(cluster.admin, namespace)
         cluster_entry = {"server": cluster.server}
         if cluster.ca_file:
             cluster_entry["certificate-authority"] = cluster.ca_file

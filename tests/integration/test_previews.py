@@ -9,7 +9,6 @@ state file the earlier stages wrote, the preview deployer's kubeconfig and the G
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import secrets
@@ -23,6 +22,7 @@ from pipeline import cli
 from pipeline.context import BuildContext
 from pipeline.state import Image, write_state
 from tests.conftest import ROOT
+from tests.integration.kube_setup import account_token, install_into
 
 pytestmark = pytest.mark.integration
 
@@ -121,17 +121,6 @@ class Env:
         return [r for r in self.kube.requests if r.user == f"system:serviceaccount:{namespace}:{account}"]
 
 
-def _install(admin, path, namespace: str) -> None:
-    from kubernetes import utils
-
-    for doc in yaml.safe_load_all(path.read_text()):
-        doc = copy.deepcopy(doc)
-        doc["metadata"]["namespace"] = namespace
-        for subject in doc.get("subjects", ()):
-            subject["namespace"] = namespace
-        utils.create_from_dict(admin, doc, namespace=namespace)
-
-
 @pytest.fixture
 def env(doubles, tmp_path):
     from kubernetes import client, config
@@ -146,10 +135,8 @@ def env(doubles, tmp_path):
     for namespace, rbac, account, key in ((app_ns, APP_RBAC, "pinotage-deployer", "app"),
                                           (preview_ns, PREVIEW_RBAC, "pinotage-preview-deployer", "preview")):
         core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-        _install(admin, rbac, namespace)
-        token = core.create_namespaced_service_account_token(account, namespace, {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600}}).status.token
+        install_into(admin, rbac, namespace)
+        token = account_token(admin, namespace, account)
         configs[key] = kube.kubeconfig(tmp_path / f"{key}.yaml", token=token, namespace=namespace)
     yield Env(kube, github, admin, app_ns, preview_ns, configs, tmp_path)
     for namespace in (app_ns, preview_ns):

@@ -183,7 +183,8 @@ def build_stage(config: config_module.Config, context: BuildContext, services: S
     if services.make_sbom is None:
         return services.phases.build(client, config, context, progress=progress)
     sbom = services.make_sbom()
-    progress(f"sbom: {len(sbom.packages)} shipped packages, {sbom.digest} ({sbom.path})")
+    progress(f"sbom: {len(sbom.packages)} shipped packages, {sbom.digest} ({sbom.path})"
+             + (", kept from a build of the same lockfile" if sbom.reused else ""))
     return services.phases.build(client, config, context, progress=progress, sbom=sbom)
 
 

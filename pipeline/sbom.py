@@ -6,6 +6,12 @@ PATH), reproducibly, into the state folder under its own digest; the image carri
 the label ``SBOM_LABEL``, and the ledger record keeps the digest and the packages the image ships
 (the SBOM's components that are not development-only), so ``pinotage history --package`` finds
 the deploys that shipped a package and ``pinotage sbom`` prints a deployed revision's SBOM.
+
+The tool's output is a function of its inputs alone (``--output-reproducible``): the app's
+``package.json`` and lockfile, and the tool itself. So a build whose inputs were seen before
+reuses the SBOM kept for them, checked against its digest, instead of running the tool again (a
+second of Node.js on every slides-only change); any doubt (no record, a changed or missing file)
+runs the tool.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class Sbom:
     digest: str  # "sha256:…" of the file's bytes
     path: str
     packages: tuple[str, ...]  # "name@version", sorted
+    reused: bool = False  # kept from an earlier build of the same inputs: the tool did not run
 
 
 def components(document: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
@@ -84,12 +91,16 @@ def generate(config: Any, environ: Mapping[str, str], *, progress: Callable[[str
         if not (app / name).is_file():
             raise BadInput(f"image.context: {app / name}: no such file (the SBOM is made from the app's lockfile)")
     tool = find_tool(config, environ)
+    env = {**tool_environ(environ), "npm_config_update_notifier": "false"}
+    env.pop("NODE_ENV", None)  # "production" would make the tool omit development packages
+    inputs = inputs_key(app, tool, env)
+    kept = _kept_for(config, inputs)
+    if kept is not None:
+        return kept
     with tempfile.TemporaryDirectory(prefix="pinotage-sbom-") as work:
         for name in ("package.json", "package-lock.json"):
             shutil.copy(app / name, Path(work, name))
         out = Path(work, "sbom.cdx.json")
-        env = {**tool_environ(environ), "npm_config_update_notifier": "false"}
-        env.pop("NODE_ENV", None)  # "production" would make the tool omit development packages
         SubprocessShell(cwd=work, env=env, progress=progress).run(
             [tool, "--package-lock-only", "--flatten-components", "--output-reproducible", "--output-format", "JSON",
              "--output-file", str(out), "package.json"], timeout_s=SBOM_TIMEOUT_S)
@@ -99,7 +110,51 @@ def generate(config: Any, environ: Mapping[str, str], *, progress: Callable[[str
     path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    _remember(config, inputs, digest)
     return Sbom(digest=digest, path=str(path), packages=shipped(document))
+
+
+def inputs_key(app: Path, tool: str, env: Mapping[str, str]) -> str:
+    """Return a digest of what the tool's output depends on: the app's two files, the tool (its
+    package.json, the script), the node and npm it runs with, and the npm settings in its environment."""
+    h = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        h.update(name.encode() + b"\0" + (app / name).read_bytes() + b"\0")
+    script = Path(tool).resolve()
+    for package in script.parents:  # the tool's version is in its package's package.json
+        if (package / "package.json").is_file():
+            h.update((package / "package.json").read_bytes())
+            break
+    for program in (str(script), shutil.which("node", path=env.get("PATH")), shutil.which("npm", path=env.get("PATH"))):
+        if program:
+            real = Path(program).resolve()
+            stat = real.stat()
+            h.update(f"{real}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    for name in sorted(k for k in env if k.lower().startswith("npm_config_")):
+        h.update(f"{name}={env[name]}\0".encode())
+    rc = Path(env.get("NPM_CONFIG_USERCONFIG") or env.get("npm_config_userconfig") or Path(env.get("HOME", "/"), ".npmrc"))
+    if rc.is_file():  # the user's npm settings
+        h.update(rc.read_bytes())
+    return h.hexdigest()
+
+
+def _kept_for(config: Any, inputs: str) -> Sbom | None:
+    """Return the SBOM written before from the same inputs, if it is still there with its digest."""
+    try:
+        digest = (folder(config) / "inputs" / inputs).read_text().strip()
+        data = load(config, digest)
+    except (OSError, PinotageError):
+        return None
+    return Sbom(digest=digest, path=str(folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"),
+                packages=shipped(json.loads(data)), reused=True)
+
+
+def _remember(config: Any, inputs: str, digest: str) -> None:
+    record = folder(config) / "inputs" / inputs
+    record.parent.mkdir(exist_ok=True)
+    partial = record.with_name(record.name + ".partial")
+    partial.write_text(digest + "\n")
+    partial.replace(record)  # never a half-written record
 
 
 def load(config: Any, digest: str) -> bytes:

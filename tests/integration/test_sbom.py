@@ -29,13 +29,62 @@ def lock_packages() -> set[tuple[str, str, bool]]:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
-    """The real app's SBOM, written twice into one state folder."""
+    """The real app's SBOM, written by the tool into two state folders."""
     if not (ROOT / sbom.LOCAL_TOOL).is_file() and shutil.which(sbom.TOOL) is None:
         need("the CycloneDX tool", "scripts/test installs it under tools/cyclonedx")
-    state = tmp_path_factory.mktemp("state")
-    config = Config(root=str(ROOT), state_dir=str(state), image=ImageConfig(context="docker/presentation"))
-    environ = {"PATH": os.environ["PATH"], "HOME": str(state), "NODE_ENV": "production"}
-    return config, sbom.generate(config, environ), sbom.generate(config, environ)
+    made = []
+    for _ in range(2):
+        state = tmp_path_factory.mktemp("state")
+        config = Config(root=str(ROOT), state_dir=str(state), image=ImageConfig(context="docker/presentation"))
+        environ = {"PATH": os.environ["PATH"], "HOME": str(state), "NODE_ENV": "production"}
+        made.append(sbom.generate(config, environ))
+    return config, made[0], made[1]
+
+
+def app_copy(tmp_path):
+    """A repository holding a copy of the app's package.json and lockfile, and a state folder."""
+    shutil.copytree(APP, tmp_path / "app", ignore=shutil.ignore_patterns("node_modules", "slides"))
+    return Config(root=str(tmp_path), state_dir="state", image=ImageConfig(context="app")), \
+        {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+
+
+def tool_runs(monkeypatch) -> list:
+    """Count the runs of the tool: each is a subprocess started through SubprocessShell."""
+    runs = []
+    real = sbom.SubprocessShell.run
+
+    def counted(self, argv, **kwargs):
+        runs.append(argv)
+        return real(self, argv, **kwargs)
+
+    monkeypatch.setattr(sbom.SubprocessShell, "run", counted)
+    return runs
+
+
+def test_a_build_of_the_same_lockfile_reuses_the_kept_sbom(written, tmp_path, monkeypatch):
+    _, made, _ = written
+    config, environ = app_copy(tmp_path)
+    runs = tool_runs(monkeypatch)
+    first, second = sbom.generate(config, environ), sbom.generate(config, environ)
+    assert len(runs) == 1 and not first.reused and second.reused
+    assert (second.digest, second.packages, second.path) == (first.digest, first.packages, first.path) \
+        and first.digest == made.digest
+
+
+def test_a_changed_lockfile_or_a_changed_kept_file_runs_the_tool_again(written, tmp_path, monkeypatch):
+    config, environ = app_copy(tmp_path)
+    runs = tool_runs(monkeypatch)
+    first = sbom.generate(config, environ)
+    with open(first.path, "ab") as kept:
+        kept.write(b" ")  # the kept file no longer has its digest: it is not trusted
+    assert not sbom.generate(config, environ).reused and len(runs) == 2
+    package = tmp_path / "app" / "package.json"
+    document = json.loads(package.read_text())
+    document["description"] = "changed"
+    package.write_text(json.dumps(document))
+    third = sbom.generate(config, environ)
+    assert not third.reused and len(runs) == 3 and third.digest != first.digest
+    assert not sbom.generate(config, {**environ, "npm_config_omit": "dev"}).reused  # npm's settings count too
 
 
 def test_the_sbom_lists_every_package_of_the_lockfile_with_its_version(written):
@@ -51,7 +100,7 @@ def test_the_sbom_lists_every_package_of_the_lockfile_with_its_version(written):
 
 def test_the_sbom_is_kept_under_its_digest_and_is_reproducible(written):
     config, made, again = written
-    assert made == again
+    assert (made.digest, made.packages) == (again.digest, again.packages)  # two runs of the tool, two folders
     assert sbom.load(config, made.digest) == open(made.path, "rb").read()
     assert made.path.endswith(made.digest.removeprefix("sha256:") + ".cdx.json")
 

@@ -7,6 +7,18 @@ starts workers with the new upstream while the old workers finish what they hold
 listening socket never closes, so no request is refused or reset. The release that was live is
 stopped only once no old worker is left.
 
+The front keeps no client connection alive between requests: every answer says ``Connection:
+close``. An old worker closes the kept-alive connections it holds as soon as a reload reaches
+it, and a client that sent its next request on one at that moment gets no answer (nginx does
+so whatever its settings; RFC 9112 leaves the retry to the client). Measured with a client that
+keeps its connection alive: one such request lost per reload (``benchmarks/bench_deploy.py``).
+
+A switch never leaves the front on a release that does not serve: the release is asked once more
+just before the reload, and after it the front must answer 200 from it. When nginx refuses the
+new configuration (its old workers serve on), when the release answers anything else through the
+front, or when the switch is interrupted, the front gets its previous configuration back by the
+same graceful reload (``tests/integration/test_front.py``).
+
 The configuration is also the record of which release is live: its first line names the
 container, and ``routed()`` reads it back from the engine.
 """
@@ -17,6 +29,7 @@ import dataclasses
 import io
 import tarfile
 import time
+import urllib.parse
 from typing import Any, Callable
 
 from pipeline import probe
@@ -54,6 +67,7 @@ worker_shutdown_timeout {SHUTDOWN_S}s;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    keepalive_timeout 0;
     client_body_temp_path /tmp/body;
     proxy_temp_path /tmp/proxy;
     fastcgi_temp_path /tmp/fastcgi;
@@ -120,31 +134,70 @@ class Front:
     def switch(self, upstream: Upstream, health_url: str) -> None:
         """Route the front to upstream (starting the front if needed); return once old workers are gone.
 
-        health_url is the front's own health URL: the switch is done when it answers from upstream.
+        health_url is the front's own health URL: the switch is done when it answers 200 from
+        upstream. If it does not (nginx refused the new configuration, the upstream stopped
+        answering, or the switch is interrupted), the running front is switched back to the
+        configuration it had, and FrontError (or the interrupt) goes on up.
         """
         import docker
 
+        _check_answers(upstream, health_url)  # once more: it may have stopped since its health check
         conf = render(upstream, listen_host=self.host_ip, listen_port=self.host_port)
         container = self.container()
-        old_workers: set[str] = set()
         started = container is None or container.status != "running"
         try:
             if started:
                 if container is not None:
                     container.remove(force=True)
                 container = self._start(conf)
-            else:
-                old_workers = _workers(container)
-                _write_file(container, CONF_DIR, CONF_NAME, conf)
-                container.kill(signal="SIGHUP")
+                self._wait_answering(container, upstream.name, health_url, since=0)
+                # Started with no restart policy, so a front that cannot bind exits and says why;
+                # once it serves, it comes back with the engine.
+                container.update(restart_policy={"Name": "unless-stopped"})
+                return
+            previous = _read_file(container, f"{CONF_DIR}/{CONF_NAME}")
+            self._reload(container, conf, upstream.name, health_url, previous)
         except docker.errors.APIError as e:
             raise FrontError(f"the front {self.name}: the engine refused: {e.explanation or e}") from e
-        self._wait_answering(container, upstream.name, health_url)
-        if started:
-            # Started with no restart policy, so a front that cannot bind exits and says why;
-            # once it serves, it comes back with the engine.
-            container.update(restart_policy={"Name": "unless-stopped"})
-        _wait_gone(container, old_workers)
+
+    def _reload(self, container, conf: str, name: str, health_url: str, previous: str) -> None:
+        """Reload the running front with conf; on any failure, reload it with previous again."""
+        old_workers = _workers(container)
+        try:
+            _write_file(container, CONF_DIR, CONF_NAME, conf)
+            signalled = time.time()
+            container.kill(signal="SIGHUP")
+            self._wait_answering(container, name, health_url, since=signalled)
+            _wait_gone(container, old_workers)
+        except FrontError as e:
+            back = live_name(previous) or "its previous configuration"
+            if self._restore(container, previous, health_url):
+                raise FrontError(f"{e}; the front serves {back} again") from e
+            raise FrontError(f"{e}; switching the front back to {back} failed too") from e
+        except BaseException:  # an interrupt (Ctrl-C, SIGTERM) or an engine error: back, then on up
+            self._restore(container, previous, health_url)
+            raise
+
+    def _restore(self, container, previous: str, health_url: str) -> bool:
+        """Put the previous configuration back and reload; say whether the front answers from it again.
+
+        Returns once the workers of the failed configuration are gone too: the caller removes the
+        release they route to.
+        """
+        import docker
+
+        back = live_name(previous)
+        try:
+            failed_workers = _workers(container)
+            _write_file(container, CONF_DIR, CONF_NAME, previous)
+            signalled = time.time()
+            container.kill(signal="SIGHUP")
+            if back is not None:
+                self._wait_answering(container, back, health_url, since=signalled)
+            _wait_gone(container, failed_workers)
+        except (FrontError, docker.errors.APIError, OSError):
+            return False
+        return True
 
     def _start(self, conf: str):
         self._pull(self.image)
@@ -155,8 +208,13 @@ class Front:
         container.start()
         return container
 
-    def _wait_answering(self, container, name: str, url: str) -> None:
-        """Wait until the front answers from the named container, or fail saying why not."""
+    def _wait_answering(self, container, name: str, url: str, *, since: float) -> None:
+        """Wait until the front answers 200 from the named container, or fail saying why not.
+
+        Fails at once when the named container answers anything else (it stopped serving), or
+        when nginx has said since the reload signal (a time stamp) that it refused the
+        configuration: then its old workers serve on with the configuration they had.
+        """
         deadline = time.monotonic() + SWITCH_DEADLINE_S
         last = "no answer yet"
         while time.monotonic() < deadline:
@@ -168,12 +226,41 @@ class Front:
             except OSError as e:
                 last = type(e).__name__
             else:
-                if answered == name:
+                if answered == name and status == 200:
                     return
+                if answered == name:
+                    raise FrontError(f"the front at {url} answered HTTP {status} through {name}: "
+                                     f"it stopped serving after its health check")
                 last = f"HTTP {status} from {answered or 'something else'}"
+            refused = _refused(container, since) if since else ""
+            if refused:
+                raise FrontError(f"nginx refused the configuration for {name}: {refused}")
             time.sleep(probe.POLL_S)
         raise FrontError(f"the front at {url} did not answer from {name} within "
                          f"{SWITCH_DEADLINE_S} s (last: {last}); its log: {_log(container)}")
+
+
+def _check_answers(upstream: Upstream, health_url: str) -> None:
+    """Fail unless upstream itself answers health_url's path with 200."""
+    path = urllib.parse.urlsplit(health_url).path or "/"
+    url = f"http://{upstream.host}:{upstream.port}{path}"
+    try:
+        status, _ = probe.get(url)
+    except OSError as e:
+        raise FrontError(f"{upstream.name} stopped answering {url} after its health check ({type(e).__name__}); "
+                         f"the front was left as it was") from e
+    if status != 200:
+        raise FrontError(f"{upstream.name} answered {url} with HTTP {status} after its health check; "
+                         f"the front was left as it was")
+
+
+def _refused(container, since: float) -> str:
+    """Return nginx's complaint about a configuration it refused after the time stamp since, or ""."""
+    text = container.logs(stdout=False, stderr=True, since=since).decode(errors="replace")
+    for line in text.splitlines():
+        if "[emerg]" in line:
+            return line.split("] ", 1)[-1].strip()
+    return ""
 
 
 def _workers(container) -> set[str]:

@@ -2,20 +2,20 @@
 
 One app repository serves the module; the tests go in order through the life of a deploy:
 the first release, a newer one, a rollback, an older build finishing late, a release that never
-gets healthy, and a pull request that must not touch a credential.
+gets healthy, a deploy interrupted halfway, and a pull request that must not touch a credential.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import http.client
 import io
 import json
 import secrets
+import signal
 import socket
 import subprocess
-import threading
+import sys
 import urllib.request
 from collections.abc import Mapping
 
@@ -25,6 +25,7 @@ from pipeline import cli
 from pipeline.config import SECRETS
 from tests.fakes.github import FakeGithub
 from tests.integration.app_loop import AppLoop, git, make_app_loop
+from tests.integration.asking import Client
 
 pytestmark = pytest.mark.integration
 
@@ -109,21 +110,22 @@ def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_cli
     older = loop.live_commit(docker_client)  # master's head, live
     before = len(loop.history())
     newer = loop.commit("a newer slide", slide_line="Deployed by the run tests.")
-    with Client(loop.url) as client:
+    with Client(loop.url, interval_s=0.02) as client:
         done = loop.pinotage("run")
     assert done.returncode == 0, done.stderr[-3000:]
     assert client.failures == [] and len(client.answers) > 20, "a deploy drops no request"
-    assert set(client.answers) == {200}
+    assert client.statuses == {200}
     assert loop.live_commit(docker_client) == newer
     assert "Deployed by the run tests." in loop.page()
     stopped = docker_client.containers.list(all=True, filters={"label": f"org.pinotage.app={loop.app}",
                                                                  "status": "exited"})
     assert [c.labels["org.pinotage.commit"] for c in stopped] == [older], "the previous container is kept"
 
-    with Client(loop.url) as client:
+    with Client(loop.url, interval_s=0.02) as client:
         back = loop.pinotage("rollback")
     assert back.returncode == 0, back.stderr[-3000:]
     assert client.failures == [] and len(client.answers) > 5, "a rollback drops no request"
+    assert client.statuses == {200}
     assert loop.live_commit(docker_client) == older
     assert "Deployed by the run tests." not in loop.page()
     forward = loop.pinotage("rollback", "--to", newer[:10])
@@ -134,37 +136,6 @@ def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_cli
                         (older, "deployed", f"rollback from {newer[:12]}"),
                         (newer, "deployed", f"rollback from {older[:12]}")]
     assert [set(r["phases_s"]) for r in loop.history()[before + 1:]] == [{"rollback"}, {"rollback"}]
-
-
-class Client:
-    """One client asking a URL every INTERVAL_S on a new connection, while the block runs."""
-
-    INTERVAL_S = 0.02
-
-    def __init__(self, url: str):
-        self.url = url
-        self.answers: list[int] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._ask, daemon=True)
-
-    def __enter__(self) -> "Client":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _ask(self) -> None:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        while not self._stop.wait(self.INTERVAL_S):
-            try:
-                with opener.open(self.url, timeout=5) as response:
-                    response.read()
-                    self.answers.append(response.status)
-            except (OSError, http.client.HTTPException) as e:
-                self.failures.append(f"{type(e).__name__}: {e}")
 
 
 def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_client):
@@ -247,6 +218,39 @@ def test_an_engine_error_at_the_cut_over_is_one_line_and_the_previous_release_se
     last = records[-1]
     assert (last["commit"], last["outcome"], last["image"]) == (newer, "rolled-back", f"{name}@{digest}")
     assert f"port {taken} is taken" in last["message"], last["message"]
+
+
+@pytest.mark.parametrize("signal_number, at", [
+    (signal.SIGTERM, "healthy after"),  # a Jenkins abort as the front switches to the new release
+    (signal.SIGINT, "started on"),  # Ctrl-C while the new release starts
+], ids=["sigterm-at-the-switch", "sigint-at-the-start"])
+def test_an_interrupted_deploy_leaves_the_previous_release_serving_and_the_next_one_goes_through(
+        loop, first, registry, docker_client, docker_cleanup, tmp_path, signal_number, at):
+    serving = loop.live_commit(docker_client)
+    newer = loop.commit(f"a release whose deploy is interrupted ({at})")
+    _, _, state = _pushed_release(
+        loop, registry, docker_client, docker_cleanup, tmp_path, commit=newer, tag_prefix="interrupted",
+        dockerfile=f'FROM {_live_image(loop, docker_client)}\nLABEL org.example.relabelled="{secrets.token_hex(3)}"\n')
+    with Client(loop.url, interval_s=0.01) as client:
+        deploy = subprocess.Popen([sys.executable, "-m", "pipeline", "deploy", "--state", str(state)], cwd=loop.repo,
+                                  env=loop.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        said = []
+        for line in deploy.stderr:
+            said.append(line)
+            if at in line:
+                deploy.send_signal(signal_number)
+                break
+        _, rest = deploy.communicate(timeout=60)
+    said = "".join(said) + rest
+    assert deploy.returncode == (128 + signal.SIGTERM if signal_number == signal.SIGTERM else 130), said
+    assert "cleaned up" in said and "Traceback" not in said, said
+    assert loop.live_commit(docker_client) == serving, "the new release's container is gone; the previous serves"
+    assert client.failures == [] and client.statuses == {200}, client.failures[:3]
+    assert "<section" in loop.page()
+
+    done = loop.pinotage("deploy", "--state", str(state))  # the next attempt finds nothing in its way
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert loop.live_commit(docker_client) == newer
 
 
 def _live_image(loop, docker_client) -> str:

@@ -22,6 +22,8 @@ import contextlib
 import datetime
 import re
 import secrets
+import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -245,6 +247,17 @@ def smoke(client: Any, config: Config, image: Image, *, progress: Progress = _qu
             raise SmokeFailed(f"{image.ref}: the first slide does not contain {config.image.first_slide_text!r}"
                               f" (it reads {shown!r})", hint="check image.first_slide_text and slides/")
         progress(f"the first slide shows {config.image.first_slide_text!r}")
+        # Passed: the container and its network go while the next phase runs. The thread is not a
+        # daemon, so the process does not exit before they are gone; a failure removes them first.
+        threading.Thread(target=_clean_up, args=(stack.pop_all(), name), name="pinotage-smoke-cleanup").start()
+
+
+def _clean_up(stack: contextlib.ExitStack, name: str) -> None:
+    try:
+        stack.close()
+    except Exception as e:  # the engine refused: say so once, the verdict stands
+        print(f"pinotage: warning: could not remove the smoke container {name} or its network: {e}",
+              file=sys.stderr)
 
 
 def _remove(*, container_of: Callable[[], Any]) -> None:

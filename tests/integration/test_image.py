@@ -12,6 +12,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import types
 from pathlib import Path
@@ -71,6 +72,15 @@ def registry_digest(registry, tag, repository=REPOSITORY):
     return RegistryClient(registry.url, credentials).manifest_digest(repository, tag)
 
 
+def smoke_cleaned_up() -> None:
+    """Wait for the removal of passed smoke tests' containers and networks: it runs while the next phase
+    does, in a thread that is not a daemon, so a process cannot exit before they are gone."""
+    cleaning = [t for t in threading.enumerate() if t.name == "pinotage-smoke-cleanup"]
+    assert all(not t.daemon for t in cleaning)  # (one may be done already)
+    for thread in cleaning:
+        thread.join(30)
+
+
 def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_client, docker_cleanup,
                                                        tmp_path, capsys):
     """Cases 1 and 2: lookup → build → smoke → push hands the digest on; a re-run's lookup finds it and the rest skip."""
@@ -97,6 +107,9 @@ def test_build_smoke_push_end_to_end_then_a_rerun_skips(env, registry, docker_cl
     code, out, err = pinotage(["smoke", "--state", str(state)], env, capsys)
     assert code == 0, err
     assert "passed" in out
+    smoke_cleaned_up()
+    assert not docker_client.containers.list(all=True, filters={"label": f"{phases.SMOKE_LABEL}={context.commit}"})
+    assert not docker_client.networks.list(filters={"label": f"{phases.SMOKE_LABEL}={context.commit}"})
 
     code, out, err = pinotage(["push", "--state", str(state)], env, capsys)
     assert code == 0, err
@@ -396,9 +409,10 @@ def test_the_smoke_container_runs_without_capabilities_privileges_or_a_way_out(e
             attached = docker_client.containers.get(line.split()[1]).attrs["NetworkSettings"]["Networks"]
             networks.update({n: docker_client.networks.get(n).attrs["Internal"] for n in attached})
 
-    phases.smoke(docker_client, config, Image(name=name, tag=tag, commit="5andb0x"),  # raises, quoting the slide
+    phases.smoke(docker_client, config, Image(name=name, tag=tag, commit="5andb0x"),  # the slide says its sandbox
                  progress=while_it_runs)
     assert list(networks.values()) == [True], networks
+    smoke_cleaned_up()
     assert not docker_client.containers.list(all=True, filters={"label": f"{phases.SMOKE_LABEL}=5andb0x"})
     assert not docker_client.networks.list(filters={"label": f"{phases.SMOKE_LABEL}=5andb0x"})
 

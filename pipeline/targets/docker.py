@@ -168,7 +168,11 @@ class DockerTarget:
         self._prune(keep=container)
 
     def _route_back(self, container, live_container) -> None:
-        """Switch the front back to the live container if a failed switch had already reloaded it to container."""
+        """Switch the front back to the live container if it still routes to container.
+
+        A failed or interrupted switch puts the front's previous configuration back itself; this
+        covers a front whose switching back failed too.
+        """
         import docker
 
         if container is None or live_container is None or self._front().routed() != container.name:

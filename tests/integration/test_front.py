@@ -55,6 +55,7 @@ class Release(http.server.ThreadingHTTPServer):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # the front keeps upstream connections alive
+    disable_nagle_algorithm = True  # headers and body go in two writes: no delayed-ACK wait between them
 
     def do_GET(self):  # noqa: N802 (the name http.server calls)
         release: Release = self.server

@@ -119,6 +119,8 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     built = pushed = False
     result = DeployResult(deployment=None, record=None)
     _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
+    if "deploy" in plan:
+        services.prepare_target()
     try:
         if "push" in plan:
             with timer.phase("lookup"):
@@ -230,7 +232,7 @@ def preview_stage(config: config_module.Config, context: BuildContext, image: Im
 
 def gate_stage(image: Image, services: Services) -> Release:
     """Check that the image the deploy stage gated is still the live one; return what is live."""
-    live = services.make_target().deployed()
+    live = services.target().deployed()
     if live is None or live.image.digest != image.digest:
         now = f"{live.image.pinned} ({live.commit[:12]})" if live is not None else "nothing"
         raise DeployFailed(f"gate: {image.pinned} is not live; {now} is", rolled_back=False,
@@ -289,7 +291,7 @@ def _pinned(image: Image) -> str:
 
 def _deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, timer: Timer,
             progress: Progress) -> DeployResult:
-    target = services.make_target()
+    target = services.target()
     live = target.deployed()
     if live is not None and live.image.digest == image.digest:
         note = f"{image.pinned} is already live"

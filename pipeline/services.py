@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -41,13 +42,47 @@ class Services:
     make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
     make_previews: Callable[[], Any] | None = None  # -> (PreviewCluster, app manifest, pull secret or None)
     local_preview: Any = None  # serves `run --preview`: pipeline.preview.local, or a double in tests
+    early_target: bool = False  # a run that deploys makes the target while the image phases run
     _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _making: threading.Thread | None = dataclasses.field(default=None, init=False, repr=False)
 
     def client(self) -> Any:
         """Return the engine client, made on first use and shared by the phases after it."""
         if "client" not in self._made:
             self._made["client"] = self.make_client()
         return self._made["client"]
+
+    def target(self) -> Target:
+        """Return the deploy target, made on first use (or by ``prepare_target``, whose failure is raised here)."""
+        if self._making is not None:
+            self._making.join()
+            self._making = None
+        if "target" not in self._made:
+            self._made["target"] = self.make_target()
+        made = self._made["target"]
+        if isinstance(made, BaseException):
+            del self._made["target"]
+            raise made
+        return made
+
+    def prepare_target(self) -> None:
+        """Start making the target in a thread, when ``early_target`` says it is worth it.
+
+        The Kubernetes client takes a second or more of CPU to load its API classes; made while the
+        build waits on the engine, it is ready when the deploy starts. A failure (a bad kubeconfig)
+        is kept and raised when the deploy asks for the target, as it would have been then.
+        """
+        if not self.early_target or self._making is not None or "target" in self._made:
+            return
+
+        def make() -> None:
+            try:
+                self._made["target"] = self.make_target()
+            except BaseException as e:  # raised by target(), in the thread that deploys
+                self._made["target"] = e
+
+        self._making = threading.Thread(target=make, name="pinotage-make-target", daemon=True)
+        self._making.start()
 
     def credentials(self) -> "Credentials | None":
         """Return the registry login, read on first use (None: the registry takes anonymous calls)."""
@@ -69,6 +104,7 @@ def services_for(config: config_module.Config, plan: Plan, context: BuildContext
         make_sbom=lambda: _write_sbom(config, environ),
         make_previews=lambda: preview_services(config, environ),
         local_preview=_local_preview(),
+        early_target=config.deploy.target == "kubernetes" and "deploy" in plan,
     )
 
 

@@ -416,3 +416,58 @@ def test_a_failed_ledger_write_is_reported_beside_the_deploy_error_never_instead
         "pinotage: error: the rollout of abc failed (never healthy)",
         "pinotage: error: and the ledger record of this failure was not written: "
         "configmap/pinotage-ledger-presentation: the API server answered 503"]
+
+
+def test_a_run_that_deploys_makes_an_early_target_while_the_image_phases_run():
+    """The Kubernetes client is slow to load: with early_target the target is made beside the build."""
+    import threading
+
+    calls = []
+    made_in = []
+
+    class Slow(Phases):
+        def build(self, client, config, context, *, progress):
+            assert made.wait(10), "the target was not being made while the build ran"
+            return super().build(client, config, context, progress=progress)
+
+    made = threading.Event()
+
+    def make_target():
+        made_in.append(threading.current_thread().name)
+        made.set()
+        return Target(calls, live=LIVE)
+
+    context, plan, services = make("default-branch", calls, phases=Slow(calls))
+    services = dataclasses.replace(services, make_target=make_target, early_target=True)
+    outcome = runner.run(config_module.Config(), context, plan, services, say=lambda line: None,
+                         progress=lambda line: None)
+    assert outcome.deployment is not None and made_in == ["pinotage-make-target"]
+    assert calls == ["credentials", "find_pushed", "build", "smoke", "push", "deployed", "deploy", "append"]
+
+
+def test_an_early_targets_failure_is_raised_at_the_deploy_after_the_image_phases():
+    calls = []
+
+    def make_target():
+        raise ClusterError("kubeconfig: /nowhere: no such file")
+
+    context, plan, services = make("default-branch", calls)
+    services = dataclasses.replace(services, make_target=make_target, early_target=True)
+    with pytest.raises(ClusterError, match="no such file"):
+        runner.run(config_module.Config(), context, plan, services, say=lambda line: None, progress=lambda line: None)
+    assert calls == ["credentials", "find_pushed", "build", "smoke", "push"]  # the image was still pushed
+
+
+def test_without_early_target_the_target_is_made_by_the_deploy_itself():
+    import threading
+
+    calls, made_in = [], []
+
+    def make_target():
+        made_in.append(threading.current_thread().name)
+        return Target(calls, live=LIVE)
+
+    context, plan, services = make("default-branch", calls)
+    services = dataclasses.replace(services, make_target=make_target)
+    runner.run(config_module.Config(), context, plan, services, say=lambda line: None, progress=lambda line: None)
+    assert made_in == [threading.main_thread().name]

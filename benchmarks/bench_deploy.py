@@ -77,7 +77,8 @@ def drops_row(name: str, runs: list["Counted"]) -> dict:
     met = worst == 0 and fewest >= MIN_REQUESTS and slowest >= MIN_RATE_PER_S
     note = (f"n={len(runs)} runs; per run: dropped {', '.join(str(r.dropped) for r in runs)} of "
             f"{', '.join(str(r.asked) for r in runs)} requests, over {', '.join(f'{r.took_s:.1f}' for r in runs)} s"
-            f" (lowest rate {slowest:.0f}/s; one client, back to back, on kept-alive and new connections by turns)")
+            f" at {', '.join(f'{r.rate_per_s:.0f}' for r in runs)}/s"
+            f" (one client, back to back, on kept-alive and new connections by turns)")
     reasons = sorted({why for r in runs for why in r.reasons})
     if reasons:
         note += "; seen: " + "; ".join(reasons)[:300]

@@ -89,3 +89,18 @@ def test_a_refused_connection_is_dropped():
         counted = _count(f"http://127.0.0.1:{port}/")
     assert counted.asked > 20 and counted.dropped == counted.asked
     assert {why.split(": ", 1)[1] for why in counted.reasons} == {"ConnectionRefusedError"}
+
+
+@pytest.mark.parametrize("runs, met, gap", [
+    ([(0, 1200, 2.0), (0, 1000, 1.0)], True, ""),
+    ([(0, 1200, 2.0), (0, 900, 1.5)], False, "gap: a run of only 900 requests"),
+    ([(1, 1200, 2.0), (0, 1000, 1.0)], False, "gap: 1 dropped"),
+    ([(0, 1200, 20.0), (0, 1000, 1.0)], False, "gap: a rate of only 60/s"),
+], ids=["met", "too-few", "one-dropped", "too-slow"])
+def test_the_row_is_met_only_when_every_run_drops_none_of_enough_requests_fast_enough(runs, met, gap):
+    row = bench_deploy.drops_row("drops", [bench_deploy.Counted(asked, dropped, took_s, ["why"] * dropped)
+                                            for dropped, asked, took_s in runs])
+    assert row["met"] is met
+    assert (gap in row["note"]) if gap else "gap:" not in row["note"]
+    rates = ", ".join(f"{asked / took_s:.0f}" for _, asked, took_s in runs)
+    assert f"at {rates}/s" in row["note"], "each run's rate is reported"

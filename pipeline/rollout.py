@@ -17,8 +17,17 @@ nothing. A ``ReplicaFailure`` condition saying Pod Security refused the pods fai
 pod of that template will ever be admitted. And the new ReplicaSet's pods are read for states
 that will not heal by themselves (``ErrImagePull``, ``ImagePullBackOff``, ``CrashLoopBackOff``,
 ``CreateContainerConfigError``…, ``Unschedulable`` for longer than a grace period, or a container
-that has run past its own startup and readiness probes' failure budgets without becoming ready),
-so a broken release fails in seconds rather than at the progress deadline.
+that never got ready), so a broken release fails in seconds rather than at the progress deadline.
+
+A container "never got ready" when it is running, not ready, and the kubelet has reported its
+readiness probe failing ``failureThreshold`` times since the container's current start: the
+manifest's own tolerance is spent (the kubelet records each failure as a ``Warning`` ``Unhealthy``
+Event, "Readiness probe failed: …", counted in ``count``). Both the Events' and the container's
+times come from the node's clock, so no clock skew enters. Events are best-effort (the kubelet's
+recorder drops them under its rate limit and spam filter), so when they never show the failures,
+a backstop judges by time alone: running longer than its startup and readiness probes' whole
+budgets, the latest a healthy container could need. The two judge the same thing; with events the
+first decides ``failureThreshold`` probe periods after the start, long before the backstop.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 DEADLINE_REASON = "ProgressDeadlineExceeded"
 UNSCHEDULABLE_GRACE_S = 60.0
 NOT_READY_SLACK_S = 5.0  # past the probes' own budget: clock skew between the node and us, one probe's latency
+READINESS_FAILED = "Readiness probe failed"  # the prober's message (an "errored" probe is not counted)
+COMBINED = "(combined from similar events): "  # the recorder's prefix once it aggregates differing messages
 REFUSED_FOR_GOOD = ("violates PodSecurity",)  # admission refusals no retry of the same template can pass
 
 # waiting reasons that only a new release (or an operator) can clear
@@ -66,8 +77,9 @@ Verdict = Union[Waiting, Done, Failed]
 Object = dict[str, Any]
 
 
-def verdict(deployment: Object, replica_sets: Iterable[Object] = (), pods: Iterable[Object] = (), *,
-            now: datetime, unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Verdict:
+def verdict(deployment: Object, replica_sets: Iterable[Object] = (), pods: Iterable[Object] = (),
+            events: Iterable[Object] = (), *, now: datetime,
+            unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Verdict:
     """Judge a rollout: ``kubectl rollout status``'s rules plus the new pods' failures."""
     name = deployment["metadata"]["name"]
     spec = deployment.get("spec", {})
@@ -87,8 +99,10 @@ def verdict(deployment: Object, replica_sets: Iterable[Object] = (), pods: Itera
 
     new = new_replica_set(deployment, replica_sets)
     if new is not None:
+        unhealthy = readiness_failures(events)
         for pod in pods_of(new, pods):
-            failure = pod_failure(pod, now=now, unschedulable_grace_s=unschedulable_grace_s)
+            failure = pod_failure(pod, unhealthy.get(pod["metadata"].get("uid"), ()), now=now,
+                                  unschedulable_grace_s=unschedulable_grace_s)
             if failure is not None:
                 return failure
 
@@ -146,8 +160,12 @@ def pods_of(replica_set: Object, pods: Iterable[Object]) -> list[Object]:
             if any(o.get("uid") == uid and o.get("controller") for o in pod["metadata"].get("ownerReferences") or ())]
 
 
-def pod_failure(pod: Object, *, now: datetime, unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Failed | None:
-    """Return why a pod will not become ready by itself, or None while it still might."""
+def pod_failure(pod: Object, unhealthy: Iterable[Object] = (), *, now: datetime,
+                unschedulable_grace_s: float = UNSCHEDULABLE_GRACE_S) -> Failed | None:
+    """Return why a pod will not become ready by itself, or None while it still might.
+
+    ``unhealthy`` are the kubelet's readiness-failure Events about this pod (``readiness_failures``).
+    """
     name = pod["metadata"]["name"]
     status = pod.get("status", {})
     if pod["metadata"].get("deletionTimestamp"):
@@ -158,7 +176,7 @@ def pod_failure(pod: Object, *, now: datetime, unschedulable_grace_s: float = UN
             detail = f": {waiting['message']}" if waiting.get("message") else ""
             return Failed(waiting["reason"], f"pod {name} container {container.get('name')}: "
                                              f"{waiting['reason']}{detail}")
-    never_ready = _never_ready(pod, now)
+    never_ready = _never_ready(pod, list(unhealthy), now)
     if never_ready is not None:
         return never_ready
     scheduled = condition(status, "PodScheduled")
@@ -178,24 +196,63 @@ def probe_budget_s(probe: Object | None) -> float:
             + probe.get("timeoutSeconds", 1))
 
 
-def _never_ready(pod: Object, now: datetime) -> Failed | None:
-    """Fail a container that has run past its startup and readiness probes' budgets and is still not ready."""
+def _never_ready(pod: Object, unhealthy: list[Object], now: datetime) -> Failed | None:
+    """Fail a running container that is not ready and has spent its readiness probe's failureThreshold."""
     containers = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or ()}
     for status in (pod.get("status") or {}).get("containerStatuses") or ():
         spec = containers.get(status.get("name")) or {}
         running = (status.get("state") or {}).get("running") or {}
         started = parse_time(running.get("startedAt"))
-        if status.get("ready") or started is None or not spec.get("readinessProbe"):
+        probe = spec.get("readinessProbe")
+        if status.get("ready") or started is None or not probe:
             continue
-        budget = probe_budget_s(spec.get("startupProbe")) + probe_budget_s(spec["readinessProbe"])
+        where = f"pod {pod['metadata']['name']} container {status.get('name')}: never ready: its readiness probe " \
+                f"({describe_probe(probe)})"
+        failed, last = _failures_since(unhealthy, status.get("name"), started)
+        threshold = probe.get("failureThreshold", 3)
+        if failed >= threshold:
+            return Failed("Unhealthy", f"{where} failed {failed} time{'s' * (failed != 1)} since the container started "
+                                       f"(failureThreshold {threshold}): {last}")
+        budget = probe_budget_s(spec.get("startupProbe")) + probe_budget_s(probe)
         ran = (now - started).total_seconds()
         if ran > budget + NOT_READY_SLACK_S:
-            return Failed("NotReady", f"pod {pod['metadata']['name']} container {status.get('name')}: running "
-                                      f"{ran:.0f} s and never ready: its readiness probe "
-                                      f"({describe_probe(spec['readinessProbe'])}) has not passed within its "
-                                      f"budget ({budget:g} s, startup and readiness probes' delay + period x "
-                                      f"failureThreshold + timeout)")
+            return Failed("NotReady", f"{where} has not passed in {ran:.0f} s running, past its budget "
+                                      f"({budget:g} s, startup and readiness probes' delay + period x "
+                                      f"failureThreshold + timeout), and no failure of it was reported")
     return None
+
+
+def readiness_failures(events: Iterable[Object]) -> dict[str, list[Object]]:
+    """Group the kubelet's "Readiness probe failed" Events by the uid of the pod they are about."""
+    found: dict[str, list[Object]] = {}
+    for event in events:
+        involved = event.get("involvedObject") or {}
+        message = event.get("message") or ""
+        if (event.get("reason") == "Unhealthy" and involved.get("kind") == "Pod"
+                and message.removeprefix(COMBINED).startswith(READINESS_FAILED)):
+            found.setdefault(involved.get("uid", ""), []).append(event)
+    return found
+
+
+def _failures_since(unhealthy: list[Object], container: str, started: datetime) -> tuple[int, str]:
+    """Count one container's readiness failures since it started; return the count and the latest message.
+
+    An aggregated Event first seen before the start (a previous run of the container) and seen again
+    since counts once: how many of its occurrences are this run's is not known.
+    """
+    count, latest, latest_at = 0, "", None
+    for event in unhealthy:
+        if (event.get("involvedObject") or {}).get("fieldPath") != f"spec.containers{{{container}}}":
+            continue
+        series = event.get("series") or {}
+        first = parse_time(event.get("firstTimestamp")) or parse_time(event.get("eventTime"))
+        last = parse_time(series.get("lastObservedTime")) or parse_time(event.get("lastTimestamp")) or first
+        if last is None or last < started:
+            continue
+        count += (series.get("count") or event.get("count") or 1) if first is not None and first >= started else 1
+        if latest_at is None or last >= latest_at:
+            latest, latest_at = event.get("message", ""), last
+    return count, latest.removeprefix(COMBINED)
 
 
 def describe_probe(probe: Object) -> str:

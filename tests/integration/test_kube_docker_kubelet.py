@@ -174,8 +174,9 @@ def test_the_gate_fails_a_release_that_runs_but_never_gets_ready(env):
     with pytest.raises(DeployFailed) as failed:
         env.deploy(target, 1, env.cluster.unready())
     elapsed = time.monotonic() - started
-    assert "never ready: its readiness probe (http-get :http/healthz) has not passed" in failed.value.message, \
-        failed.value.message
+    assert ("never ready: its readiness probe (http-get :http/healthz) failed 1 time since the container started "
+            "(failureThreshold 1): Readiness probe failed: HTTP probe failed with statuscode: 503") \
+        in failed.value.message, failed.value.message
     assert elapsed < PROGRESS_DEADLINE_S / 10, f"failure took {elapsed:.1f} s"
     assert failed.value.rolled_back is True
     assert env.serving_images() == {env.release(0).image.pinned}

@@ -220,3 +220,40 @@ def test_delete_removes_the_deployment_and_its_pods(kubectl, namespace):
     while kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.strip() and time.monotonic() < deadline:
         time.sleep(0.2)  # the garbage collector removes the ReplicaSet, then its pods
     assert kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+def test_a_failing_readiness_probe_is_a_kubelet_event_that_get_and_describe_show(kubectl, namespace):
+    """The kubelet records each failed readiness probe as one Warning Unhealthy Event, counted, about the container."""
+    probe = {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1}
+    image = kubectl.image
+    if kubectl.fake is not None:
+        image = kubectl.image.replace("presentation@", "never-ready@")
+        kubectl.fake.unready_images.add(image)  # the in-memory kubelet's probe fails (503)
+    else:
+        probe["httpGet"]["path"] = "/no-such-path"  # the real app answers 404 there
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "unready", "namespace": namespace},
+           "spec": {"containers": [{"name": "app", "image": image, "readinessProbe": probe}]}}
+    kubectl.apply(pod, namespace=namespace)
+    selector = "involvedObject.kind=Pod,involvedObject.name=unready,reason=Unhealthy,type=Warning,source=kubelet"
+    deadline, events = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector", selector,
+                                    "-o", "json").stdout)["items"]
+        if events and events[0].get("count", 1) >= 3:
+            break
+        time.sleep(0.5)
+    [event] = events  # one Event, aggregated: the same failure counted, not written again
+    assert event["count"] >= 3, event
+    assert event["involvedObject"]["fieldPath"] == "spec.containers{app}"
+    assert event["involvedObject"]["uid"] == json.loads(kubectl("get", "pod", "unready", "-n", namespace,
+                                                                "-o", "json").stdout)["metadata"]["uid"]
+    assert event["message"].startswith("Readiness probe failed: HTTP probe failed with statuscode: "), event
+    assert event["firstTimestamp"] <= event["lastTimestamp"]
+    described = kubectl("describe", "pod", "unready", "-n", namespace).stdout
+    assert re.search(r"Warning\s+Unhealthy\s+\S+ \(x\d+ over \S+\)\s+kubelet\s+Readiness probe failed: HTTP probe "
+                     r"failed with statuscode: ", described), described
+    other = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=unready,reason=Pulled",
+                    "-o", "name").stdout
+    assert "unready" not in other  # the selector filters on the server
+    refused = kubectl("get", "events", "-n", namespace, "--field-selector", "message=x", check=False)
+    assert refused.returncode == 1 and "field label not supported: message" in refused.stderr, refused.stderr

@@ -115,13 +115,33 @@ PROBES = {"startupProbe": {"periodSeconds": 2, "failureThreshold": 30, "timeoutS
                              "failureThreshold": 2, "timeoutSeconds": 1}}  # 11 s
 
 
-def running_pod(owner, *, ran_s, ready=False, probes=PROBES):
+def running_pod(owner, *, ran_s, ready=False, probes=PROBES, uid="pod-1"):
     status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
               "containerStatuses": [{"name": "presentation", "ready": ready, "restartCount": 0, "started": True,
                                      "state": {"running": {"startedAt": _stamp(ran_s)}}}]}
-    return {"metadata": {"name": f"{owner}-pod", "ownerReferences": [{"kind": "ReplicaSet", "uid": owner,
-                                                                       "controller": True}]},
+    return {"metadata": {"name": f"{owner}-pod", "uid": uid,
+                         "ownerReferences": [{"kind": "ReplicaSet", "uid": owner, "controller": True}]},
             "spec": {"containers": [{"name": "presentation", **probes}]}, "status": status}
+
+
+def unhealthy(*, count, first_s, last_s, uid="pod-1", container="presentation",
+              message="Readiness probe failed: HTTP probe failed with statuscode: 503", reason="Unhealthy"):
+    """A kubelet's aggregated Event: count failures, the first first_s and the latest last_s ago."""
+    return {"metadata": {"name": f"rs-new-pod.{count:x}", "uid": f"ev-{uid}-{first_s}-{message[:8]}"},
+            "involvedObject": {"kind": "Pod", "name": "rs-new-pod", "uid": uid, "apiVersion": "v1",
+                               "fieldPath": f"spec.containers{{{container}}}"},
+            "reason": reason, "type": "Warning", "message": message, "source": {"component": "kubelet"},
+            "count": count, "firstTimestamp": _stamp(first_s), "lastTimestamp": _stamp(last_s)}
+
+
+def series_event(*, count, first_s, last_s):
+    """The same, as the events.k8s.io recorder writes it, seen through core/v1: eventTime and series."""
+    event = unhealthy(count=0, first_s=first_s, last_s=last_s)
+    for key in ("count", "firstTimestamp", "lastTimestamp"):
+        del event[key]
+    event.update(eventTime=_stamp(first_s).replace("Z", ".000000Z"),
+                 series={"count": count, "lastObservedTime": _stamp(last_s).replace("Z", ".000000Z")})
+    return event
 
 
 def refused(message):
@@ -134,27 +154,63 @@ def refused(message):
 PSA = ('pods "presentation-abc-x1" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true '
        '(pod or container "presentation" must set securityContext.runAsNonRoot=true)')
 
+LIVENESS = "Liveness probe failed: HTTP probe failed with statuscode: 503"
 MORE_CASES = [
-    ("never-ready-past-probe-budget", [running_pod("rs-new", ran_s=78)], Failed, "NotReady"),
-    ("not-ready-within-probe-budget", [running_pod("rs-new", ran_s=70)], Waiting, "1 out of 2"),
-    ("ready-pod-is-fine", [running_pod("rs-new", ran_s=500, ready=True)], Waiting, "1 out of 2"),
-    ("no-readiness-probe-no-rule", [running_pod("rs-new", ran_s=500, probes={})], Waiting, "1 out of 2"),
+    # id, pods, the kubelet's events, expected type, expected reason or message fragment
+    ("failure-threshold-spent", [running_pod("rs-new", ran_s=8)], [unhealthy(count=2, first_s=6, last_s=1)],
+     Failed, "Unhealthy"),
+    ("one-failure-of-two-waits", [running_pod("rs-new", ran_s=8)], [unhealthy(count=1, first_s=6, last_s=6)],
+     Waiting, "1 out of 2"),
+    ("failures-before-this-start-do-not-count", [running_pod("rs-new", ran_s=8)],
+     [unhealthy(count=9, first_s=60, last_s=20)], Waiting, "1 out of 2"),
+    ("aggregated-across-a-restart-counts-once", [running_pod("rs-new", ran_s=8)],
+     [unhealthy(count=9, first_s=60, last_s=2)], Waiting, "1 out of 2"),
+    ("separate-events-add-up", [running_pod("rs-new", ran_s=8)],
+     [unhealthy(count=1, first_s=6, last_s=6), unhealthy(count=1, first_s=1, last_s=1, message=(
+         "Readiness probe failed: Get \"http://10.244.1.5:8080/healthz\": connection refused"))], Failed, "Unhealthy"),
+    ("combined-by-the-recorder", [running_pod("rs-new", ran_s=8)], [unhealthy(
+        count=2, first_s=6, last_s=1, message="(combined from similar events): Readiness probe failed: x")],
+     Failed, "Unhealthy"),
+    ("events-k8s-io-series", [running_pod("rs-new", ran_s=8)], [series_event(count=2, first_s=6, last_s=1)],
+     Failed, "Unhealthy"),
+    ("liveness-failures-are-not-readiness", [running_pod("rs-new", ran_s=8)],
+     [unhealthy(count=5, first_s=6, last_s=1, message=LIVENESS)], Waiting, "1 out of 2"),
+    ("another-pods-events", [running_pod("rs-new", ran_s=8)], [unhealthy(count=5, first_s=6, last_s=1, uid="pod-2")],
+     Waiting, "1 out of 2"),
+    ("another-containers-events", [running_pod("rs-new", ran_s=8)],
+     [unhealthy(count=5, first_s=6, last_s=1, container="sidecar")], Waiting, "1 out of 2"),
+    ("ready-now-is-fine", [running_pod("rs-new", ran_s=8, ready=True)], [unhealthy(count=5, first_s=6, last_s=1)],
+     Waiting, "1 out of 2"),
+    ("no-readiness-probe-no-rule", [running_pod("rs-new", ran_s=500, probes={})],
+     [unhealthy(count=5, first_s=6, last_s=1)], Waiting, "1 out of 2"),
+    # the backstop, when no failure was reported: the probes' whole budget from the container's start
+    ("no-events-past-probe-budget", [running_pod("rs-new", ran_s=78)], [], Failed, "NotReady"),
+    ("no-events-within-probe-budget", [running_pod("rs-new", ran_s=70)], [], Waiting, "1 out of 2"),
+    ("ready-pod-is-fine", [running_pod("rs-new", ran_s=500, ready=True)], [], Waiting, "1 out of 2"),
 ]
 
 
-@pytest.mark.parametrize("pods, kind, expected", [c[1:] for c in MORE_CASES], ids=[c[0] for c in MORE_CASES])
-def test_never_ready_rule(pods, kind, expected):
-    result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], pods, now=NOW)
+@pytest.mark.parametrize("pods, events, kind, expected", [c[1:] for c in MORE_CASES], ids=[c[0] for c in MORE_CASES])
+def test_never_ready_rule(pods, events, kind, expected):
+    result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], pods, events, now=NOW)
     assert type(result) is kind, result
     assert expected in (result.reason if isinstance(result, Failed) else result.message)
 
 
-def test_never_ready_names_the_pod_and_the_probe_budget():
+def test_never_ready_names_the_probe_its_failures_and_the_kubelets_message():
+    result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], [running_pod("rs-new", ran_s=12)],
+                     [unhealthy(count=3, first_s=10, last_s=0)], now=NOW)
+    assert result.message == ("pod rs-new-pod container presentation: never ready: its readiness probe "
+                              "(http-get :http/healthz) failed 3 times since the container started "
+                              "(failureThreshold 2): Readiness probe failed: HTTP probe failed with statuscode: 503")
+
+
+def test_never_ready_without_events_names_the_probe_budget():
     result = verdict(deployment(updated=1, total=3, available=2), [NEW, OLD], [running_pod("rs-new", ran_s=80)],
                      now=NOW)
-    assert result.message.startswith("pod rs-new-pod container presentation: running 80 s and never ready: "
-                                     "its readiness probe (http-get :http/healthz) has not passed within its "
-                                     "budget (72 s")
+    assert result.message.startswith("pod rs-new-pod container presentation: never ready: its readiness probe "
+                                      "(http-get :http/healthz) has not passed in 80 s running, past its budget "
+                                      "(72 s")
 
 
 @pytest.mark.parametrize("probe, said", [

@@ -1,8 +1,10 @@
-"""The rollout gate: watch a Deployment, its ReplicaSets and pods, and judge each change.
+"""The rollout gate: watch a Deployment, its ReplicaSets, pods and pod Events, and judge each change.
 
-Three watch streams feed one queue; every batch of events updates what is known and is judged by
-the pure ``pipeline.rollout.verdict`` until the rollout is done, has failed, or the deadline
-passes. The API is never polled: the queue's timeout only re-judges time-based rules.
+Four watch streams feed one queue (of the Events, only the kubelet's ``Unhealthy`` ones about
+pods: they tell a readiness probe that keeps failing); every batch of changes updates what is
+known and is judged by the pure ``pipeline.rollout.verdict`` until the rollout is done, has
+failed, or the deadline passes. The API is never polled: the queue's timeout only re-judges
+time-based rules.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pipeline.targets import Progress
 from pipeline.targets.kubernetes.api import cluster_error
 
 WATCH_TIMEOUT_S = 290  # below API servers' request timeouts; the watch resumes from its resourceVersion
-KINDS = ("deployments", "replicasets", "pods")
+KINDS = ("deployments", "replicasets", "pods", "events")
+UNHEALTHY_EVENTS = "involvedObject.kind=Pod,reason=Unhealthy"  # field selectors the API server supports on Events
 
 
 def selector(deployment: dict) -> str:
@@ -39,6 +42,7 @@ def gate(apps, core, namespace: str, applied: dict, *, rollout_s: float, unsched
                field_selector=f"metadata.name={applied['metadata']['name']}"),
         _Watch(apps.list_namespaced_replica_set, namespace, events, "replicasets", label_selector=labels),
         _Watch(core.list_namespaced_pod, namespace, events, "pods", label_selector=labels),
+        _Watch(core.list_namespaced_event, namespace, events, "events", field_selector=UNHEALTHY_EVENTS),
     ]
     seen: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
     synced: set[str] = set()
@@ -56,7 +60,7 @@ def gate(apps, core, namespace: str, applied: dict, *, rollout_s: float, unsched
                     verdict: rollout.Verdict = rollout.Waiting("Waiting for the applied spec to be stored...")
                 else:
                     verdict = rollout.verdict(deployment, seen["replicasets"].values(), seen["pods"].values(),
-                                              now=datetime.now(timezone.utc),
+                                              seen["events"].values(), now=datetime.now(timezone.utc),
                                               unschedulable_grace_s=unschedulable_grace_s)
                 if verdict.message != said:
                     progress(verdict.message)

@@ -1,7 +1,7 @@
 """A Kubernetes API test double: an HTTP server on loopback that the official clients talk to.
 
 It stores namespaces, deployments, replicasets, pods, services, configmaps, secrets, leases,
-serviceaccounts (with TokenRequest), roles, rolebindings, clusterroles, clusterrolebindings and
+serviceaccounts (with TokenRequest), events, roles, rolebindings, clusterroles, clusterrolebindings and
 storageclasses;
 serves discovery and OpenAPI v3 (``discovery.py``, so kubectl works against it), get/list/watch/
 create/update/patch (merge, strategic merge, server-side apply)/delete, ``dryRun=All``,

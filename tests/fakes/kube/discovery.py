@@ -28,6 +28,7 @@ DETAILS = {
     "configmaps": ("configmap", ["cm"], [], []),
     "secrets": ("secret", [], [], []),
     "serviceaccounts": ("serviceaccount", ["sa"], [], ["token"]),
+    "events": ("event", ["ev"], [], []),
     "deployments": ("deployment", ["deploy"], ["all"], ["status", "scale"]),
     "replicasets": ("replicaset", ["rs"], ["all"], ["status", "scale"]),
     "leases": ("lease", [], [], []),

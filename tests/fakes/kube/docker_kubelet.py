@@ -10,7 +10,9 @@ One worker thread per pod, as the kubelet has, and it reports what it sees in th
   ``allowPrivilegeEscalation: false`` no-new-privileges; ``emptyDir`` volumes become tmpfs mounts;
   ``command``/``args``/``env`` pass through; each containerPort is published on 127.0.0.1 only;
 - startup, readiness and liveness probes (httpGet, tcpSocket, exec) really run, at their period
-  and thresholds; a failed liveness or startup probe restarts the container;
+  and thresholds; a failed liveness or startup probe restarts the container; every failed probe
+  is recorded as the kubelet records it: a ``Warning`` ``Unhealthy`` Event ("Readiness probe
+  failed: HTTP probe failed with statuscode: 503"), aggregated (``recorder.py``);
 - an exit is counted in ``restartCount`` and waits out ``CrashLoopBackOff`` (back-off doubling
   from ``backoff_s`` up to 30 times it, as 10 s to 5 min in Kubernetes) before the next start.
 
@@ -28,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 
+from tests.fakes.kube import recorder
 from tests.fakes.kube import store as st
 from tests.fakes.kube.store import KINDS, ApiError, Object, Store
 
@@ -225,7 +228,10 @@ class _PodWorker(threading.Thread):
         if now < c.next_probe.get(name, c.started_at + probe.get("initialDelaySeconds", 0)):
             return None
         c.next_probe[name] = now + probe.get("periodSeconds", 10)
-        ok = self._check(c, probe)
+        ok, output = self._check(c, probe)
+        if not ok:
+            recorder.record(self.kubelet.store, self.pod, c.spec["name"], reason="Unhealthy",
+                            message=f"{name[:-len('Probe')].capitalize()} probe failed: {output}")
         successes, failures = c.counts.get(name, (0, 0))
         successes, failures = (successes + 1, 0) if ok else (0, failures + 1)
         c.counts[name] = (successes, failures)
@@ -237,27 +243,31 @@ class _PodWorker(threading.Thread):
             return True
         return None
 
-    def _check(self, c: _Container, probe: Object) -> bool:
+    def _check(self, c: _Container, probe: Object) -> tuple[bool, str]:
+        """Run a probe once; return whether it passed and, when not, why in the prober's words."""
         timeout = probe.get("timeoutSeconds", 1)
         if "exec" in probe:
-            return c.engine.exec_run(probe["exec"].get("command") or [], user=_user(self.pod["spec"], c.spec))[0] == 0
+            code, output = c.engine.exec_run(probe["exec"].get("command") or [], user=_user(self.pod["spec"], c.spec))
+            return code == 0, (output or b"").decode(errors="replace").strip()
         target = probe.get("httpGet") or probe.get("tcpSocket") or {}
         port = self._host_port(c, target.get("port"))
         if port is None:
-            return False
+            return False, f"no port {target.get('port')} published"
         if "tcpSocket" in probe:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
-                return True
-            except OSError:
-                return False
+                return True, ""
+            except OSError as e:
+                return False, f"dial tcp 127.0.0.1:{port}: {e}"
+        url = f"http://127.0.0.1:{port}{target.get('path', '/')}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{target.get('path', '/')}", timeout=timeout) as r:
-                return 200 <= r.status < 400
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                code = r.status
         except urllib.error.HTTPError as e:
-            return 200 <= e.code < 400
-        except OSError:
-            return False
+            code = e.code
+        except OSError as e:
+            return False, f'Get "{url}": {e}'
+        return 200 <= code < 400, f"HTTP probe failed with statuscode: {code}"
 
     def _host_port(self, c: _Container, port) -> int | None:
         if isinstance(port, str):

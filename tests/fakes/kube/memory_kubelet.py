@@ -4,7 +4,10 @@ A pod starts when its image exists (asked of a callable, e.g. the test registry,
 ``auths`` of the pod's ``kubernetes.io/dockerconfigjson`` imagePullSecrets), shows
 ``ErrImagePull`` then ``ImagePullBackOff`` when it does not, ``CrashLoopBackOff`` when the test
 marks its image as crashing, and runs without ever becoming Ready (``ContainersNotReady``) when
-the test marks it as unready. ``docker_kubelet.py`` is the one that runs containers.
+the test marks it as unready: its startup probe passes at once, and its readiness probe fails at
+``initialDelaySeconds`` after the start and every ``periodSeconds`` after that, each failure
+recorded as the kubelet records it (a ``Warning`` ``Unhealthy`` Event, "Readiness probe failed:
+...", aggregated; ``recorder.py``). ``docker_kubelet.py`` is the one that runs containers.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 import uuid
 from typing import Callable
 
+from tests.fakes.kube import recorder
 from tests.fakes.kube import store as st
 from tests.fakes.kube.store import KINDS, Object, Store
 
@@ -32,6 +36,7 @@ class MemoryKubelet:
         self.image_exists, self.crashing, self.unready = image_exists, crashing, unready
         self.pod_start_s = pod_start_s
         self.started: dict[str, float] = {}  # pod uid -> monotonic time it was first seen
+        self.next_probe: dict[tuple[str, str], float] = {}  # (pod uid, container) -> when its readiness probe is due
 
     def sync(self, pods: list[Object]) -> None:
         for pod in pods:
@@ -39,6 +44,8 @@ class MemoryKubelet:
         live = {p["metadata"]["uid"] for p in pods}
         for uid in set(self.started) - live:
             del self.started[uid]
+        for key in [k for k in self.next_probe if k[0] not in live]:
+            del self.next_probe[key]
 
     def stop(self) -> None:
         pass
@@ -83,7 +90,23 @@ class MemoryKubelet:
         if status != pod.get("status"):
             fresh = self.store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
             fresh["status"] = status
-            self.store.replace(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], fresh)
+            pod = self.store.replace(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], fresh)
+        self._probe_readiness(pod, now)
+
+    def _probe_readiness(self, pod: Object, now: float) -> None:
+        """Fail the due readiness probes of running, started, unready containers, recording each failure."""
+        statuses = {cs["name"]: cs for cs in (pod.get("status") or {}).get("containerStatuses") or ()}
+        for container in pod["spec"]["containers"]:
+            cs, probe = statuses.get(container["name"]) or {}, container.get("readinessProbe")
+            if not probe or cs.get("ready") or not cs.get("started") or "running" not in cs.get("state", {}):
+                continue
+            key = (pod["metadata"]["uid"], container["name"])
+            due = self.next_probe.setdefault(key, now + probe.get("initialDelaySeconds", 0))
+            if now < due:
+                continue
+            self.next_probe[key] = due + probe.get("periodSeconds", 10)
+            recorder.record(self.store, pod, container["name"], reason="Unhealthy",
+                            message=f"Readiness probe failed: {_failure(probe, pod)}")
 
     def _pull_auths(self, pod: Object) -> list[dict]:
         """Return the ``auths`` of the pod's imagePullSecrets that exist and are dockerconfigjson, as a kubelet reads them."""
@@ -123,3 +146,13 @@ class MemoryKubelet:
                 f"back-off 10s restarting failed container={container['name']} pod={pod['metadata']['name']}_"
                 f"{pod['metadata']['namespace']}({pod['metadata']['uid']})")}}
             cs.update(ready=False, started=False)
+
+
+def _failure(probe: Object, pod: Object) -> str:
+    """Say why a probe of a container that never serves failed, in the prober's words."""
+    if "httpGet" in probe:
+        return "HTTP probe failed with statuscode: 503"
+    if "tcpSocket" in probe:
+        address = f"{(pod.get('status') or {}).get('podIP', '')}:{probe['tcpSocket'].get('port')}"
+        return f"dial tcp {address}: connect: connection refused"
+    return ""  # an exec probe's output: the command printed nothing

@@ -32,7 +32,7 @@ class Reads:
 
     def list(self, kind: Kind, namespace, name, query, user):
         labels = st.parse_label_selector(query.get("labelSelector", ""))
-        fields = st.parse_field_selector(query.get("fieldSelector", ""))
+        fields = st.parse_field_selector(query.get("fieldSelector", ""), kind.resource)
         with self.api.store.cond:
             items = [o for o in self.api.store.find(kind, namespace or None)
                      if labels(o["metadata"].get("labels")) and fields(o)]
@@ -58,7 +58,7 @@ class Reads:
 
     def watch(self, kind: Kind, namespace, name, query, user):
         labels = st.parse_label_selector(query.get("labelSelector", ""))
-        fields = st.parse_field_selector(query.get("fieldSelector", ""))
+        fields = st.parse_field_selector(query.get("fieldSelector", ""), kind.resource)
         timeout_s = int(query.get("timeoutSeconds") or _duration_s(query.get("timeout", "")) or WATCH_TIMEOUT_S)
         bookmarks = query.get("allowWatchBookmarks") == "true"
         raw_rv = query.get("resourceVersion", "")

@@ -47,6 +47,7 @@ KINDS = {k.resource: k for k in (
     Kind("", "v1", "configmaps", "ConfigMap"),
     Kind("", "v1", "secrets", "Secret"),
     Kind("", "v1", "serviceaccounts", "ServiceAccount"),
+    Kind("", "v1", "events", "Event"),
     Kind("apps", "v1", "deployments", "Deployment", generation=True),
     Kind("apps", "v1", "replicasets", "ReplicaSet", generation=True),
     Kind("coordination.k8s.io", "v1", "leases", "Lease"),
@@ -316,26 +317,40 @@ def parse_label_selector(text: str) -> Callable[[dict], bool]:
 
 
 FIELD_LABELS = {"metadata.name": ("metadata", "name"), "metadata.namespace": ("metadata", "namespace")}
+# what the API server's registry lets a resource be selected by beyond metadata (for core/v1 Events:
+# kubernetes pkg/registry/core/event/strategy.go, EventToSelectableFields); anything else is a 400
+KIND_FIELD_LABELS = {
+    "events": {**{f"involvedObject.{f}": ("involvedObject", f) for f in (
+        "kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")},
+        "reason": ("reason",), "source": ("source", "component"), "type": ("type",)},
+}
 
 
-def parse_field_selector(text: str) -> Callable[[Object], bool]:
-    """Parse metadata.name / metadata.namespace selectors, the ones every resource supports."""
+def parse_field_selector(text: str, resource: str = "") -> Callable[[Object], bool]:
+    """Parse a field selector over metadata.name / metadata.namespace and the resource's own selectable fields."""
     if not text:
         return lambda obj: True
+    labels = {**FIELD_LABELS, **KIND_FIELD_LABELS.get(resource, {})}
     tests = []
     for part in text.split(","):
         m = re.match(r"^([\w.]+)(==|=|!=)(.*)$", part.strip())
         if not m:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         field, op, value = m.groups()
-        if field not in FIELD_LABELS:
+        if field not in labels:
             raise bad_request(f'field label not supported: {field}')
-        path = FIELD_LABELS[field]
+        path = labels[field]
         if op == "!=":
-            tests.append(lambda obj, p=path, v=value: obj[p[0]].get(p[1], "") != v)
+            tests.append(lambda obj, p=path, v=value: _field(obj, p) != v)
         else:
-            tests.append(lambda obj, p=path, v=value: obj[p[0]].get(p[1], "") == v)
+            tests.append(lambda obj, p=path, v=value: _field(obj, p) == v)
     return lambda obj: all(t(obj) for t in tests)
+
+
+def _field(obj: Object, path: tuple[str, ...]) -> str:
+    for key in path:
+        obj = (obj or {}).get(key) if isinstance(obj, dict) else None
+    return "" if obj is None else str(obj)
 
 
 def exact_name(field_selector: str) -> str:

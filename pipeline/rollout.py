@@ -17,17 +17,19 @@ nothing. A ``ReplicaFailure`` condition saying Pod Security refused the pods fai
 pod of that template will ever be admitted. And the new ReplicaSet's pods are read for states
 that will not heal by themselves (``ErrImagePull``, ``ImagePullBackOff``, ``CrashLoopBackOff``,
 ``CreateContainerConfigError``…, ``Unschedulable`` for longer than a grace period, or a container
-that never got ready), so a broken release fails in seconds rather than at the progress deadline.
+that cannot get ready), so a broken release fails in seconds rather than at the progress deadline.
 
-A container "never got ready" when it is running, not ready, and the kubelet has reported its
+A container "cannot get ready" when it is running, not ready, and the kubelet has reported its
 readiness probe failing ``failureThreshold`` times since the container's current start: the
 manifest's own tolerance is spent (the kubelet records each failure as a ``Warning`` ``Unhealthy``
-Event, "Readiness probe failed: …", counted in ``count``). Both the Events' and the container's
+Event, "Readiness probe failed: …", counted in ``count``). The kubelet probes readiness only once
+the container has started, so the boot is the startup probe's to cover; a container without one
+is started at once, and its readiness probe's tolerance runs from then. Both the Events' and the container's
 times come from the node's clock, so no clock skew enters. Events are best-effort (the kubelet's
 recorder drops them under its rate limit and spam filter), so when they never show the failures,
 a backstop judges by time alone: running longer than its startup and readiness probes' whole
 budgets, the latest a healthy container could need. The two judge the same thing; with events the
-first decides ``failureThreshold`` probe periods after the start, long before the backstop.
+first decides as soon as the ``failureThreshold``-th failure is reported, long before the backstop.
 """
 
 from __future__ import annotations
@@ -176,9 +178,9 @@ def pod_failure(pod: Object, unhealthy: Iterable[Object] = (), *, now: datetime,
             detail = f": {waiting['message']}" if waiting.get("message") else ""
             return Failed(waiting["reason"], f"pod {name} container {container.get('name')}: "
                                              f"{waiting['reason']}{detail}")
-    never_ready = _never_ready(pod, list(unhealthy), now)
-    if never_ready is not None:
-        return never_ready
+    not_ready = _not_ready(pod, list(unhealthy), now)
+    if not_ready is not None:
+        return not_ready
     scheduled = condition(status, "PodScheduled")
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
         since = parse_time(scheduled.get("lastTransitionTime"))
@@ -196,7 +198,7 @@ def probe_budget_s(probe: Object | None) -> float:
             + probe.get("timeoutSeconds", 1))
 
 
-def _never_ready(pod: Object, unhealthy: list[Object], now: datetime) -> Failed | None:
+def _not_ready(pod: Object, unhealthy: list[Object], now: datetime) -> Failed | None:
     """Fail a running container that is not ready and has spent its readiness probe's failureThreshold."""
     containers = {c.get("name"): c for c in (pod.get("spec") or {}).get("containers") or ()}
     for status in (pod.get("status") or {}).get("containerStatuses") or ():
@@ -206,19 +208,19 @@ def _never_ready(pod: Object, unhealthy: list[Object], now: datetime) -> Failed 
         probe = spec.get("readinessProbe")
         if status.get("ready") or started is None or not probe:
             continue
-        where = f"pod {pod['metadata']['name']} container {status.get('name')}: never ready: its readiness probe " \
-                f"({describe_probe(probe)})"
+        where = f"pod {pod['metadata']['name']} container {status.get('name')}: not ready"
         failed, last = _failures_since(unhealthy, status.get("name"), started)
         threshold = probe.get("failureThreshold", 3)
         if failed >= threshold:
-            return Failed("Unhealthy", f"{where} failed {failed} time{'s' * (failed != 1)} since the container started "
+            return Failed("Unhealthy", f"{where}: its readiness probe ({describe_probe(probe)}) failed {failed} "
+                                       f"time{'s' * (failed != 1)} since the container started "
                                        f"(failureThreshold {threshold}): {last}")
         budget = probe_budget_s(spec.get("startupProbe")) + probe_budget_s(probe)
         ran = (now - started).total_seconds()
         if ran > budget + NOT_READY_SLACK_S:
-            return Failed("NotReady", f"{where} has not passed in {ran:.0f} s running, past its budget "
-                                      f"({budget:g} s, startup and readiness probes' delay + period x "
-                                      f"failureThreshold + timeout), and no failure of it was reported")
+            return Failed("NotReady", f"{where} after {ran:.0f} s running, past its startup and readiness probes' "
+                                      f"budget ({budget:g} s: delay + period x failureThreshold + timeout each), "
+                                      f"and no failure of its readiness probe ({describe_probe(probe)}) was reported")
     return None
 
 

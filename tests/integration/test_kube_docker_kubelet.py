@@ -3,7 +3,8 @@
 Every test here uses that mode (``FakeKube(docker_client=...)``); the other Kubernetes tests use
 the in-memory kubelet. The app is a few lines of Node.js on the local runtime base image, pushed
 to the authenticated test registry, so pulls need the pod's own pull secret. Its /healthz answers
-with the status in the image's PINOTAGE_TEST_HEALTH (default 200), so one image never gets ready.
+with the status in the image's PINOTAGE_TEST_HEALTH (default 200), so one image never gets ready;
+/livez answers 200 once it serves.
 The gate test deploys through the runner as test_kubernetes.py does, with the same fixtures.
 """
 
@@ -26,7 +27,8 @@ from tests.integration.test_kubernetes import COMMITS, PROGRESS_DEADLINE_S, Clus
 pytestmark = pytest.mark.integration
 
 APP = ("const code = +(process.env.PINOTAGE_TEST_HEALTH || 200);"
-       "require('http').createServer((q, s) => { s.statusCode = q.url === '/healthz' ? code : 404; s.end(); })"
+       "require('http').createServer((q, s) => {"
+       " s.statusCode = q.url === '/healthz' ? code : q.url === '/livez' ? 200 : 404; s.end(); })"
        ".listen(8080)")
 MANIFEST = yaml.safe_load((ROOT / "k8s/presentation/deployment.yaml").read_text())
 
@@ -167,14 +169,16 @@ def test_the_gate_fails_a_release_that_runs_but_never_gets_ready(env):
     target = env.target()
     container = target.manifest["spec"]["template"]["spec"]["containers"][0]
     container["command"] = ["node", "-e", APP]
+    # started once it serves (/livez), ready once /healthz answers 200: the unready image answers 503 there
+    container["startupProbe"] = {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 1,
+                                 "failureThreshold": 30}
     container["readinessProbe"] = {**container["readinessProbe"], "periodSeconds": 1, "failureThreshold": 1}
-    container.pop("startupProbe")
     _, good = env.deploy(target, 0)
     started = time.monotonic()
     with pytest.raises(DeployFailed) as failed:
         env.deploy(target, 1, env.cluster.unready())
     elapsed = time.monotonic() - started
-    assert ("never ready: its readiness probe (http-get :http/healthz) failed 1 time since the container started "
+    assert ("not ready: its readiness probe (http-get :http/healthz) failed 1 time since the container started "
             "(failureThreshold 1): Readiness probe failed: HTTP probe failed with statuscode: 503") \
         in failed.value.message, failed.value.message
     assert elapsed < PROGRESS_DEADLINE_S / 10, f"failure took {elapsed:.1f} s"

@@ -129,13 +129,31 @@ def _refusal(message: str, name: str) -> str:
 
 def push(client: Any, config: Config, image: Image, credentials: Credentials | None, *, progress: Progress = _quiet,
          retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Image:
-    """Push every tag of the image, retrying what a retry can fix; return the image with its digest."""
+    """Push every tag of the image, retrying what a retry can fix; return the image with its digest.
+
+    The first tag uploads the layers; the others then only write their manifests, at the same time.
+    Every tag must name the same manifest.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     deadline = time.monotonic() + config.deadlines.push_s
     auth = credentials.auth_config() if credentials is not None else None
-    digest = ""
-    for tag in image.tags or (image.tag,):
-        digest = _push_tag(client, image.name, tag, auth, progress=progress, retry=retry, sleep=sleep,
-                           deadline=deadline)
+    first, *others = image.tags or (image.tag,)
+
+    def push_one(tag: str) -> str:
+        return _push_tag(client, image.name, tag, auth, progress=progress, retry=retry, sleep=sleep,
+                         deadline=deadline)
+
+    digests = {first: push_one(first)}
+    if others:
+        with ThreadPoolExecutor(max_workers=len(others), thread_name_prefix="pinotage-push") as pool:
+            digests.update(zip(others, pool.map(push_one, others)))
+    digest = digests[first]
+    moved = {tag: found for tag, found in digests.items() if found != digest}
+    if moved:
+        raise PushFailed(f"the tags of {image.name} name different manifests: "
+                         + ", ".join(f"{tag} {found}" for tag, found in {**{first: digest}, **moved}.items()),
+                         attempts=1, hint="another build retagged the image during the push; run again")
     progress(f"pushed {image.name}@{digest}")
     return dataclasses.replace(image, digest=digest)
 

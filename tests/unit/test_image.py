@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
+import types
 
 import pytest
 
@@ -228,3 +230,49 @@ def test_push_retries_what_a_retry_can_fix(streams, outcome, sleeps):
 ], ids=["markdown-deck", "html-deck", "no-section"])
 def test_first_slide(html, text):
     assert image.first_slide(html) == text
+
+
+class TaggedEngine:
+    """The low-level push, answering each tag with its own recorded stream; notes when each starts and ends."""
+
+    def __init__(self, streams_by_tag):
+        self.streams_by_tag = streams_by_tag
+        self.events = []
+        self.lock = threading.Lock()
+
+    def push(self, name, *, tag, stream, decode, auth_config):
+        assert stream and decode, "the phase must read the stream"
+        with self.lock:
+            self.events.append(("start", tag))
+
+        def answer():
+            yield from self.streams_by_tag[tag]
+            with self.lock:
+                self.events.append(("end", tag))
+        return answer()
+
+    def __getattr__(self, name):
+        raise AssertionError(f"unexpected engine call: {name}")
+
+
+def with_digest(stream, digest):
+    return [dict(e, aux={**e["aux"], "Digest": digest}) if "aux" in e else
+            dict(e, status=e["status"].replace(DIGEST, digest)) if DIGEST in str(e.get("status", "")) else e
+            for e in stream]
+
+
+def test_the_first_tag_uploads_the_layers_then_the_others_push_at_once_and_agree():
+    tags = ("c" * 40, "c" * 12, "master")
+    client = types.SimpleNamespace(api=TaggedEngine({tag: PUSH_OK for tag in tags}))
+    pushed = image.push(client, a_config(), image.Image(name="127.0.0.1:5000/p", tag=tags[0], tags=tags), None)
+    assert pushed.digest == DIGEST
+    assert client.api.events[:2] == [("start", tags[0]), ("end", tags[0])]  # alone: it uploads the layers
+    assert sorted(client.api.events[2:]) == sorted([("start", t) for t in tags[1:]] + [("end", t) for t in tags[1:]])
+
+
+def test_tags_that_name_different_manifests_fail_the_push():
+    other = "sha256:" + "cd" * 32
+    tags = ("c" * 40, "master")
+    client = types.SimpleNamespace(api=TaggedEngine({tags[0]: PUSH_OK, tags[1]: with_digest(PUSH_OK, other)}))
+    with pytest.raises(PushFailed, match=f"name different manifests: {tags[0]} {DIGEST}, master {other}"):
+        image.push(client, a_config(), image.Image(name="127.0.0.1:5000/p", tag=tags[0], tags=tags), None)

@@ -16,6 +16,7 @@ from pipeline.jobs.render import MANAGED_MARK, RenderedJob
 
 # What Jenkins writes for a field it filled in on load: a Java primitive's or an empty list's default.
 FILLED_DEFAULTS = ("", "false", "0")
+DECLARATION = re.compile(rb"^\s*<\?xml[^>]*\?>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +49,9 @@ def normalise(xml: str | bytes, *, ours: bytes | None = None) -> list[str]:
     Given ``ours`` (the job as rendered), a field Jenkins filled in with a
     default value because ours lacks it is left out too.
     """
-    if isinstance(xml, str):
-        xml = xml.encode("utf-8")
-    # The declaration says nothing about the job (Jenkins writes version 1.1, JJB 1.0).
-    xml = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", xml)
-    root = ET.fromstring(xml)
+    root = _parse(xml)
     if ours is not None:
-        _drop_filled_defaults(root, ET.fromstring(re.sub(rb"^\s*<\?xml[^>]*\?>", b"", ours)))
+        _drop_filled_defaults(root, _parse(ours))
     lines: list[str] = []
     _canonical_lines(root, 0, lines)
     return lines
@@ -64,7 +61,11 @@ def compare(job: RenderedJob, live_xml: str | None) -> Drift:
     """Compare one rendered job with the live config (None: Jenkins has no such job)."""
     if live_xml is None:
         return Drift(job.name, "missing")
-    want, have = normalise(job.xml), normalise(live_xml, ours=job.xml)
+    ours, live = _parse(job.xml), _parse(live_xml)
+    _drop_filled_defaults(live, ours)
+    if _same(ours, live):  # the usual answer, reached without writing either job out as lines
+        return Drift(job.name, "same")
+    want, have = _lines(ours), _lines(live)
     if want == have:
         return Drift(job.name, "same")
     text = "\n".join(difflib.unified_diff(have, want, f"jenkins/{job.name}", f"jobs/{job.name}",
@@ -91,17 +92,54 @@ def plan_update(jobs: Iterable[RenderedJob], live: Mapping[str, str | None],
 def is_managed(xml: str | bytes) -> bool:
     """Tell whether a live job was made by Pinotage (its description carries the mark)."""
     try:
-        description = ET.fromstring(re.sub(rb"^\s*<\?xml[^>]*\?>", b"",
-                                           xml.encode() if isinstance(xml, str) else xml)).find("description")
+        description = _parse(xml).find("description")
     except ET.ParseError:
         return False
     return description is not None and MANAGED_MARK in (description.text or "")
 
 
-def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
+def _parse(xml: str | bytes) -> ET.Element:
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    # The declaration says nothing about the job (Jenkins writes version 1.1, which expat refuses; JJB 1.0).
+    return ET.fromstring(DECLARATION.sub(b"", xml, count=1))
+
+
+def _lines(root: ET.Element) -> list[str]:
+    lines: list[str] = []
+    _canonical_lines(root, 0, lines)
+    return lines
+
+
+def _same(ours: ET.Element, live: ET.Element) -> bool:
+    """Tell whether two elements write out as the same canonical lines, stopping at the first difference."""
+    if ours.tag != live.tag or _attributes(ours) != _attributes(live):
+        return False
+    children, counterparts = list(ours), list(live)
+    if len(children) != len(counterparts):
+        return False
+    if not children:
+        return _text(ours) == _text(live)
+    return all(_same(a, b) for a, b in zip(_fields_sorted(children), _fields_sorted(counterparts)))
+
+
+def _attributes(element: ET.Element) -> dict[str, str]:
     # plugin= only names the plugin that owns the element's class, and Jenkins adds it on save
-    attributes = "".join(f' {key}="{value}"' for key, value in sorted(element.attrib.items()) if key != "plugin")
-    text = "\n".join(line.rstrip() for line in (element.text or "").strip().replace("\r\n", "\n").split("\n"))
+    attributes = element.attrib
+    return {key: value for key, value in attributes.items() if key != "plugin"} if "plugin" in attributes \
+        else attributes
+
+
+def _text(element: ET.Element) -> str:
+    text = (element.text or "").strip()
+    if "\n" not in text and "\r" not in text:
+        return text
+    return "\n".join(line.rstrip() for line in text.replace("\r\n", "\n").split("\n"))
+
+
+def _canonical_lines(element: ET.Element, depth: int, lines: list[str]) -> None:
+    attributes = "".join(f' {key}="{value}"' for key, value in sorted(_attributes(element).items()))
+    text = _text(element)
     indent = "  " * depth
     children = list(element)
     if not children:
@@ -138,8 +176,11 @@ def _drop_filled_defaults(live: ET.Element, ours: ET.Element) -> None:
     """
     children = list(live)
     if _is_object(children):
+        fields: dict[str, ET.Element] = {}
+        for field in ours:
+            fields.setdefault(field.tag, field)  # the first of a tag, as find() answers
         for child in children:
-            counterpart = ours.find(child.tag)
+            counterpart = fields.get(child.tag)
             if counterpart is not None:
                 _drop_filled_defaults(child, counterpart)
             elif not len(child) and not child.attrib and (child.text or "").strip() in FILLED_DEFAULTS:

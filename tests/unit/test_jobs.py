@@ -327,6 +327,40 @@ def test_normalise(other, same):
     assert (jobs.normalise(other) == jobs.normalise(SAVED_BY_JENKINS)) is same
 
 
+OURS = (b'<?xml version="1.0" encoding="utf-8"?>\n<project><description>hello\nworld</description><keepDependencies>'
+        b'false</keepDependencies><builders><hudson.tasks.Shell><command>a</command></hudson.tasks.Shell>'
+        b'<hudson.tasks.Shell><command>b</command></hudson.tasks.Shell></builders></project>')
+
+
+@pytest.mark.parametrize("live, state", [
+    ("<project><keepDependencies>false</keepDependencies><description>hello \r\nworld  </description>"
+     "<builders><hudson.tasks.Shell plugin='shell@1'><command>a</command></hudson.tasks.Shell>"
+     "<hudson.tasks.Shell><command>b</command></hudson.tasks.Shell></builders><disabled>false</disabled></project>",
+     "same"),
+    ("<project><description>hello\nworld</description><keepDependencies>false</keepDependencies><builders>"
+     "<hudson.tasks.Shell><command>b</command></hudson.tasks.Shell>"
+     "<hudson.tasks.Shell><command>a</command></hudson.tasks.Shell></builders></project>", "changed"),
+    ("<project><description>hello\nworld</description><keepDependencies>false</keepDependencies><builders>"
+     "<hudson.tasks.Shell><command>a</command></hudson.tasks.Shell></builders></project>", "changed"),
+    ("<project><description>hello\nworld</description><keepDependencies>false</keepDependencies><builders>"
+     "<hudson.tasks.Shell><command>a</command></hudson.tasks.Shell><hudson.tasks.Shell class='x'><command>b"
+     "</command></hudson.tasks.Shell></builders></project>", "changed"),
+    ("<project><description>hello\nworld</description><keepDependencies><x/></keepDependencies><builders>"
+     "<hudson.tasks.Shell><command>a</command></hudson.tasks.Shell><hudson.tasks.Shell><command>b</command>"
+     "</hudson.tasks.Shell></builders></project>", "changed"),
+    ("<project><description>hello\nworld</description><keepDependencies>false</keepDependencies><builders>"
+     "<hudson.tasks.Shell><command>a</command></hudson.tasks.Shell><hudson.tasks.Shell><command>b</command>"
+     "</hudson.tasks.Shell></builders><disabled>true</disabled></project>", "changed"),
+], ids=["layout-crlf-field-order-plugin-default", "list-reordered", "item-missing", "attribute-added",
+        "leaf-became-object", "field-set"])
+def test_compare_agrees_with_the_canonical_lines(live, state):
+    job = jobs.RenderedJob("j", OURS)
+    drift = jobs.compare(job, live)
+    assert drift.state == state
+    assert (jobs.normalise(OURS) == jobs.normalise(live, ours=OURS)) is (state == "same")
+    assert bool(drift.diff) is (state == "changed")
+
+
 def test_plan_update_writes_only_what_differs(rendered):
     box, cluster = rendered["rebuild-box"], rendered["rebuild-cluster"]
     edited = cluster.xml.decode().replace("pinotage cluster rebuild", "pinotage cluster rebuild --dry-run")

@@ -13,12 +13,12 @@ Every request is a whole request and response through the front, read to the end
 dropped when it is refused, reset, times out, when its connection closes before the whole answer
 (a kept-alive connection closed under a request counts, and the next request opens a new one), or
 when the answer is not a 200 whose body is the deck. A server that says ``Connection: close`` on a
-complete answer drops nothing: the client opens a new connection for its next request. The front
-says so on every answer (``pipeline/targets/front.py``): while it kept connections alive, this
-client lost one request on its kept-alive connection in nearly every deploy and rollback, the
-request it sent as the reload closed that connection (``RemoteDisconnected``). One client is
-bound by the release's answers, not by its own work: a raw socket was no faster than
-``http.client`` here (about 750 requests a second either way, on a busy machine).
+complete answer drops nothing: the client opens a new connection for its next request. With a
+front of one reloaded nginx, this client lost one request on its kept-alive connection in nearly
+every deploy and rollback: the request it sent as the reload closed that connection
+(``RemoteDisconnected``). The front now keeps client connections in an nginx that is never
+reloaded (``pipeline/targets/front.py``). The client's rate is bound by the answers, not by its
+own work: a raw socket was no faster than ``http.client`` here.
 
 The deploy is the whole `pinotage run` of a new commit (build, smoke test, push, deploy), the
 rollback the whole `pinotage rollback` that follows; each round commits a new slide, so every

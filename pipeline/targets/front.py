@@ -1,17 +1,20 @@
 """The local target's front: nginx on deploy.host_port, which never stops while releases change.
 
 A release container publishes its own port on ``deploy.host_ip``; the front (one container per
-app and host port, on the host's network) proxies ``host_port`` to the release it names. Switching
-to another release writes a new configuration into the running front and sends it SIGHUP: nginx
-starts workers with the new upstream while the old workers finish what they hold, and the
-listening socket never closes, so no request is refused or reset. The release that was live is
-stopped only once no old worker is left.
+app and host port, on the host's network) proxies ``host_port`` to the release it names. It runs
+two nginx: the outer one listens on ``host_port``, keeps client connections alive and is never
+reloaded; it passes every request over a Unix socket to the inner one, which proxies to the
+release. Switching to another release writes a new configuration for the inner nginx and sends it
+SIGHUP: it starts workers with the new upstream while the old workers finish what they hold, and
+no listening socket ever closes. The release that was live is stopped only once no old worker is
+left.
 
-The front keeps no client connection alive between requests: every answer says ``Connection:
-close``. An old worker closes the kept-alive connections it holds as soon as a reload reaches
-it, and a client that sent its next request on one at that moment gets no answer (nginx does
-so whatever its settings; RFC 9112 leaves the retry to the client). Measured with a client that
-keeps its connection alive: one such request lost per reload (``benchmarks/bench_deploy.py``).
+Why two: a reloaded nginx closes the kept-alive connections its old workers hold as soon as the
+reload reaches them, and a client that sent its next request on one at that moment gets no answer
+(RFC 9112 leaves the retry to the client; measured with one nginx, a kept-alive client lost one
+request in nearly every deploy, ``benchmarks/bench_deploy.py``). Here only the outer nginx's
+connections to the inner one are closed so, and the outer nginx sends a request that finds its
+kept connection closed again on a new one, before any byte of an answer reached the client.
 
 A switch never leaves the front on a release that does not serve: the release is asked once more
 just before the reload, and after it the front must answer 200 from it. When nginx refuses the
@@ -19,7 +22,7 @@ new configuration (its old workers serve on), when the release answers anything 
 front, or when the switch is interrupted, the front gets its previous configuration back by the
 same graceful reload (``tests/integration/test_front.py``).
 
-The configuration is also the record of which release is live: its first line names the
+The inner configuration is also the record of which release is live: its first line names the
 container, and ``routed()`` reads it back from the engine.
 """
 
@@ -35,7 +38,11 @@ from typing import Any, Callable
 from pipeline import probe
 
 CONF_DIR = "/etc/pinotage-front"
-CONF_NAME = "nginx.conf"
+CONF_NAME = "nginx.conf"  # the inner nginx's, the one a switch rewrites
+OUTER_NAME = "outer.conf"
+SOCKET_DIR = "/run/pinotage-front"  # a tmpfs: a restarted front finds no stale socket
+SOCKET = f"{SOCKET_DIR}/switch.sock"
+LAYOUT = "outer-inner"  # a front of another layout (an earlier version's) is started anew
 RELEASE_HEADER = "X-Pinotage-Release"  # names the container that answered, so a switch can be seen
 SWITCH_DEADLINE_S = 10  # new workers answering after a reload
 DRAIN_DEADLINE_S = 15  # old workers gone; nginx itself ends them after SHUTDOWN_S
@@ -55,36 +62,61 @@ class Upstream:
     port: int
 
 
-def render(upstream: Upstream, *, listen_host: str, listen_port: int) -> str:
-    """Return the front's nginx configuration for one upstream; its first line names it."""
-    return f"""# live: {upstream.name}
-daemon off;
-user nobody nogroup;
+_COMMON = f"""user nobody nogroup;
 worker_processes 1;
-pid /tmp/pinotage-front.pid;
-error_log stderr warn;
-worker_shutdown_timeout {SHUTDOWN_S}s;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    keepalive_timeout 0;
     client_body_temp_path /tmp/body;
     proxy_temp_path /tmp/proxy;
     fastcgi_temp_path /tmp/fastcgi;
     uwsgi_temp_path /tmp/uwsgi;
     scgi_temp_path /tmp/scgi;
-    upstream release {{
+"""
+_PROXY = """proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;"""
+
+
+def render(upstream: Upstream) -> str:
+    """Return the inner nginx's configuration for one upstream; its first line names it."""
+    return f"""# live: {upstream.name}
+daemon off;
+pid /tmp/pinotage-front.pid;
+error_log stderr warn;
+worker_shutdown_timeout {SHUTDOWN_S}s;
+{_COMMON}    upstream release {{
         server {upstream.host}:{upstream.port};
+        keepalive 8;
+    }}
+    server {{
+        listen unix:{SOCKET};
+        location / {{
+            proxy_pass http://release;
+            {_PROXY}
+            add_header {RELEASE_HEADER} {upstream.name} always;
+        }}
+    }}
+}}
+"""
+
+
+def render_outer(*, listen_host: str, listen_port: int) -> str:
+    """Return the outer nginx's configuration: host_port to the inner nginx's socket, never reloaded."""
+    # Its only upstream is the inner nginx: the connections a reload closes under a request, which
+    # it sends again, are all it would log below crit.
+    return f"""daemon on;
+pid /tmp/pinotage-front-outer.pid;
+error_log stderr crit;
+{_COMMON}    upstream switch {{
+        server unix:{SOCKET};
         keepalive 8;
     }}
     server {{
         listen {listen_host}:{listen_port};
         location / {{
-            proxy_pass http://release;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            add_header {RELEASE_HEADER} {upstream.name} always;
+            proxy_pass http://switch;
+            {_PROXY}
         }}
     }}
 }}
@@ -107,7 +139,9 @@ class Front:
         self.host_ip = host_ip
         self.host_port = host_port
         self.name = f"pinotage-{app}-front-{host_port}"
-        self.labels = {f"{label}.app": app, f"{label}.role": "front", f"{label}.host-port": str(host_port)}
+        self._layout_label = f"{label}.front-layout"
+        self.labels = {f"{label}.app": app, f"{label}.role": "front", f"{label}.host-port": str(host_port),
+                       self._layout_label: LAYOUT}
         self._pull = pull
 
     def container(self):
@@ -142,9 +176,10 @@ class Front:
         import docker
 
         _check_answers(upstream, health_url)  # once more: it may have stopped since its health check
-        conf = render(upstream, listen_host=self.host_ip, listen_port=self.host_port)
+        conf = render(upstream)
         container = self.container()
-        started = container is None or container.status != "running"
+        started = (container is None or container.status != "running"
+                   or container.labels.get(self._layout_label) != LAYOUT)
         try:
             if started:
                 if container is not None:
@@ -201,9 +236,15 @@ class Front:
 
     def _start(self, conf: str):
         self._pull(self.image)
+        # The inner nginx is the container's process (the engine's SIGHUP reaches it); the outer
+        # one goes to the background first, and the container ends when the inner one does. umask
+        # 0: the outer nginx's workers (nobody) may connect to the socket the inner one makes.
+        script = (f"umask 0 && nginx -e stderr -c {CONF_DIR}/{OUTER_NAME} "
+                  f"&& exec nginx -e stderr -c {CONF_DIR}/{CONF_NAME}")
         container = self.client.containers.create(
             self.image, name=self.name, labels=self.labels, detach=True, network_mode="host",
-            command=["nginx", "-e", "stderr", "-c", f"{CONF_DIR}/{CONF_NAME}"])
+            tmpfs={SOCKET_DIR: "mode=755"}, command=["sh", "-c", script])
+        _write_file(container, CONF_DIR, OUTER_NAME, render_outer(listen_host=self.host_ip, listen_port=self.host_port))
         _write_file(container, CONF_DIR, CONF_NAME, conf)
         container.start()
         return container
@@ -264,9 +305,10 @@ def _refused(container, since: float) -> str:
 
 
 def _workers(container) -> set[str]:
-    """Return the process ids of the front's nginx workers."""
-    processes = container.top(ps_args="-o pid,args").get("Processes") or []
-    return {pid for pid, args in processes if "worker process" in args}
+    """Return the process ids of the inner nginx's workers (the container's process is their master)."""
+    master = str((container.attrs.get("State") or {}).get("Pid", ""))
+    processes = container.top(ps_args="-o pid,ppid,args").get("Processes") or []
+    return {pid for pid, ppid, args in processes if ppid == master and "worker process" in args}
 
 
 def _wait_gone(container, workers: set[str]) -> None:

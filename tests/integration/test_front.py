@@ -9,6 +9,7 @@ A client asks the front on a new connection every few milliseconds throughout ea
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import http.server
 import re
 import secrets
@@ -142,6 +143,45 @@ def test_a_switch_to_a_serving_release_moves_every_new_request_and_drops_none(se
         b.stop()
 
 
+def test_a_kept_alive_client_connection_outlives_every_switch_and_loses_no_request(served):
+    the_front, a, url = served
+    b = Release(a.name.replace("release-a", "release-b"))
+    port = int(url.split(":")[2].split("/")[0])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    seen: list[tuple[int, str]] = []
+    failures: list[str] = []
+    sockets: set[int] = set()
+    stop = threading.Event()
+
+    def ask() -> None:  # back to back on one connection, as a browser keeps one
+        while not stop.is_set():
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                seen.append((response.status, response.read().decode()))
+                sockets.add(id(connection.sock))
+            except (OSError, http.client.HTTPException) as e:
+                failures.append(type(e).__name__)
+                connection.close()
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    try:
+        for release in (b, a, b, a, b, a):
+            time.sleep(0.05)
+            the_front.switch(release.upstream, url)
+    finally:
+        stop.set()
+        asking.join(10)
+        connection.close()
+        b.stop()
+    assert failures == []
+    assert set(seen) == {(200, a.name), (200, b.name)}
+    # The outer nginx closes a connection, saying so in its last answer, after 1,000 requests
+    # (its keepalive_requests); the switches closed none.
+    assert len(sockets) <= len(seen) // 1000 + 1, (len(sockets), len(seen))
+
+
 def test_a_release_that_stopped_before_the_switch_is_never_routed(served):
     the_front, a, url = served
     b = Release(a.name.replace("release-a", "release-b"))
@@ -217,3 +257,24 @@ def test_an_interrupt_during_the_switch_switches_back(served):
     finally:
         interrupt.cancel()
         b.stop()
+
+
+def test_a_front_of_another_layout_is_started_anew(docker_client, base_images):
+    tag = secrets.token_hex(3)
+    port = free_port()
+    the_front = front.Front(docker_client, app=f"ft-{tag}", image=base_images.front, host_ip="127.0.0.1",
+                            host_port=port, label="org.pinotage-test", pull=lambda ref: None)
+    # A front an earlier version started: same name, no layout label (it serves nothing here).
+    earlier = docker_client.containers.run(base_images.front, ["sleep", "infinity"], name=the_front.name,
+                                           labels={"org.pinotage-test.role": "front"}, detach=True)
+    a = Release(f"release-a-{tag}")
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        the_front.switch(a.upstream, url)
+        assert _serves(url) == (200, a.name)
+        assert the_front.container().id != earlier.id
+        assert the_front.container().labels["org.pinotage-test.front-layout"] == front.LAYOUT
+    finally:
+        for container in docker_client.containers.list(all=True, filters={"name": the_front.name}):
+            container.remove(force=True)
+        a.stop()

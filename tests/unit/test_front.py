@@ -7,16 +7,24 @@ import pytest
 from pipeline.targets import front
 
 
-@pytest.mark.parametrize("upstream, listen", [
-    (front.Upstream("pinotage-slides-0123456789ab-a1b2c3", "127.0.0.1", 41001), ("127.0.0.1", 8080)),
-    (front.Upstream("pinotage-other-fedcba987654-000000", "127.0.0.1", 5), ("0.0.0.0", 80)),
-], ids=["loopback", "every-interface"])
-def test_the_configuration_names_its_upstream_and_listens_where_asked(upstream, listen):
-    conf = front.render(upstream, listen_host=listen[0], listen_port=listen[1])
+@pytest.mark.parametrize("upstream", [
+    front.Upstream("pinotage-slides-0123456789ab-a1b2c3", "127.0.0.1", 41001),
+    front.Upstream("pinotage-other-fedcba987654-000000", "127.0.0.1", 5),
+], ids=["one", "another"])
+def test_the_inner_configuration_names_its_upstream_and_listens_on_the_socket(upstream):
+    conf = front.render(upstream)
     assert front.live_name(conf) == upstream.name
     assert f"server {upstream.host}:{upstream.port};" in conf
-    assert f"listen {listen[0]}:{listen[1]};" in conf
+    assert f"listen unix:{front.SOCKET};" in conf
     assert f"add_header {front.RELEASE_HEADER} {upstream.name} always;" in conf
+
+
+@pytest.mark.parametrize("listen", [("127.0.0.1", 8080), ("0.0.0.0", 80)], ids=["loopback", "every-interface"])
+def test_the_outer_configuration_listens_where_asked_and_passes_to_the_socket(listen):
+    conf = front.render_outer(listen_host=listen[0], listen_port=listen[1])
+    assert f"listen {listen[0]}:{listen[1]};" in conf
+    assert f"server unix:{front.SOCKET};" in conf
+    assert front.live_name(conf) is None, "only the inner configuration names a release"
 
 
 @pytest.mark.parametrize("conf", ["", "daemon off;\n", "# live: \n", "# something else\n# live: x\n"],

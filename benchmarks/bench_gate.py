@@ -14,7 +14,8 @@ server-side as `pinotage deploy` applies it, over a healthy release, with an ima
   progressDeadlineSeconds; the gate's goal is at most 1/50 of that.
 
 Healthy rollouts run one after another (n after a warm-up); failing ones run side by side, one
-namespace each, because every kubectl waits out the progress deadline (300 s in the manifest).
+namespace and one gate worker each, because every kubectl waits out the progress deadline (300 s
+in the manifest).
 Quick mode (the test suite) lowers that deadline to QUICK_DEADLINE_S and says so.
 """
 
@@ -95,11 +96,11 @@ class Bench:
 
     def healthy_row(self, runs: int, *, warmup: int) -> dict:
         namespace = self._namespace("healthy")
-        self._settled(namespace)
+        self._settled(namespace, self.gates)
         ours, theirs = [], []
         for i in range(warmup + runs):
             applied, applied_at = self._apply(namespace, self._image())
-            gate_at, kubectl_at, verdict, _ = self._race(namespace, applied)
+            gate_at, kubectl_at, verdict, _ = self._race(namespace, applied, self.gates)
             if verdict["kind"] != "Done":
                 raise RuntimeError(f"a healthy rollout was judged {verdict}")
             if i >= warmup:
@@ -157,7 +158,11 @@ class Bench:
     def _failing(self, kind: str, index: int) -> tuple[float, float]:
         """Roll a failing image out over a healthy one; return (gate, kubectl) from the first failing pod."""
         namespace = self._namespace(f"{kind}-{index}")
-        self._settled(namespace)
+        with Worker("gate", str(self.kubeconfig)) as gates:  # one process per deploy, as `pinotage deploy` has
+            return self._failing_in(kind, namespace, gates)
+
+    def _failing_in(self, kind: str, namespace: str, gates: Worker) -> tuple[float, float]:
+        self._settled(namespace, gates)
         image = self._image()
         if kind == "bad-image":
             image = image.replace("bench/presentation", "bench/no-such-image")
@@ -168,7 +173,7 @@ class Bench:
             self.fake.unready_images.add(image)
         since = self.fake.store.rv
         applied, _ = self._apply(namespace, image)
-        gate_at, kubectl_at, verdict, kubectl = self._race(namespace, applied)
+        gate_at, kubectl_at, verdict, kubectl = self._race(namespace, applied, gates)
         if verdict["kind"] != "Failed":
             raise RuntimeError(f"the gate judged a {kind} rollout {verdict}")
         if kubectl["code"] == 0:
@@ -176,13 +181,13 @@ class Bench:
         failed_at = self._first_failing_pod(namespace, since, kind)
         return gate_at - failed_at, kubectl_at - failed_at
 
-    def _race(self, namespace: str, applied: dict):
+    def _race(self, namespace: str, applied: dict, gates: Worker):
         """Start kubectl rollout status, then the gate, on the rollout; return when each decided (monotonic)."""
         argv = ["kubectl", f"--kubeconfig={self.kubeconfig}", f"--cache-dir={self.cache}", "rollout", "status",
                 "deployment/presentation", "-n", namespace, "--timeout=0"]
         kubectl = self.runner.send(argv=argv, timeout_s=self.deadline_s + 120)
-        verdict = self.gates.call(namespace=namespace, applied=applied, rollout_s=self.deadline_s + 60,
-                                  timeout_s=self.deadline_s + 120)
+        verdict = gates.call(namespace=namespace, applied=applied, rollout_s=self.deadline_s + 60,
+                             timeout_s=self.deadline_s + 120)
         exited = kubectl.result(timeout=self.deadline_s + 120)
         if "error" in exited:
             raise RuntimeError(f"kubectl rollout status could not run: {exited['error']}")
@@ -208,10 +213,10 @@ class Bench:
         self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         return namespace
 
-    def _settled(self, namespace: str) -> None:
+    def _settled(self, namespace: str, gates: Worker) -> None:
         """Roll a healthy release out first, so each measured rollout replaces one, as a deploy does."""
         applied, _ = self._apply(namespace, self._image())
-        verdict = self.gates.call(namespace=namespace, applied=applied, rollout_s=120, timeout_s=180)
+        verdict = gates.call(namespace=namespace, applied=applied, rollout_s=120, timeout_s=180)
         if verdict["kind"] != "Done":
             raise measure.NotMeasurable(f"the first rollout in {namespace} was judged {verdict}")
 

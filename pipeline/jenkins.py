@@ -194,14 +194,22 @@ def connect(config: Config, environ: Mapping[str, str], *, need_token: bool) -> 
     return JenkinsClient(url, user, token)
 
 
-def live_configs(client: JenkinsClient, names: Iterable[str]) -> dict[str, str | None]:
-    """Fetch each named job's live config.xml (None for a job Jenkins does not have), READ_CONCURRENCY at a time."""
+def live_configs(client: JenkinsClient, names: Iterable[str],
+                 read: Mapping[str, str] = {}) -> dict[str, str | None]:
+    """Fetch each named job's live config.xml (None for a job Jenkins does not have), READ_CONCURRENCY at a time.
+
+    ``read`` holds configs already read from this Jenkins during this run (``jenkins_prefetch``);
+    the names it lacks are fetched.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     names = list(names)
-    if not names:
-        return {}
+    found: dict[str, str | None] = {name: read[name] for name in names if name in read}
+    missing = [name for name in names if name not in found]
+    if not missing:
+        return found
     # The first read alone: python-jenkins settles the sign-in and fetches its crumb once, not once per thread.
-    first = client.job_config(names[0])
-    with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(names)), thread_name_prefix="jenkins-read") as pool:
-        return dict(zip(names, [first, *pool.map(client.job_config, names[1:])]))
+    found[missing[0]] = client.job_config(missing[0])
+    with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(missing)), thread_name_prefix="jenkins-read") as pool:
+        found.update(zip(missing[1:], pool.map(client.job_config, missing[1:])))
+    return {name: found[name] for name in names}

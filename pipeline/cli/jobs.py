@@ -1,7 +1,8 @@
 """The handlers of ``pinotage jobs render|check|diff|update``: render jobs/, then act on what rendered.
 
-Every action reads the configuration and renders first, so a broken jobs/ is reported before
-Jenkins is asked anything.
+Every action reads the configuration and renders first, so a broken jobs/ is reported before any
+answer of Jenkins and before any write. (``diff`` and ``update`` start reading the live configs of
+Pinotage's jobs in a child process while rendering: reads only, see ``pipeline.jenkins_prefetch``.)
 """
 
 from __future__ import annotations
@@ -49,9 +50,7 @@ def diff_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import jenkins, jobs
 
     config = load_config(args, environ)
-    rendered = jobs.render(args.jobs_dir)
-    client = jenkins.connect(config, environ, need_token=False)
-    live = jenkins.live_configs(client, [job.name for job in rendered])
+    rendered, client, live = _rendered_and_live(args, config, environ, need_token=False)
     drifted = 0
     for job in rendered:
         drift = jobs.compare(job, live[job.name])
@@ -68,13 +67,12 @@ def update_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import jenkins, jobs
 
     config = load_config(args, environ)
-    rendered = jobs.render(args.jobs_dir)
-    client = jenkins.connect(config, environ, need_token=True)
-    live = jenkins.live_configs(client, [job.name for job in rendered])
+    rendered, client, live = _rendered_and_live(args, config, environ, need_token=True)
     names = {job.name for job in rendered}
     others = {}
     if args.delete_old:
-        others = {name: client.job_config(name) or "" for name in client.job_names() if name not in names}
+        others = {name: xml or "" for name, xml in
+                  jenkins.live_configs(client, [name for name in client.job_names() if name not in names]).items()}
     plan = jobs.plan_update(rendered, live, others, delete_old=args.delete_old)
     for job in plan.create:
         print(f"creating {job.name}", file=sys.stderr)
@@ -88,6 +86,22 @@ def update_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     print(f"{len(plan.create)} created, {len(plan.reconfigure)} reconfigured, {len(plan.delete)} deleted,"
           f" {len(plan.unchanged)} unchanged", file=sys.stderr)
     return 0
+
+
+def _rendered_and_live(args: argparse.Namespace, config, environ: Mapping[str, str], *, need_token: bool):
+    """Render jobs/ and read each job's live config, the reads of Pinotage's known jobs started first
+    (in a child process) so that they overlap the render; a bad jobs/ is still reported first."""
+    from pipeline import jenkins, jenkins_prefetch, jobs
+
+    early = jenkins_prefetch.start(config, environ, jobs.MANAGED_MARK)
+    try:
+        rendered = jobs.render(args.jobs_dir)
+        client = jenkins.connect(config, environ, need_token=need_token)
+        live = jenkins.live_configs(client, [job.name for job in rendered], early.result() if early else {})
+    finally:
+        if early:
+            early.close()
+    return rendered, client, live
 
 
 JOBS_ACTIONS = {"render": render_command, "check": check_command, "diff": diff_command, "update": update_command}

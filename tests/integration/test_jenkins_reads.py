@@ -139,3 +139,72 @@ def test_a_config_is_decoded_as_it_declares(content_type, body, expected):
     jenkins.xml_encoding(response)
     assert response.encoding.lower() == expected.lower()
     assert response.text.endswith("é</a>") or response.text.endswith("é ✓</a>")
+
+
+# --- reading Pinotage's jobs while jobs/ renders (pipeline.jenkins_prefetch) ---------------------
+
+MANAGED = "<project><description>made by Pinotage\n&lt;!-- managed by pinotage: jobs/ --&gt;</description></project>"
+
+
+def test_the_child_reads_only_the_jobs_carrying_the_mark(fake):
+    from pipeline.jenkins_prefetch import Prefetch
+    from pipeline.jobs import MANAGED_MARK
+
+    client = JenkinsClient(fake.url, "deployer", TOKEN)
+    for name in ("ours-1", "ours-2"):
+        client.create(name, MANAGED.encode())
+    fake.clear_requests()
+    early = Prefetch(fake.url, "deployer", TOKEN, MANAGED_MARK)
+    try:
+        read = early.result()
+    finally:
+        early.close()
+    assert sorted(read) == ["ours-1", "ours-2"] and all("made by Pinotage" in xml for xml in read.values())
+    assert sorted(r.path for r in fake.requests if r.path.endswith("config.xml")) == \
+        ["/job/ours-1/config.xml", "/job/ours-2/config.xml"]  # the foreign a, b and c are not read
+
+
+def test_configs_read_already_are_not_read_again(fake):
+    live = jenkins.live_configs(JenkinsClient(fake.url, "deployer", TOKEN), ["a", "b", "c"], {"a": "<project/>"})
+    assert live["a"] == "<project/>" and "<description>b</description>" in live["b"]
+    assert sorted(r.path for r in fake.requests if r.path.endswith("config.xml")) == \
+        ["/job/b/config.xml", "/job/c/config.xml"]
+
+
+def test_an_update_reads_each_job_once_and_restores_a_hand_edit(tmp_path, environ, capsys):
+    from pipeline import cli
+
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    (jobs_dir / "jobs.yaml").write_text("".join(f"- job:\n    name: job-{i}\n    builders: [{{shell: 'pinotage history'}}]\n"
+                                                for i in range(12)))
+    with FakeJenkins(user="deployer", token=TOKEN, crumbs=True) as fake:
+        env = {**environ, "PINOTAGE_JENKINS_URL": fake.url, "PINOTAGE_JENKINS_USER": "deployer",
+               "PINOTAGE_JENKINS_TOKEN": TOKEN}
+        assert cli.main(["jobs", "update", "--jobs-dir", str(jobs_dir)], env) == 0
+        client = JenkinsClient(fake.url, "deployer", TOKEN)
+        client.reconfigure("job-5", client.job_config("job-5").replace("pinotage history", "rm -rf /").encode())
+        (jobs_dir / "jobs.yaml").write_text((jobs_dir / "jobs.yaml").read_text() +
+                                            "- job:\n    name: job-new\n    builders: [{shell: 'pinotage history'}]\n")
+        fake.clear_requests()
+        assert cli.main(["jobs", "update", "--jobs-dir", str(jobs_dir)], env) == 0
+        reads = [r.path for r in fake.requests if r.method == "GET" and r.path.endswith("/config.xml")]
+        assert sorted(reads) == sorted(f"/job/{name}/config.xml" for name in [f"job-{i}" for i in range(12)] +
+                                       ["job-new"])
+        assert [r.path for r in fake.writes()] == ["/createItem", "/job/job-5/config.xml"]
+        assert "rm -rf" not in client.job_config("job-5")
+    assert "1 created, 1 reconfigured, 0 deleted, 11 unchanged" in capsys.readouterr().err
+
+
+def test_a_password_in_the_token_variable_is_never_sent(tmp_path, environ, capsys):
+    from pipeline import cli
+
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    (jobs_dir / "jobs.yaml").write_text("- job:\n    name: j\n    builders: [{shell: 'pinotage history'}]\n")
+    with FakeJenkins(user="deployer", token=TOKEN, crumbs=True) as fake:
+        env = {**environ, "PINOTAGE_JENKINS_URL": fake.url, "PINOTAGE_JENKINS_USER": "deployer",
+               "PINOTAGE_JENKINS_TOKEN": "hunter2-Secret!"}
+        assert cli.main(["jobs", "diff", "--jobs-dir", str(jobs_dir)], env) == 2
+        assert fake.requests == []
+    assert "does not look like a Jenkins API token" in capsys.readouterr().err

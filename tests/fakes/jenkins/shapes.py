@@ -12,20 +12,25 @@ def item_url(base: str, full_name: str) -> str:
     return base + "/" + "".join(f"job/{quote(part)}/" for part in full_name.split("/"))
 
 
-def color(job: Job) -> str | None:
+def color(job: Job, root=None) -> str | None:
     if job.root not in BUILDABLE:
         return None
-    if parse(job.config).findtext("disabled") == "true":
+    if (parse(job.config) if root is None else root).findtext("disabled") == "true":
         return "disabled"
     return "blue" if job.builds else "notbuilt"
 
 
 def item_summary(base: str, full_name: str, job: Job, visible: Callable[[str], bool]) -> dict[str, Any]:
-    """Return an item as it appears in a ``jobs`` list (with ``jobs`` of its own for a folder)."""
+    """Return an item as it appears in a ``jobs`` list (with ``jobs`` of its own for a folder).
+
+    ``description`` is there for a ``tree=jobs[description]``; ``shallow`` drops it, as Jenkins lists
+    only ``name``, ``url`` and ``color`` without a tree.
+    """
+    root = parse(job.config)
     summary: dict[str, Any] = {"_class": JOB_CLASSES[job.root], "name": full_name.rsplit("/", 1)[-1],
-                               "url": item_url(base, full_name)}
+                               "url": item_url(base, full_name), "description": root.findtext("description") or ""}
     if job.root in BUILDABLE:
-        summary["color"] = color(job)
+        summary["color"] = color(job, root)
     if job.root not in BUILDABLE:
         summary["jobs"] = children(base, full_name, job, visible)
     return summary
@@ -145,5 +150,5 @@ def shallow(data: dict[str, Any]) -> dict[str, Any]:
     """Cut nested ``jobs`` lists to their depth-0 form, as Jenkins answers without ``tree`` or ``depth``."""
     cut = dict(data)
     if isinstance(cut.get("jobs"), list):
-        cut["jobs"] = [{k: v for k, v in job.items() if k != "jobs"} for job in cut["jobs"]]
+        cut["jobs"] = [{k: v for k, v in job.items() if k not in ("jobs", "description")} for job in cut["jobs"]]
     return cut

@@ -19,24 +19,20 @@ import subprocess
 import sys
 from typing import Mapping
 
-from pipeline.config import SECRETS, Config, secret
+from pipeline.config import Config, secret
 from pipeline.errors import BadInput
 
 LISTING = "api/json?tree=jobs[name,description]"
-TOKEN_VARIABLE = SECRETS["jenkins.token"]
 
 
 class Prefetch:
     """A child process reading the configs of the top-level jobs whose description carries a mark."""
 
-    def __init__(self, url: str, user: str, token: str, mark: str):
-        # The environment requests reads in this process (proxies, CA bundle), and the token there,
-        # never on the command line.
-        env = {k: v for k, v in os.environ.items() if k != TOKEN_VARIABLE}
-        if token:
-            env[TOKEN_VARIABLE] = token
-        self._child = subprocess.Popen([sys.executable, "-m", "pipeline.jenkins_prefetch", url, user, mark], env=env,
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    def __init__(self, url: str, user: str, mark: str, environ: Mapping[str, str]):
+        # The token stays in the environment (PINOTAGE_JENKINS_TOKEN), never on the command line.
+        self._child = subprocess.Popen([sys.executable, "-m", "pipeline.jenkins_prefetch", url, user, mark],
+                                       env=dict(environ), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL)
 
     def result(self, timeout_s: float = 600) -> dict[str, str]:
         """Return the configs the child read (job name -> config.xml); {} when it failed."""
@@ -66,7 +62,7 @@ def start(config: Config, environ: Mapping[str, str], mark: str) -> Prefetch | N
         return None
     try:
         jenkins.connect(config, environ, need_token=False)
-        return Prefetch(config.jenkins.url, config.jenkins.user, secret("jenkins.token", environ) or "", mark)
+        return Prefetch(config.jenkins.url, config.jenkins.user, mark, environ)
     except (BadInput, OSError):
         return None
 
@@ -75,7 +71,7 @@ def main() -> int:
     from pipeline.jenkins import JenkinsClient, live_configs
 
     url, user, mark = sys.argv[1:4]
-    client = JenkinsClient(url, user, os.environ.get(TOKEN_VARIABLE, ""))
+    client = JenkinsClient(url, user, secret("jenkins.token", os.environ) or "")
     listing = client.get_json(LISTING) or {}
     names = [job["name"] for job in listing.get("jobs", []) if mark in (job.get("description") or "")]
     configs = live_configs(client, names)

@@ -154,7 +154,7 @@ def test_the_child_reads_only_the_jobs_carrying_the_mark(fake):
     for name in ("ours-1", "ours-2"):
         client.create(name, MANAGED.encode())
     fake.clear_requests()
-    early = Prefetch(fake.url, "deployer", TOKEN, MANAGED_MARK)
+    early = Prefetch(fake.url, "deployer", MANAGED_MARK, {"PINOTAGE_JENKINS_TOKEN": TOKEN})
     try:
         read = early.result()
     finally:

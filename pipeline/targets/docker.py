@@ -116,7 +116,9 @@ class DockerTarget:
         """Start the release on its own port, gate it, switch the front to it, then stop the previous one.
 
         Until the front has switched, the previous release serves untouched; any failure before
-        that removes (or stops again, when kept) the new container and leaves it so.
+        that removes (or stops again, when kept) the new container and leaves it so. An interrupt
+        until the previous one is stopped does the same, starting it again if need be: an
+        interrupted attempt is not recorded, so what serves must be what was live.
         """
         import docker
 
@@ -134,20 +136,16 @@ class DockerTarget:
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
                 legacy.stop(timeout=containers.STOP_TIMEOUT_S)
             self._front().switch(front_module.Upstream(container.name, containers.RELEASE_HOST, port), self._health_url())
+            progress(f"the front on port {self._host_port()} serves {container.name}")
+            if live_container is not None and legacy is None and live_container.id != container.id:
+                progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
+                containers.stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
         except KeyboardInterrupt:  # an abort (Ctrl-C, or the SIGTERM of a Jenkins abort): the new one goes
-            self._route_back(container, live_container)
-            if kept is None:
-                containers.remove(container)
-            elif container is not None:
-                containers.stop(container)
+            self._withdraw(container, live_container, kept=kept, progress=progress)
             raise
         except (DeployFailed, front_module.FrontError, docker.errors.APIError) as e:
             reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
-            self._route_back(container, live_container)
-            if kept is None:
-                containers.remove(container)
-            elif container is not None:
-                containers.stop(container)
+            self._withdraw(container, live_container, kept=kept, progress=progress)
             self._remove_front_if_down()
             if live_container is None:
                 raise DeployFailed(f"{reason}; nothing was live", **_failed(release, None)) from e
@@ -160,26 +158,41 @@ class DockerTarget:
                                    **_failed(release, None),
                                    hint=f"nothing serves on port {self._host_port()}; see 'docker ps -a'") from e
             raise DeployFailed(f"{reason}; the previous release serves again", **_failed(release, live)) from e
-        progress(f"the front on port {self._host_port()} serves {container.name}")
-        if live_container is not None and legacy is None and live_container.id != container.id:
-            progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
-            containers.stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
         progress(f"serving {release.image.pinned} at {self.url()}")
         self._prune(keep=container)
 
-    def _route_back(self, container, live_container) -> None:
-        """Switch the front back to the live container if it still routes to container.
+    def _withdraw(self, container, live_container, *, kept, progress: Progress) -> None:
+        """Route the front back to live_container, then remove the new container (stop it, when kept).
+
+        A new container the front still routes to after that is what serves: it stays.
+        """
+        self._route_back(container, live_container, progress)
+        if container is None or (live_container is not None and self._front().routed() == container.name):
+            return
+        if kept is None:
+            containers.remove(container)
+        else:
+            containers.stop(container)
+
+    def _route_back(self, container, live_container, progress: Progress) -> None:
+        """Start the live container again and switch the front back to it, if the front routes to container.
 
         A failed or interrupted switch puts the front's previous configuration back itself; this
-        covers a front whose switching back failed too.
+        covers an interrupt after the switch, and a front whose switching back failed too. The live
+        container may be stopping (the engine ends a stop it has begun, whoever asked for it): it
+        is stopped, then started, before the front goes back to it.
         """
         import docker
 
         if container is None or live_container is None or self._front().routed() != container.name:
             return
         try:
+            containers.stop(live_container)
+            if self._restart(live_container, progress):
+                return  # it does not start again: the new release serves on
             port = containers.published_port(containers.reloaded(live_container), self.config.image.port)
-            self._front().switch(front_module.Upstream(live_container.name, containers.RELEASE_HOST, port), self._health_url())
+            self._front().switch(front_module.Upstream(live_container.name, containers.RELEASE_HOST, port),
+                                 self._health_url())
         except (DeployFailed, front_module.FrontError, docker.errors.APIError):
             pass  # the caller reports the first failure; 'pinotage status' shows what the front serves
 

@@ -74,13 +74,26 @@ class AppLoop:
 
         for container in docker_client.containers.list(all=True, filters={"label": f"org.pinotage.app={self.app}"}):
             container.remove(force=True, v=True)
-        for image in docker_client.images.list():
-            if any(ref.startswith(self.env["PINOTAGE_REGISTRY_URL"] + "/" + self.repository)
-                   for ref in image.tags + image.attrs.get("RepoDigests", [])):
+        mine = self.env["PINOTAGE_REGISTRY_URL"] + "/" + self.repository
+        images = docker_client.api.images(all=True)  # one call: summaries with each image's parent
+        ids = {i["Id"] for i in images if any(ref.startswith(mine) for ref in (i.get("RepoTags") or [])
+                                              + (i.get("RepoDigests") or []))}
+        while True:  # and the images tests built on them (a test that removed its tag leaves one untagged)
+            built_on = {i["Id"] for i in images if i.get("ParentId") in ids} - ids
+            if not built_on:
+                break
+            ids |= built_on
+        for _ in range(len(ids)):  # an image goes only once every image built on it has gone
+            for image_id in sorted(ids):
                 try:
-                    docker_client.images.remove(image.id, force=True)
+                    docker_client.images.remove(image_id, force=True)
+                    ids.discard(image_id)
+                except docker.errors.NotFound:
+                    ids.discard(image_id)
                 except docker.errors.APIError:
-                    pass  # an image another test still uses; the session's registry goes anyway
+                    pass  # one built on it is still there, or another test still uses it
+            if not ids:
+                break
 
 
 def make_app_loop(tmp: Path, registry, base_images, **config: str) -> AppLoop:

@@ -253,6 +253,42 @@ def test_an_interrupted_deploy_leaves_the_previous_release_serving_and_the_next_
     assert loop.live_commit(docker_client) == newer
 
 
+def test_an_interrupt_once_the_front_has_switched_starts_the_previous_release_again(
+        loop, first, registry, docker_client, docker_cleanup, tmp_path):
+    """An interrupted attempt is not recorded, so an interrupt as the previous container is about to
+    stop (the front already on the new one) must leave the previous release serving too."""
+    from pipeline import config as config_module
+    from pipeline.state import Image, Release
+    from pipeline.targets import docker as docker_target
+
+    serving = loop.live_commit(docker_client)
+    newer = loop.commit("a release interrupted after the switch")
+    name, digest, state = _pushed_release(
+        loop, registry, docker_client, docker_cleanup, tmp_path, commit=newer, tag_prefix="after-switch",
+        dockerfile=f'FROM {_live_image(loop, docker_client)}\nLABEL org.example.relabelled="{secrets.token_hex(3)}"\n')
+    config = config_module.load(environ=loop.env, cwd=str(loop.repo))
+    target = docker_target.DockerTarget(config, loop.env, lambda: docker_client, lambda: None)
+    said: list[str] = []
+
+    def progress(line: str) -> None:
+        said.append(line)
+        if line.endswith("kept for rollback"):  # the front serves the new release; the previous stops next
+            raise KeyboardInterrupt
+
+    release = Release(image=Image(name=name, tag="after-switch", digest=digest, commit=newer), commit=newer)
+    with Client(loop.url, interval_s=0.01) as client:
+        with pytest.raises(KeyboardInterrupt):
+            target.deploy(release, is_ancestor=lambda older, newer: False, progress=progress)
+    assert any(line.endswith("kept for rollback") for line in said), said
+    assert loop.live_commit(docker_client) == serving, said
+    assert target.deployed().commit == serving, "the front routes to the previous release"
+    assert client.failures == [] and client.statuses == {200}, client.failures[:3]
+
+    done = loop.pinotage("deploy", "--state", str(state))  # the next attempt finds nothing in its way
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert loop.live_commit(docker_client) == newer
+
+
 def _live_image(loop, docker_client) -> str:
     [container] = docker_client.containers.list(filters={"label": [f"org.pinotage.app={loop.app}",
                                                                    "org.pinotage.role=serving"]})

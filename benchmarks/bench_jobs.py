@@ -138,13 +138,16 @@ def update_rows(quick: bool) -> list[dict]:
     writes_p, writes_q = max(w for w, _ in ours), max(w for w, _ in theirs)
     writes_note = (f"n={len(ours)} rounds, each changing another job; the most writes in a round; POSTs seen by "
                    f"each tool's own Jenkins double; per round: pinotage {[w for w, _ in ours]}, "
-                   f"JJB {[w for w, _ in theirs]}")
+                   f"JJB {[w for w, _ in theirs]} (JJB 6.5 adds <disabled> from the live job to a job it "
+                   "reconfigures before caching its digest, so each job it has reconfigured differs again "
+                   "next time)")
     writes_met = all(w == 1 for w, _ in ours)
     if not writes_met:
         writes_note += "; gap: not one write in every round"
     wall_p, wall_q = measure.median([t for _, t in ours]), measure.median([t for _, t in theirs])
     wall_met = wall_p <= wall_q
-    wall_note = (f"{count:,} jobs, one changed; pinotage reads every live job to compare, JJB compares with its "
+    wall_note = (f"{count:,} jobs, one changed; pinotage reads every live job to compare (its memo of the pairs "
+                 f"found the same, byte for byte, warm too), JJB compares with its "
                  f"cache; {measure.spread([t for _, t in ours], 's')} vs {measure.spread([t for _, t in theirs], 's')}"
                  + (", after a warm-up round" if not quick else ""))
     if not wall_met:

@@ -47,15 +47,18 @@ def check_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 def diff_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from pipeline import jenkins, jobs
+    from pipeline import jobs
+    from pipeline.jobs import verdicts
 
     config = load_config(args, environ)
-    rendered, client, live = _rendered_and_live(args, config, environ, need_token=False)
+    rendered, _, live = _rendered_and_live(args, config, environ, need_token=False)
+    same_before = verdicts.load(environ)
+    drifts, same = jobs.compare_all(rendered, live, same_before)
+    verdicts.save(environ, same, same_before)
     drifted = 0
-    for job in rendered:
-        drift = jobs.compare(job, live[job.name])
+    for drift in drifts:
         if drift.state == "missing":
-            print(f"+ {job.name}: not in Jenkins")
+            print(f"+ {drift.name}: not in Jenkins")
         elif drift.state == "changed":
             print(drift.diff)
         drifted += drift.state != "same"
@@ -65,6 +68,7 @@ def diff_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def update_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from pipeline import jenkins, jobs
+    from pipeline.jobs import verdicts
 
     config = load_config(args, environ)
     rendered, client, live = _rendered_and_live(args, config, environ, need_token=True)
@@ -73,7 +77,8 @@ def update_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.delete_old:
         others = {name: xml or "" for name, xml in
                   jenkins.live_configs(client, [name for name in client.job_names() if name not in names]).items()}
-    plan = jobs.plan_update(rendered, live, others, delete_old=args.delete_old)
+    same_before = verdicts.load(environ)
+    plan = jobs.plan_update(rendered, live, others, delete_old=args.delete_old, same_before=same_before)
     for job in plan.create:
         print(f"creating {job.name}", file=sys.stderr)
         client.create(job.name, job.xml)
@@ -83,6 +88,7 @@ def update_command(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for name in plan.delete:
         print(f"deleting {name} (managed by Pinotage, no longer in {args.jobs_dir})", file=sys.stderr)
         client.delete(name)
+    verdicts.save(environ, plan.same_pairs, same_before)
     print(f"{len(plan.create)} created, {len(plan.reconfigure)} reconfigured, {len(plan.delete)} deleted,"
           f" {len(plan.unchanged)} unchanged", file=sys.stderr)
     return 0

@@ -9,8 +9,9 @@ import dataclasses
 import difflib
 import re
 import xml.etree.ElementTree as ET
-from typing import Iterable, Mapping
+from typing import AbstractSet, Iterable, Mapping
 
+from pipeline.jobs import verdicts
 from pipeline.jobs.render import MANAGED_MARK, RenderedJob
 
 
@@ -36,6 +37,7 @@ class UpdatePlan:
     reconfigure: tuple[RenderedJob, ...] = ()
     delete: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
+    same_pairs: frozenset[bytes] = frozenset()  # the verdicts.key of each unchanged job and its live config
 
 
 def normalise(xml: str | bytes, *, ours: bytes | None = None) -> list[str]:
@@ -73,20 +75,38 @@ def compare(job: RenderedJob, live_xml: str | None) -> Drift:
     return Drift(job.name, "changed", text)
 
 
+def compare_all(jobs: Iterable[RenderedJob], live: Mapping[str, str | None],
+                same_before: AbstractSet[bytes] = frozenset()) -> tuple[list[Drift], frozenset[bytes]]:
+    """Compare each job with its live config; return the drifts and the verdicts.key of the same pairs.
+
+    A pair in ``same_before`` (found the same by an earlier update, byte for byte) is not compared again.
+    """
+    drifts, same = [], set()
+    for job in jobs:
+        xml = live.get(job.name)
+        pair = verdicts.key(job.xml, xml) if xml is not None else b""
+        drift = Drift(job.name, "same") if pair in same_before else compare(job, xml)
+        if drift.state == "same":
+            same.add(pair)
+        drifts.append(drift)
+    return drifts, frozenset(same)
+
+
 def plan_update(jobs: Iterable[RenderedJob], live: Mapping[str, str | None],
-                others: Mapping[str, str] = {}, *, delete_old: bool = False) -> UpdatePlan:
+                others: Mapping[str, str] = {}, *, delete_old: bool = False,
+                same_before: AbstractSet[bytes] = frozenset()) -> UpdatePlan:
     """Decide the writes: create the missing, reconfigure the changed, delete own leftovers.
 
     ``live`` maps each rendered job's name to its live config (None when absent);
-    ``others`` maps the live jobs not in jobs/ to their configs.
+    ``others`` maps the live jobs not in jobs/ to their configs; ``same_before`` as in ``compare_all``.
     """
-    create, reconfigure, unchanged = [], [], []
-    for job in jobs:
-        state = compare(job, live.get(job.name)).state
-        {"missing": create, "changed": reconfigure, "same": unchanged}[state].append(
-            job if state != "same" else job.name)
+    jobs = list(jobs)
+    drifts, same = compare_all(jobs, live, same_before)
+    create = tuple(job for job, drift in zip(jobs, drifts) if drift.state == "missing")
+    reconfigure = tuple(job for job, drift in zip(jobs, drifts) if drift.state == "changed")
+    unchanged = tuple(drift.name for drift in drifts if drift.state == "same")
     delete = sorted(name for name, xml in others.items() if is_managed(xml)) if delete_old else []
-    return UpdatePlan(tuple(create), tuple(reconfigure), tuple(delete), tuple(unchanged))
+    return UpdatePlan(create, reconfigure, tuple(delete), unchanged, same)
 
 
 def is_managed(xml: str | bytes) -> bool:

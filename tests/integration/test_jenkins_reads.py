@@ -176,12 +176,14 @@ def test_an_update_reads_each_job_once_and_restores_a_hand_edit(tmp_path, enviro
 
     jobs_dir = tmp_path / "jobs"
     jobs_dir.mkdir()
-    (jobs_dir / "jobs.yaml").write_text("".join(f"- job:\n    name: job-{i}\n    builders: [{{shell: 'pinotage history'}}]\n"
-                                                for i in range(12)))
+    (jobs_dir / "jobs.yaml").write_text("".join(f"- job:\n    name: job-{i}\n    builders: [{{shell: 'pinotage history"
+                                                f" --limit {i + 1}'}}]\n" for i in range(12)))
     with FakeJenkins(user="deployer", token=TOKEN, crumbs=True) as fake:
         env = {**environ, "PINOTAGE_JENKINS_URL": fake.url, "PINOTAGE_JENKINS_USER": "deployer",
-               "PINOTAGE_JENKINS_TOKEN": TOKEN}
+               "PINOTAGE_JENKINS_TOKEN": TOKEN, "XDG_CACHE_HOME": str(tmp_path / "cache")}
         assert cli.main(["jobs", "update", "--jobs-dir", str(jobs_dir)], env) == 0
+        assert cli.main(["jobs", "update", "--jobs-dir", str(jobs_dir)], env) == 0  # remembers 12 same pairs
+        assert (tmp_path / "cache" / "pinotage" / "jobs-same-pairs").stat().st_size == 12 * 32
         client = JenkinsClient(fake.url, "deployer", TOKEN)
         client.reconfigure("job-5", client.job_config("job-5").replace("pinotage history", "rm -rf /").encode())
         (jobs_dir / "jobs.yaml").write_text((jobs_dir / "jobs.yaml").read_text() +

@@ -372,6 +372,36 @@ def test_plan_update_writes_only_what_differs(rendered):
         (["jobs-seed"], ["rebuild-cluster"], ("old-managed",), ("rebuild-box",))
 
 
+def test_a_pair_found_the_same_before_is_not_compared_again_and_any_other_is(rendered):
+    from pipeline.jobs import verdicts
+
+    box = rendered["rebuild-box"]
+    edited = box.xml.decode().replace("<description>", "<description>edited in the UI ", 1)
+    remembered = verdicts.key(box.xml, edited)  # as if an earlier update had judged this pair the same
+    assert jobs.plan_update([box], {"rebuild-box": edited}, same_before={remembered}).unchanged == ("rebuild-box",)
+    other = edited.replace("edited in the UI", "edited again")
+    plan = jobs.plan_update([box], {"rebuild-box": other}, same_before={remembered})
+    assert [job.name for job in plan.reconfigure] == ["rebuild-box"] and plan.same_pairs == frozenset()
+    same = jobs.plan_update([box], {"rebuild-box": box.xml.decode()})
+    assert same.same_pairs == {verdicts.key(box.xml, box.xml.decode())}
+
+
+def test_the_remembered_pairs_survive_a_round_trip_and_a_damaged_file_is_ignored(tmp_path):
+    from pipeline.jobs import verdicts
+
+    environ = {"XDG_CACHE_HOME": str(tmp_path)}
+    keys = {verdicts.key(b"<project/>", f"<project>{i}</project>") for i in range(3)}
+    assert verdicts.load(environ) == frozenset()
+    verdicts.save(environ, keys, frozenset())
+    assert verdicts.load(environ) == keys
+    assert verdicts.load({"HOME": str(tmp_path / "home")}) == frozenset()
+    (tmp_path / "pinotage" / verdicts.FILE_NAME).write_bytes(b"x" * 33)
+    assert verdicts.load(environ) == frozenset()
+    (tmp_path / "a-file").write_text("")
+    verdicts.save({"XDG_CACHE_HOME": str(tmp_path / "a-file")}, keys, frozenset())  # cannot write: no error
+    assert len(list((tmp_path / "pinotage").iterdir())) == 1
+
+
 def test_plan_update_deletes_nothing_unless_asked(rendered):
     box = rendered["rebuild-box"]
     plan = jobs.plan_update([box], {"rebuild-box": box.xml.decode()}, {"old-managed": box.xml.decode()})

@@ -141,8 +141,9 @@ class JenkinsClient:
 def _tune_session(session, url: str, *, signed_in: bool, connections: int) -> None:
     """Make each request of python-jenkins' session cheaper, with the same effect.
 
-    - A connection per concurrent read: the adapter python-jenkins mounts keeps urllib3's 10,
-      so more readers would open and drop connections.
+    - A connection per concurrent read: requests' adapter for ``http://`` keeps urllib3's 10, so
+      more readers would open and drop connections. (python-jenkins mounts its own at the bare
+      scheme, which that longer prefix shadows: the one in use keeps its retry setting.)
     - The environment read once: for every request python-jenkins has requests look up the
       proxy (HTTP_PROXY, HTTPS_PROXY, NO_PROXY: two scans of the whole environment) and the CA
       bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE). Every request goes to this one Jenkins, so
@@ -155,7 +156,7 @@ def _tune_session(session, url: str, *, signed_in: bool, connections: int) -> No
     from requests.adapters import HTTPAdapter
 
     retries = session.get_adapter(url).max_retries
-    session.mount(url.split(":", 1)[0], HTTPAdapter(max_retries=retries, pool_maxsize=max(connections, 10)))
+    session.mount(url.split(":", 1)[0] + "://", HTTPAdapter(max_retries=retries, pool_maxsize=max(connections, 10)))
     if signed_in:
         settings = session.merge_environment_settings(url, {}, None, session.verify, None)
         session.proxies, session.verify = settings["proxies"], settings["verify"]

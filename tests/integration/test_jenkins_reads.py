@@ -108,7 +108,8 @@ def test_no_proxy_sends_reads_straight_to_jenkins(fake, proxy, no_proxy_settings
     assert all(live.values()) and relayed == []
 
 
-def test_many_reads_fetch_one_crumb_and_keep_their_connections(fake, no_proxy_settings, caplog):
+def test_many_reads_fetch_one_crumb_and_keep_their_connections(fake, no_proxy_settings, caplog, monkeypatch):
+    monkeypatch.setattr(jenkins, "READ_CONCURRENCY", 16)  # more readers than urllib3's 10 pooled connections
     names = [f"job-{i}" for i in range(3 * jenkins.READ_CONCURRENCY)]
     with caplog.at_level(logging.WARNING, logger="urllib3"):
         live = jenkins.live_configs(JenkinsClient(fake.url, "deployer", TOKEN), ["a", *names])

@@ -4,7 +4,8 @@ Pinotage keeps no copy of Jenkins' state: every update reads every job's live co
 job parses both XML documents, and a job unchanged since the last update has the very same two
 byte strings as then, so its verdict is looked up by their digest instead. An edit in Jenkins or
 in jobs/ changes the bytes, and that job is compared in full; a change to the comparison itself
-(compare.py) starts afresh. The file is an optimisation only: unreadable, it is ignored.
+(compare.py) or to the Python running it starts afresh. The file is an optimisation only:
+unreadable, it is ignored.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import AbstractSet, Iterable, Mapping
@@ -65,4 +67,5 @@ def _path(environ: Mapping[str, str]) -> Path | None:
 
 @functools.lru_cache(maxsize=1)
 def _salt() -> bytes:
-    return hashlib.sha256(Path(__file__).with_name("compare.py").read_bytes()).digest()
+    """The comparison's source and the Python that parses the XML: a change to either starts afresh."""
+    return hashlib.sha256(Path(__file__).with_name("compare.py").read_bytes() + sys.version.encode()).digest()

@@ -421,23 +421,31 @@ def test_concurrent_deploys_take_turns_on_the_lease(env):
     lines = {0: [], 1: []}
     finished = {}
     errors = []
+    holding, waited = threading.Event(), threading.Event()
+
+    def progress(n, line):
+        lines[n].append((time.monotonic(), line))
+        if n == 0 and line.startswith("applying"):
+            holding.set()  # the first one holds the Lease: it stays in until the second one waits
+            waited.wait(30)
+        if n == 1 and "waiting for the deploy lock" in line:
+            waited.set()
 
     def run(n, target):
         try:
-            env.deploy(target, n + 1, is_ancestor=lambda a, b: False,
-                       progress=lambda line: lines[n].append((time.monotonic(), line)))
+            env.deploy(target, n + 1, is_ancestor=lambda a, b: False, progress=lambda line: progress(n, line))
             finished[n] = time.monotonic()
         except Exception as e:  # reported below
             errors.append(e)
 
     threads = [threading.Thread(target=run, args=(n, t)) for n, t in ((0, first), (1, second))]
-    for thread in threads:
-        thread.start()
-        time.sleep(0.3)  # the first one takes the Lease
+    threads[0].start()
+    assert holding.wait(60)
+    threads[1].start()
     for thread in threads:
         thread.join(120)
     assert not errors, errors
-    assert any("waiting for the deploy lock" in line for _, line in lines[1])
+    assert waited.is_set()
     applied_second = min(t for t, line in lines[1] if line.startswith("applying"))
     assert applied_second >= finished[0]
     assert sorted(outcomes(first)) == sorted([("deployed", COMMITS[1]), ("deployed", COMMITS[2])])

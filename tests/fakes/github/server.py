@@ -206,6 +206,8 @@ class FakeGithub:
 
 def _handler(fake: FakeGithub):
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # as GitHub's servers: no delayed-ACK stall between headers and body
+
         def log_message(self, *args):  # keep test output clean
             pass
 

@@ -131,8 +131,10 @@ def push(client: Any, config: Config, image: Image, credentials: Credentials | N
          retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Image:
     """Push every tag of the image, retrying what a retry can fix; return the image with its digest.
 
-    The first tag uploads the layers; the others then only write their manifests, at the same time.
-    Every tag must name the same manifest.
+    The first (primary) tag uploads the layers and its manifest's digest pins the image; the other
+    tags then only write their manifests, at the same time. Their digests may differ from the
+    first's, for the same image: the engine may write a layer's compressed blob anew and name that
+    one (seen through a proxy in benchmarks/bench_image.py).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -144,16 +146,10 @@ def push(client: Any, config: Config, image: Image, credentials: Credentials | N
         return _push_tag(client, image.name, tag, auth, progress=progress, retry=retry, sleep=sleep,
                          deadline=deadline)
 
-    digests = {first: push_one(first)}
+    digest = push_one(first)
     if others:
         with ThreadPoolExecutor(max_workers=len(others), thread_name_prefix="pinotage-push") as pool:
-            digests.update(zip(others, pool.map(push_one, others)))
-    digest = digests[first]
-    moved = {tag: found for tag, found in digests.items() if found != digest}
-    if moved:
-        raise PushFailed(f"the tags of {image.name} name different manifests: "
-                         + ", ".join(f"{tag} {found}" for tag, found in {**{first: digest}, **moved}.items()),
-                         attempts=1, hint="another build retagged the image during the push; run again")
+            list(pool.map(push_one, others))
     progress(f"pushed {image.name}@{digest}")
     return dataclasses.replace(image, digest=digest)
 

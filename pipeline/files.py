@@ -100,6 +100,12 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
+def cache_dir(environ) -> Path | None:
+    """Return Pinotage's cache folder for this user ($XDG_CACHE_HOME/pinotage, else ~/.cache/pinotage), or None."""
+    cache = environ.get("XDG_CACHE_HOME") or (f"{environ['HOME']}/.cache" if environ.get("HOME") else "")
+    return Path(cache, "pinotage") if cache else None
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:

@@ -11,11 +11,13 @@ The tool's output is a function of its inputs alone (``--output-reproducible``):
 ``package.json`` and lockfile, and the tool itself. So a build whose inputs were seen before
 reuses the SBOM kept for them, checked against its digest, instead of running the tool again (a
 second of Node.js on every slides-only change); any doubt (no record, a changed or missing file)
-runs the tool.
+runs the tool. The user's cache (``files.cache_dir``) keeps each SBOM under its inputs too, so a
+new state folder on the same machine (another checkout, a clean workspace) reuses it as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,6 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from pipeline import files
 from pipeline.config import tool_environ
 from pipeline.errors import BadInput, PinotageError
 from pipeline.ledger import DeployOutcome
@@ -94,7 +97,7 @@ def generate(config: Any, environ: Mapping[str, str], *, progress: Callable[[str
     env = {**tool_environ(environ), "npm_config_update_notifier": "false"}
     env.pop("NODE_ENV", None)  # "production" would make the tool omit development packages
     inputs = inputs_key(app, tool, env)
-    kept = _kept_for(config, inputs)
+    kept = _kept_for(config, inputs) or _cached_for(config, environ, inputs)
     if kept is not None:
         return kept
     with tempfile.TemporaryDirectory(prefix="pinotage-sbom-") as work:
@@ -111,6 +114,7 @@ def generate(config: Any, environ: Mapping[str, str], *, progress: Callable[[str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     _remember(config, inputs, digest)
+    _cache(environ, inputs, data)
     return Sbom(digest=digest, path=str(path), packages=shipped(document))
 
 
@@ -147,6 +151,32 @@ def _kept_for(config: Any, inputs: str) -> Sbom | None:
         return None
     return Sbom(digest=digest, path=str(folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"),
                 packages=shipped(json.loads(data)), reused=True)
+
+
+def _cached_for(config: Any, environ: Mapping[str, str], inputs: str) -> Sbom | None:
+    """Return the SBOM of the same inputs from the user's cache (another state folder wrote it), kept here too."""
+    cache = files.cache_dir(environ)
+    try:
+        data = (cache / "sbom" / f"{inputs}.cdx.json").read_bytes() if cache else b""
+        document = json.loads(data) if data else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("bomFormat") != "CycloneDX":
+        return None
+    digest = digest_of(data)
+    path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    _remember(config, inputs, digest)
+    return Sbom(digest=digest, path=str(path), packages=shipped(document), reused=True)
+
+
+def _cache(environ: Mapping[str, str], inputs: str, data: bytes) -> None:
+    """Keep the SBOM in the user's cache under its inputs, for other state folders (best effort)."""
+    cache = files.cache_dir(environ)
+    if cache is not None:
+        with contextlib.suppress(OSError):
+            files.write_atomic(cache / "sbom" / f"{inputs}.cdx.json", data)
 
 
 def _remember(config: Any, inputs: str, digest: str) -> None:

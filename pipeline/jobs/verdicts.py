@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import AbstractSet, Iterable, Mapping
 
+from pipeline import files
+
 DIGEST_BYTES = 32
 FILE_NAME = "jobs-same-pairs"
 
@@ -61,8 +63,8 @@ def save(environ: Mapping[str, str], keys: Iterable[bytes], before: AbstractSet[
 
 
 def _path(environ: Mapping[str, str]) -> Path | None:
-    cache = environ.get("XDG_CACHE_HOME") or (f"{environ['HOME']}/.cache" if environ.get("HOME") else "")
-    return Path(cache, "pinotage", FILE_NAME) if cache else None
+    cache = files.cache_dir(environ)
+    return cache / FILE_NAME if cache else None
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -75,9 +76,11 @@ def test_a_changed_lockfile_or_a_changed_kept_file_runs_the_tool_again(written, 
     config, environ = app_copy(tmp_path)
     runs = tool_runs(monkeypatch)
     first = sbom.generate(config, environ)
+    shutil.rmtree(tmp_path / ".cache")  # only the state folder's copy is left
     with open(first.path, "ab") as kept:
         kept.write(b" ")  # the kept file no longer has its digest: it is not trusted
-    assert not sbom.generate(config, environ).reused and len(runs) == 2
+    again = sbom.generate(config, environ)
+    assert not again.reused and len(runs) == 2 and again.digest == first.digest
     package = tmp_path / "app" / "package.json"
     document = json.loads(package.read_text())
     document["description"] = "changed"
@@ -85,6 +88,19 @@ def test_a_changed_lockfile_or_a_changed_kept_file_runs_the_tool_again(written, 
     third = sbom.generate(config, environ)
     assert not third.reused and len(runs) == 3 and third.digest != first.digest
     assert not sbom.generate(config, {**environ, "npm_config_omit": "dev"}).reused  # npm's settings count too
+
+
+def test_a_new_state_folder_reuses_the_sbom_from_the_users_cache(written, tmp_path, monkeypatch):
+    config, environ = app_copy(tmp_path)
+    runs = tool_runs(monkeypatch)
+    first = sbom.generate(config, environ)
+    elsewhere = dataclasses.replace(config, state_dir="another-state")
+    again = sbom.generate(elsewhere, environ)
+    assert len(runs) == 1 and again.reused and again.digest == first.digest
+    assert sbom.load(elsewhere, again.digest) == open(first.path, "rb").read()  # kept in the new folder too
+    cached = next((tmp_path / ".cache" / "pinotage" / "sbom").glob("*.cdx.json"))
+    cached.write_text("{}")  # not an SBOM: the tool runs
+    assert not sbom.generate(dataclasses.replace(config, state_dir="a-third"), environ).reused and len(runs) == 2
 
 
 def test_the_sbom_lists_every_package_of_the_lockfile_with_its_version(written):

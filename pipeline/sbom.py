@@ -108,14 +108,8 @@ def generate(config: Any, environ: Mapping[str, str], *, progress: Callable[[str
             [tool, "--package-lock-only", "--flatten-components", "--output-reproducible", "--output-format", "JSON",
              "--output-file", str(out), "package.json"], timeout_s=SBOM_TIMEOUT_S)
         data = out.read_bytes()
-    document = json.loads(data)
-    digest = digest_of(data)
-    path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    _remember(config, inputs, digest)
     _cache(environ, inputs, data)
-    return Sbom(digest=digest, path=str(path), packages=shipped(document))
+    return _keep(config, inputs, data, json.loads(data))
 
 
 def inputs_key(app: Path, tool: str, env: Mapping[str, str]) -> str:
@@ -142,6 +136,20 @@ def inputs_key(app: Path, tool: str, env: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+def _kept_path(config: Any, digest: str) -> Path:
+    return folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
+
+
+def _keep(config: Any, inputs: str, data: bytes, document: Mapping[str, Any], *, reused: bool = False) -> Sbom:
+    """Keep the SBOM in the state folder under its digest, and which inputs it was made from."""
+    digest = digest_of(data)
+    path = _kept_path(config, digest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    files.write_atomic(folder(config) / "inputs" / inputs, (digest + "\n").encode())
+    return Sbom(digest=digest, path=str(path), packages=shipped(document), reused=reused)
+
+
 def _kept_for(config: Any, inputs: str) -> Sbom | None:
     """Return the SBOM written before from the same inputs, if it is still there with its digest."""
     try:
@@ -149,8 +157,7 @@ def _kept_for(config: Any, inputs: str) -> Sbom | None:
         data = load(config, digest)
     except (OSError, PinotageError):
         return None
-    return Sbom(digest=digest, path=str(folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"),
-                packages=shipped(json.loads(data)), reused=True)
+    return Sbom(digest=digest, path=str(_kept_path(config, digest)), packages=shipped(json.loads(data)), reused=True)
 
 
 def _cached_for(config: Any, environ: Mapping[str, str], inputs: str) -> Sbom | None:
@@ -163,12 +170,7 @@ def _cached_for(config: Any, environ: Mapping[str, str], inputs: str) -> Sbom | 
         return None
     if not isinstance(document, dict) or document.get("bomFormat") != "CycloneDX":
         return None
-    digest = digest_of(data)
-    path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    _remember(config, inputs, digest)
-    return Sbom(digest=digest, path=str(path), packages=shipped(document), reused=True)
+    return _keep(config, inputs, data, document, reused=True)
 
 
 def _cache(environ: Mapping[str, str], inputs: str, data: bytes) -> None:
@@ -179,17 +181,9 @@ def _cache(environ: Mapping[str, str], inputs: str, data: bytes) -> None:
             files.write_atomic(cache / "sbom" / f"{inputs}.cdx.json", data)
 
 
-def _remember(config: Any, inputs: str, digest: str) -> None:
-    record = folder(config) / "inputs" / inputs
-    record.parent.mkdir(exist_ok=True)
-    partial = record.with_name(record.name + ".partial")
-    partial.write_text(digest + "\n")
-    partial.replace(record)  # never a half-written record
-
-
 def load(config: Any, digest: str) -> bytes:
     """Read a kept SBOM by digest, checking that its bytes still have that digest."""
-    path = folder(config) / f"{digest.removeprefix('sha256:')}.cdx.json"
+    path = _kept_path(config, digest)
     try:
         data = path.read_bytes()
     except OSError as e:

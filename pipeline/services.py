@@ -42,7 +42,7 @@ class Services:
     make_sbom: Callable[[], Any] | None = None  # write the app's SBOM before a build; None: none is written
     make_previews: Callable[[], Any] | None = None  # -> (PreviewCluster, app manifest, pull secret or None)
     local_preview: Any = None  # serves `run --preview`: pipeline.preview.local, or a double in tests
-    early_target: bool = False  # a run that deploys makes the target while the image phases run
+    early_target: bool = False  # a run that deploys (runner.run) makes the target while the image phases run
     _made: dict[str, Any] = dataclasses.field(default_factory=dict, init=False, repr=False)
     _making: threading.Thread | None = dataclasses.field(default=None, init=False, repr=False)
 
@@ -104,7 +104,7 @@ def services_for(config: config_module.Config, plan: Plan, context: BuildContext
         make_sbom=lambda: _write_sbom(config, environ),
         make_previews=lambda: preview_services(config, environ),
         local_preview=_local_preview(),
-        early_target=config.deploy.target == "kubernetes" and "deploy" in plan,
+        early_target=config.deploy.target == "kubernetes",
     )
 
 

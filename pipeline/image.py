@@ -207,7 +207,6 @@ def smoke(client: Any, config: Config, image: Image, *, progress: Progress = _qu
     import docker.errors
 
     port = config.image.port
-    deadline_s = config.deadlines.smoke_s
     name = f"pinotage-smoke-{secrets.token_hex(4)}"
     container = None
     labels = {SMOKE_LABEL: image.commit or "1"}
@@ -227,29 +226,39 @@ def smoke(client: Any, config: Config, image: Image, *, progress: Progress = _qu
         address = sandbox.address(container, name)
         if not address:
             _raise_stopped(container, "it had an address")
-        base = f"http://{address}:{port}"
-        progress(f"started {name} from {image.ref}; waiting up to {deadline_s} s for {config.image.health_path}")
-        _wait_healthy(container, base + config.image.health_path, deadline_s)
-        progress(f"{config.image.health_path} answers 200")
-        try:
-            status, body = probe.get(base + "/")
-        except OSError as e:
-            if _stopped_within(container, STOP_NOTICE_S):
-                _raise_stopped(container, "/ answered")
-            raise SmokeFailed(f"{image.ref}: / did not answer ({type(e).__name__}: {e})",
-                              log_tail=probe.log_tail(container)) from e
-        if status != 200:
-            raise SmokeFailed(f"{image.ref}: / answered HTTP {status}, not the deck",
-                              log_tail=probe.log_tail(container))
-        first = first_slide(body)
-        if config.image.first_slide_text not in first:
-            shown = " ".join(first.split())[:80]
-            raise SmokeFailed(f"{image.ref}: the first slide does not contain {config.image.first_slide_text!r}"
-                              f" (it reads {shown!r})", hint="check image.first_slide_text and slides/")
-        progress(f"the first slide shows {config.image.first_slide_text!r}")
+        progress(f"started {name} from {image.ref}")
+        check(container, f"http://{address}:{port}", config, image, progress=progress)
         # Passed: the container and its network go while the next phase runs. The thread is not a
         # daemon, so the process does not exit before they are gone; a failure removes them first.
         threading.Thread(target=_clean_up, args=(stack.pop_all(), name), name="pinotage-smoke-cleanup").start()
+
+
+def check(container: Any, base_url: str, config: Config, image: Image, *, progress: Progress = _quiet) -> None:
+    """Smoke-test a running container of the image at base_url: its health path, then the deck's first slide.
+
+    ``smoke`` runs it in the sandbox; a run that deploys to the local target checks the release's
+    own container instead (``runner.smoke_stage``), the one the deploy then routes to.
+    """
+    deadline_s = config.deadlines.smoke_s
+    progress(f"waiting up to {deadline_s} s for {config.image.health_path} at {base_url}")
+    _wait_healthy(container, base_url + config.image.health_path, deadline_s)
+    progress(f"{config.image.health_path} answers 200")
+    try:
+        status, body = probe.get(base_url + "/")
+    except OSError as e:
+        if _stopped_within(container, STOP_NOTICE_S):
+            _raise_stopped(container, "/ answered")
+        raise SmokeFailed(f"{image.ref}: / did not answer ({type(e).__name__}: {e})",
+                          log_tail=probe.log_tail(container)) from e
+    if status != 200:
+        raise SmokeFailed(f"{image.ref}: / answered HTTP {status}, not the deck",
+                          log_tail=probe.log_tail(container))
+    first = first_slide(body)
+    if config.image.first_slide_text not in first:
+        shown = " ".join(first.split())[:80]
+        raise SmokeFailed(f"{image.ref}: the first slide does not contain {config.image.first_slide_text!r}"
+                          f" (it reads {shown!r})", hint="check image.first_slide_text and slides/")
+    progress(f"the first slide shows {config.image.first_slide_text!r}")
 
 
 def _clean_up(stack: contextlib.ExitStack, name: str) -> None:

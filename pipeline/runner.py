@@ -6,6 +6,11 @@ smoke-tests with no credential read at all; the default branch also pushes, depl
 target (whose deploy includes the rollout gate), records the attempt in the target's ledger and
 reports the commit status. The runner is the ledger's only writer: one record per deploy or
 rollback attempt (``_attempt``), with every phase's duration; a target only stores records.
+
+A run that deploys a build asks the target to stage the release for the smoke test
+(``Target.stage``: the local target starts the release's own container, and the smoke test checks
+that one instead of a sandboxed one); the push still waits for the smoke test, and only the deploy
+routes anything to what was staged.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pipeline.errors import DeployFailed, DeployRefused, PinotageError
 from pipeline.services import Services
 from pipeline.shell import Progress, print_phase, print_progress
 from pipeline.state import Deployment, Image, Release
-from pipeline.targets import Target
+from pipeline.targets import Staged, Target
 
 
 class Timer:
@@ -117,6 +122,8 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
     timer = Timer(say)
     image: Image | None = None
     built = pushed = False
+    staged: Staged | None = None
+    ledger_id = ledger.new_id()  # the deploy's record; a release staged before its push carries it too
     result = DeployResult(deployment=None, record=None)
     _status(services, "pending", f"pinotage: {' → '.join(plan.steps)}", say)
     if "deploy" in plan:
@@ -130,12 +137,14 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
                 image = build_stage(config, context, services, progress=progress)
                 built = True
             with timer.phase("smoke"):
-                smoke_stage(config, image, services, progress=progress)
+                if "deploy" in plan:
+                    staged = _stage(context, image, services, ledger_id, progress)
+                smoke_stage(config, image, services, staged=staged, progress=progress)
             if "push" in plan:
                 with timer.phase("push"):
                     image, pushed = push_stage(config, context, plan, image, services, progress=progress)
         if "deploy" in plan:
-            result = _deploy(config, context, image, services, timer, progress)
+            result = _deploy(config, context, image, services, timer, progress, ledger_id=ledger_id)
         if "serve" in plan:
             with timer.phase("serve"):
                 result = DeployResult(deployment=None, record=None, note="served as a preview, beside the app",
@@ -149,6 +158,9 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
         where = f"{timer.failed} failed: " if timer.failed else ""
         _status(services, "failure", where + _short(e), say)
         raise
+    finally:
+        if staged is not None:
+            staged.discard()  # a no-op once the deploy took it
     if "preview" in plan:
         _status(services, "success", f"preview: {result.url}", say, target_url=result.url)
     else:
@@ -190,12 +202,19 @@ def build_stage(config: config_module.Config, context: BuildContext, services: S
     return services.phases.build(client, config, context, progress=progress, sbom=sbom)
 
 
-def smoke_stage(config: config_module.Config, image: Image, services: Services, *,
+def smoke_stage(config: config_module.Config, image: Image, services: Services, *, staged: Staged | None = None,
                 progress: Progress = print_progress) -> bool:
-    """Smoke-test a built image; return False when it came from the registry (tested when it was built)."""
+    """Smoke-test a built image; return False when it came from the registry (tested when it was built).
+
+    ``staged`` is the release's own container, started by the target: it is checked in place of
+    a container in the smoke test's sandbox (a run that deploys trusts its commit).
+    """
     if in_registry(image):
         return False
-    services.phases.smoke(services.client(), config, image, progress=progress)
+    if staged is not None:
+        services.phases.check(staged.container, staged.url, config, image, progress=progress)
+    else:
+        services.phases.smoke(services.client(), config, image, progress=progress)
     return True
 
 
@@ -289,15 +308,33 @@ def _pinned(image: Image) -> str:
     return image.pinned if image.digest else image.ref
 
 
+def _stage(context: BuildContext, image: Image, services: Services, ledger_id: str,
+           progress: Progress) -> Staged | None:
+    """Ask the target to stage the release before the push; a target not made yet, or not made at all, stages nothing.
+
+    A target still being made (``Services.prepare_target``) would hold up the smoke test; one that
+    fails to be made fails the deploy instead, where its error belongs.
+    """
+    try:
+        target = services.target_if_ready()
+    except PinotageError:
+        return None
+    if target is None:
+        return None
+    return target.stage(Release(image=image, commit=context.commit, build_url=context.build_url, ledger_id=ledger_id),
+                        progress=progress)
+
+
 def _deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, timer: Timer,
-            progress: Progress) -> DeployResult:
+            progress: Progress, *, ledger_id: str = "") -> DeployResult:
     target = services.target()
     live = target.deployed()
     if live is not None and live.image.digest == image.digest:
         note = f"{image.pinned} is already live"
         progress(note)
         return DeployResult(deployment=None, record=None, note=note, url=target.url())
-    release = Release(image=image, commit=context.commit, build_url=context.build_url, ledger_id=ledger.new_id())
+    release = Release(image=image, commit=context.commit, build_url=context.build_url,
+                      ledger_id=ledger_id or ledger.new_id())
     deployment, record = _attempt(
         config, target, timer, "deploy",
         lambda: target.deploy(release, is_ancestor=services.is_ancestor, progress=progress),

@@ -65,6 +65,12 @@ class Services:
             raise made
         return made
 
+    def target_if_ready(self) -> Target | None:
+        """Return the target unless ``prepare_target``'s thread is still making it (then None: no wait)."""
+        if self._making is not None and self._making.is_alive():
+            return None
+        return self.target()
+
     def prepare_target(self) -> None:
         """Start making the target in a thread, when ``early_target`` says it is worth it.
 

@@ -14,10 +14,17 @@ STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
 RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
 
 
-def release_of(container) -> Release:
+def release_of(container, routed_image: str = "") -> Release:
+    """Return the release a container runs, from its labels; ``routed_image`` is what the front says it
+    runs by digest (``front.live()``): a container started before its push has no digest label."""
     labels = container.labels
-    image = Image(name=labels.get(f"{LABEL}.image-name", ""), tag=labels.get(f"{LABEL}.image-tag", ""),
-                  digest=labels.get(f"{LABEL}.image-digest", ""), commit=labels.get(f"{LABEL}.commit", ""))
+    name = labels.get(f"{LABEL}.image-name", "")
+    digest = labels.get(f"{LABEL}.image-digest", "")
+    routed_name, _, routed_digest = routed_image.partition("@")
+    if not digest and routed_name == name:
+        digest = routed_digest
+    image = Image(name=name, tag=labels.get(f"{LABEL}.image-tag", ""), digest=digest,
+                  commit=labels.get(f"{LABEL}.commit", ""))
     return Release(image=image, commit=image.commit, build_url=labels.get(f"{LABEL}.build-url", ""),
                    ledger_id=labels.get(f"{LABEL}.ledger-id", ""))
 

@@ -1,14 +1,15 @@
 """The local target, the embedded default: the release runs as a container on the local engine.
 
-A deploy pulls the image by digest from the registry and starts it on a loopback port of its own.
-Only once it answers its health path does the front (``targets/front.py``: nginx on
+A deploy pulls the image by digest from the registry and starts it on a loopback port of its own,
+or takes the container ``stage`` started from the same image before the push, which the run's
+smoke test checked (``Staged``). Only once it answers its health path does the front (``targets/front.py``: nginx on
 ``deploy.host_port``, which never stops) switch to it with a graceful reload; then the previous
 container is stopped, kept for rollback, which starts it again and switches the front back the
 same way. If the release never gets healthy, or the front cannot switch, the new container goes
 and the previous release serves on, untouched; ``DeployFailed`` says so.
 
 What is live is read from the engine itself: the front's configuration names the container it
-serves, and containers carry the release in labels. The ledger's storage is a file, written by
+serves and its image by digest, and containers carry the rest of the release in labels. The ledger's storage is a file, written by
 the runner only, and a file lock serialises deploys and rollbacks of one app on one engine, so
 the order check is made on the state just read; both sit where every checkout on the machine
 finds them (``targets/local_lock.py``), unless ``state_dir`` is set.
@@ -52,6 +53,7 @@ class DockerTarget:
         self._connect = connect
         self._credentials = credentials
         self._client = None
+        self._staged: dict[str, Staged] = {}  # by ledger id: containers stage() started, for deploy to take
         self.app = config.app
         self._state_dir = config.path(config.state_dir) if config.sources.get("state_dir", "default") != "default" \
             else None  # unset: per engine and app, where every checkout finds it (targets/local_lock.py)
@@ -72,27 +74,56 @@ class DockerTarget:
     # --- the Target verbs ---------------------------------------------------
 
     def deployed(self) -> Release | None:
-        container = self._serving()
-        return containers.release_of(container) if container is not None else None
+        return self._live()[1]
+
+    def stage(self, release: Release, *, progress: Progress) -> "Staged | None":
+        """Start the release's container before its image is pushed, for the smoke test; ``deploy`` takes it.
+
+        The image has no digest yet: the container runs the built image by its tag. The run's
+        smoke test checks this very container (``image.check``); the deploy of the release with
+        the same ledger id routes to it only if the pushed digest names that image and it still
+        answers, else it starts the release as always. Nothing routes to it before that deploy
+        switches the front, under the deploy lock and after the order check. None: the engine
+        refused (the smoke test then runs in its sandbox, and the deploy reports what fails).
+        """
+        import docker
+
+        container = None
+        try:
+            container = self._create(release)
+            container.start()
+            port = containers.published_port(containers.reloaded(container), self.config.image.port)
+        except (DeployFailed, docker.errors.APIError) as e:
+            containers.remove(container)
+            progress(f"the release's own container did not start for the smoke test ({_reason(e, self.config.deploy)})")
+            return None
+        progress(f"started {container.name}, the release's own container, on {containers.RELEASE_HOST}:{port}")
+        staged = Staged(self, container, port)
+        self._staged[release.ledger_id] = staged
+        return staged
 
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
-        with self._locked(progress):
-            live_container = self._serving()
-            live = containers.release_of(live_container) if live_container is not None else None
-            if live is not None and is_ancestor(release.commit, live.commit):
-                raise DeployRefused(
-                    f"refusing to deploy {release.commit[:12]}: it is older than the deployed "
-                    f"{live.commit[:12]} (an older build finishing late must not replace a newer one)",
-                    hint="deploy a newer commit, or go back on purpose with 'pinotage rollback --to COMMIT'")
-            self._pull(release.image, progress)
-            self._start_checked(release, live_container, live, progress)
-            return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
-                              release=release)
+        staged = self._staged.pop(release.ledger_id, None) if release.ledger_id else None
+        try:
+            with self._locked(progress):
+                live_container, live = self._live()
+                if live is not None and is_ancestor(release.commit, live.commit):
+                    raise DeployRefused(
+                        f"refusing to deploy {release.commit[:12]}: it is older than the deployed "
+                        f"{live.commit[:12]} (an older build finishing late must not replace a newer one)",
+                        hint="deploy a newer commit, or go back on purpose with 'pinotage rollback --to COMMIT'")
+                self._pull(release.image, progress)
+                started = staged.take(release, progress) if staged is not None else None
+                self._start_checked(release, live_container, live, progress, started=started)
+                return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
+                                  release=release)
+        finally:
+            if staged is not None:
+                staged.discard()  # a no-op once taken
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
         with self._locked(progress):
-            live_container = self._serving()
-            live = containers.release_of(live_container) if live_container is not None else None
+            live_container, live = self._live()
             record = pick_rollback(self.ledger().records(), live=live, to_commit=to_commit)
             release = release_of(record)
             kept = self._kept(record.id)
@@ -112,8 +143,10 @@ class DockerTarget:
     # --- steps -----------------------------------------------------------------
 
     def _start_checked(self, release: Release, live_container, live: Release | None, progress: Progress,
-                       *, kept=None) -> None:
+                       *, kept=None, started: tuple[Any, int] | None = None) -> None:
         """Start the release on its own port, gate it, switch the front to it, then stop the previous one.
+
+        ``started`` is a container already started and smoke-tested, and its port (``Staged.take``).
 
         Until the front has switched, the previous release serves untouched; any failure before
         that removes (or stops again, when kept) the new container and leaves it so. An interrupt
@@ -122,30 +155,32 @@ class DockerTarget:
         """
         import docker
 
-        container = kept
+        container, port = started if started is not None else (kept, 0)
         legacy = live_container if live_container is not None and containers.holds(live_container, self._host_port()) else None
         try:
-            if container is None:
-                container = self._create(release)
-            container.start()
-            port = containers.published_port(containers.reloaded(container), self.config.image.port)
-            progress(f"{container.name} started on {containers.RELEASE_HOST}:{port}")
-            self._wait_healthy(container, port, progress)
+            if started is None:
+                if container is None:
+                    container = self._create(release)
+                container.start()
+                port = containers.published_port(containers.reloaded(container), self.config.image.port)
+                progress(f"{container.name} started on {containers.RELEASE_HOST}:{port}")
+                self._wait_healthy(container, port, progress)
             if legacy is not None:
                 # A container of an earlier version holds host_port itself: the front needs it.
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
                 legacy.stop(timeout=containers.STOP_TIMEOUT_S)
-            self._front().switch(front_module.Upstream(container.name, containers.RELEASE_HOST, port), self._health_url())
+            self._front().switch(front_module.Upstream(container.name, containers.RELEASE_HOST, port,
+                                                       _pinned(release.image)), self._health_url())
             progress(f"the front on port {self._host_port()} serves {container.name}")
             if live_container is not None and legacy is None and live_container.id != container.id:
                 progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
                 containers.stop(live_container)  # nothing routes to it any more: a failure to stop it harms no request
         except KeyboardInterrupt:  # an abort (Ctrl-C, or the SIGTERM of a Jenkins abort): the new one goes
-            self._withdraw(container, live_container, kept=kept, progress=progress)
+            self._withdraw(container, live_container, live, kept=kept, progress=progress)
             raise
         except (DeployFailed, front_module.FrontError, docker.errors.APIError) as e:
             reason = _reason(e, self.config.deploy)  # the first failure is the one to report, whatever follows
-            self._withdraw(container, live_container, kept=kept, progress=progress)
+            self._withdraw(container, live_container, live, kept=kept, progress=progress)
             self._remove_front_if_down()
             if live_container is None:
                 raise DeployFailed(f"{reason}; nothing was live", **_failed(release, None)) from e
@@ -161,12 +196,12 @@ class DockerTarget:
         progress(f"serving {release.image.pinned} at {self.url()}")
         self._prune(keep=container)
 
-    def _withdraw(self, container, live_container, *, kept, progress: Progress) -> None:
+    def _withdraw(self, container, live_container, live: Release | None, *, kept, progress: Progress) -> None:
         """Route the front back to live_container, then remove the new container (stop it, when kept).
 
         A new container the front still routes to after that is what serves: it stays.
         """
-        self._route_back(container, live_container, progress)
+        self._route_back(container, live_container, live, progress)
         if container is None or (live_container is not None and self._front().routed() == container.name):
             return
         if kept is None:
@@ -174,7 +209,7 @@ class DockerTarget:
         else:
             containers.stop(container)
 
-    def _route_back(self, container, live_container, progress: Progress) -> None:
+    def _route_back(self, container, live_container, live: Release | None, progress: Progress) -> None:
         """Start the live container again and switch the front back to it, if the front routes to container.
 
         A failed or interrupted switch puts the front's previous configuration back itself; this
@@ -191,7 +226,8 @@ class DockerTarget:
             if self._restart(live_container, progress):
                 return  # it does not start again: the new release serves on
             port = containers.published_port(containers.reloaded(live_container), self.config.image.port)
-            self._front().switch(front_module.Upstream(live_container.name, containers.RELEASE_HOST, port),
+            self._front().switch(front_module.Upstream(live_container.name, containers.RELEASE_HOST, port,
+                                                       _pinned(live.image) if live is not None else ""),
                                  self._health_url())
         except (DeployFailed, front_module.FrontError, docker.errors.APIError):
             pass  # the caller reports the first failure; 'pinotage status' shows what the front serves
@@ -228,6 +264,7 @@ class DockerTarget:
                                hint="was it pushed to this registry? are the registry credentials right?") from e
 
     def _create(self, release: Release):
+        """Create the release's container: by digest, or by tag before the push (``stage``)."""
         image = release.image
         labels = {
             f"{containers.LABEL}.app": self.app, f"{containers.LABEL}.role": "serving", f"{containers.LABEL}.commit": release.commit,
@@ -242,7 +279,7 @@ class DockerTarget:
         # A port of its own, fixed at creation, on loopback: only the front faces clients, and an
         # engine restart gives the container the same port again (the front's upstream stays right).
         return self.client.containers.create(
-            image.pinned, name=name, labels=labels, detach=True,
+            _pinned(image), name=name, labels=labels, detach=True,
             environment={"PORT": str(port)},
             ports={f"{port}/tcp": (containers.RELEASE_HOST, containers.free_port())},
             restart_policy={"Name": "unless-stopped"},
@@ -311,16 +348,18 @@ class DockerTarget:
         return self.client.containers.list(all=True, filters={"label": [f"{containers.LABEL}.app={self.app}",
                                                                        f"{containers.LABEL}.role=serving"]})
 
-    def _serving(self):
-        """Return the container the front serves; without a front, the newest running one (earlier versions)."""
+    def _live(self) -> tuple[Any, Release | None]:
+        """Return the container the front serves and its release; without a front, the newest running one
+        (an earlier version's front-less release) but for those this run staged, which nothing routes to yet."""
         mine = self._containers()
-        routed = self._front().routed()
+        routed, image = self._front().live()
         for container in mine:
             if routed is not None and container.name == routed:
-                return container
-        running = [c for c in mine if c.status == "running"]
+                return container, containers.release_of(container, image)
+        staged = {s.container.id for s in self._staged.values()}
+        running = [c for c in mine if c.status == "running" and c.id not in staged]
         running.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""))
-        return running[-1] if running else None
+        return (running[-1], containers.release_of(running[-1])) if running else (None, None)
 
     def _kept(self, ledger_id: str):
         if not ledger_id:
@@ -346,7 +385,52 @@ class DockerTarget:
                                deadline_s=self.config.deadlines.lock_s, progress=progress)
 
 
+class Staged:
+    """A release's container started before its push (``DockerTarget.stage``): smoke-tested, then routed to.
+
+    ``take`` hands it to the deploy, ``discard`` removes it unless a deploy took it.
+    """
+
+    def __init__(self, target: DockerTarget, container, port: int):
+        self._target = target
+        self.container = container
+        self.url = f"http://{containers.RELEASE_HOST}:{port}"
+        self._port = port
+        self._taken = False
+
+    def take(self, release: Release, progress: Progress) -> tuple[Any, int] | None:
+        """Return the container and its port if it still runs ``release``'s pushed image, else None."""
+        import docker
+
+        container = self.container
+        try:
+            pushed = self._target.client.images.get(_pinned(release.image)).id
+            container.reload()
+        except docker.errors.APIError as e:
+            progress(f"{container.name} is not used ({_reason(e, self._target.config.deploy)})")
+            return None
+        if container.status != "running":
+            progress(f"{container.name} is not used: it stopped")
+            return None
+        if container.attrs.get("Image") != pushed:
+            progress(f"{container.name} is not used: {_pinned(release.image)} is another image")
+            return None
+        progress(f"{container.name}, smoke-tested, is the release's container")
+        self._taken = True
+        return container, self._port
+
+    def discard(self) -> None:
+        """Remove the container, unless a deploy took it."""
+        if not self._taken:
+            containers.remove(self.container)
+
+
 # --- helpers --------------------------------------------------------------------
+
+def _pinned(image: Image) -> str:
+    """Return the image by digest, or by tag while it has none (staged before its push)."""
+    return image.pinned if image.digest else image.ref
+
 
 def _revision(release: Release) -> str:
     # containers have no revision counter: the id of the ledger record that made them stands in

@@ -23,7 +23,8 @@ front, or when the switch is interrupted, the front gets its previous configurat
 same graceful reload (``tests/integration/test_front.py``).
 
 The inner configuration is also the record of which release is live: its first line names the
-container, and ``routed()`` reads it back from the engine.
+container, its second the image by digest (a container started before its push carries no digest
+label), and ``routed()`` and ``live()`` read them back from the engine.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ class FrontError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Upstream:
-    """Where the front sends requests: the container's name and its published address."""
+    """Where the front sends requests: the container's name, its published address, and the image it
+    runs by digest ("" when not known: a container an earlier version started)."""
 
     name: str
     host: str
     port: int
+    image: str = ""
 
 
 _COMMON = f"""user nobody nogroup;
@@ -79,8 +82,9 @@ _PROXY = """proxy_http_version 1.1;
 
 
 def render(upstream: Upstream) -> str:
-    """Return the inner nginx's configuration for one upstream; its first line names it."""
+    """Return the inner nginx's configuration for one upstream; its first two lines name it and its image."""
     return f"""# live: {upstream.name}
+# image: {upstream.image}
 daemon off;
 pid /tmp/pinotage-front.pid;
 error_log stderr warn;
@@ -129,6 +133,13 @@ def live_name(conf: str) -> str | None:
     return first[len("# live: "):].strip() or None if first.startswith("# live: ") else None
 
 
+def live_image(conf: str) -> str:
+    """Return the image (by digest) a front configuration says it routes to, "" when it does not say."""
+    lines = conf.split("\n", 2)
+    second = lines[1] if len(lines) > 1 else ""
+    return second[len("# image: "):].strip() if second.startswith("# image: ") else ""
+
+
 class Front:
     """One app's front on one host port, found on the engine by its name."""
 
@@ -155,15 +166,20 @@ class Front:
 
     def routed(self) -> str | None:
         """Return the name of the container the running front sends requests to, or None."""
+        return self.live()[0]
+
+    def live(self) -> tuple[str | None, str]:
+        """Return the container the running front sends requests to and its image, or (None, "")."""
         import docker
 
         container = self.container()
         if container is None or container.status != "running":
-            return None
+            return None, ""
         try:
-            return live_name(_read_file(container, f"{CONF_DIR}/{CONF_NAME}"))
+            conf = _read_file(container, f"{CONF_DIR}/{CONF_NAME}")
         except docker.errors.NotFound:
-            return None
+            return None, ""
+        return live_name(conf), live_image(conf)
 
     def switch(self, upstream: Upstream, health_url: str) -> None:
         """Route the front to upstream (starting the front if needed); return once old workers are gone.

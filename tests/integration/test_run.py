@@ -138,6 +138,25 @@ def test_a_newer_commit_replaces_it_and_rollback_returns(loop, first, docker_cli
     assert [set(r["phases_s"]) for r in loop.history()[before + 1:]] == [{"rollback"}, {"rollback"}]
 
 
+def test_the_smoke_test_checks_the_releases_own_container_and_a_failure_removes_it(
+        loop, first, docker_client, master_restored):
+    """A run that deploys smoke-tests the container the front will route to; when that test fails,
+    the container goes, nothing is pushed, and the live release serves on."""
+    serving = master_restored
+    assert loop.live_commit(docker_client) == serving
+    failing = loop.commit("a deck whose first slide is not the expected one")
+    done = loop.pinotage("run", env={"PINOTAGE_IMAGE_FIRST_SLIDE_TEXT": "a title this deck does not have"})
+    assert done.returncode == 1, done.stdout
+    assert "the release's own container" in done.stderr, done.stderr[-3000:]
+    assert "==> smoke: failed" in done.stderr and "push: started" not in done.stderr
+    left = docker_client.containers.list(all=True, filters={"label": [f"org.pinotage.app={loop.app}",
+                                                                      f"org.pinotage.commit={failing}"]})
+    assert left == [], [c.name for c in left]
+    assert loop.live_commit(docker_client) == serving
+    assert "<section" in loop.page()
+    assert all(r["commit"] != failing for r in loop.history()), "a run that failed before its deploy records nothing"
+
+
 def test_an_older_build_finishing_late_is_refused(loop, first, github, docker_client):
     older = first.commit  # in the registry since the first run
     if loop.live_commit(docker_client) == older:  # nothing newer went live yet: make it so

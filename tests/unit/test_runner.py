@@ -52,6 +52,12 @@ class Phases:
         if self.smoke_error:
             raise self.smoke_error
 
+    def check(self, container, url, config, image, *, progress):
+        assert (container, url, image) == ("staged-container", "http://127.0.0.1:1", BUILT)
+        self.calls.append("check")
+        if self.smoke_error:
+            raise self.smoke_error
+
     def push(self, client, config, image, credentials, *, progress):
         assert (image, credentials) == (BUILT, "creds")
         self.calls.append("push")
@@ -61,12 +67,29 @@ class Phases:
         raise AssertionError(f"the runner called an unexpected phase {name!r}")
 
 
+class Staged:
+    container, url = "staged-container", "http://127.0.0.1:1"
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def discard(self):
+        self.calls.append("discard")
+
+
 class Target:
     name = "docker"
 
-    def __init__(self, calls, *, live=None, error=None):
-        self.calls, self.live, self.error = calls, live, error
+    def __init__(self, calls, *, live=None, error=None, stages=False):
+        self.calls, self.live, self.error, self.stages = calls, live, error, stages
         self.store = []
+        self.staged_id = ""
+
+    def stage(self, release, *, progress):
+        self.calls.append("stage")
+        assert release.image == BUILT and release.commit == COMMIT and release.ledger_id
+        self.staged_id = release.ledger_id
+        return Staged(self.calls) if self.stages else None
 
     def deployed(self):
         self.calls.append("deployed")
@@ -75,6 +98,7 @@ class Target:
     def deploy(self, release, *, is_ancestor, progress):
         self.calls.append("deploy")
         assert release.image == PUSHED and release.commit == COMMIT and release.ledger_id
+        assert release.ledger_id == self.staged_id or not self.staged_id, "the staged release is the deployed one"
         if self.error:
             raise self.error
         return Deployment(target="docker", revision="7", url="http://127.0.0.1:8080/",
@@ -136,7 +160,7 @@ def go(event, calls, lines=None, **kwargs):
     ("pull-request", ["build", "smoke"]),
     ("branch", ["build", "smoke"]),
     ("tag", ["credentials", "find_pushed", "build", "smoke", "push"]),
-    ("default-branch", ["credentials", "find_pushed", "build", "smoke", "push", "deployed", "deploy", "append"]),
+    ("default-branch", ["credentials", "find_pushed", "build", "stage", "smoke", "push", "deployed", "deploy", "append"]),
 ], ids=["pull-request", "branch", "tag", "default-branch"])
 def test_each_event_runs_its_phases_in_order(event, expected):
     calls = []
@@ -148,6 +172,25 @@ def test_each_event_runs_its_phases_in_order(event, expected):
     assert (outcome.deployment is not None) is ("deploy" in expected)
     if statuses is not None:
         assert statuses == ["pending", "success"]
+
+
+def test_a_staged_release_is_smoke_tested_in_place_and_discarded_after_the_deploy():
+    calls = []
+    outcome = go("default-branch", calls, target=Target(calls, stages=True))
+    assert calls == ["credentials", "find_pushed", "build", "stage", "check", "push", "deployed", "deploy", "append",
+                     "discard"]
+    assert outcome.record.id == outcome.deployment.release.ledger_id
+
+
+@pytest.mark.parametrize("failing", ["smoke", "deploy"])
+def test_a_staged_release_is_discarded_when_the_run_fails(failing):
+    calls = []
+    phases = Phases(calls, smoke_error=SmokeFailed("no first slide") if failing == "smoke" else None)
+    target = Target(calls, stages=True, error=DeployFailed("never healthy", rolled_back=False) if failing == "deploy" else None)
+    with pytest.raises(SmokeFailed if failing == "smoke" else DeployFailed):
+        go("default-branch", calls, phases=phases, target=target)
+    assert calls[-1] == "discard" and calls.count("discard") == 1
+    assert "push" not in calls if failing == "smoke" else "append" in calls
 
 
 def test_a_commit_in_the_registry_skips_build_smoke_and_push():
@@ -213,7 +256,7 @@ def test_a_failed_smoke_test_stops_before_the_push():
     with pytest.raises(SmokeFailed):
         go("default-branch", calls, phases=Phases(calls, smoke_error=SmokeFailed("no first slide")),
            target=Target(calls), statuses=statuses)
-    assert calls == ["credentials", "find_pushed", "build", "smoke"]
+    assert calls == ["credentials", "find_pushed", "build", "stage", "smoke"]
     assert statuses == ["pending", "failure"]
 
 
@@ -442,7 +485,7 @@ def test_a_run_that_deploys_makes_an_early_target_while_the_image_phases_run():
     outcome = runner.run(config_module.Config(), context, plan, services, say=lambda line: None,
                          progress=lambda line: None)
     assert outcome.deployment is not None and made_in == ["pinotage-make-target"]
-    assert calls == ["credentials", "find_pushed", "build", "smoke", "push", "deployed", "deploy", "append"]
+    assert calls == ["credentials", "find_pushed", "build", "stage", "smoke", "push", "deployed", "deploy", "append"]
 
 
 def test_an_early_targets_failure_is_raised_at_the_deploy_after_the_image_phases():

@@ -151,6 +151,10 @@ class KubernetesTarget:
         body["metadata"]["annotations"][COMMIT] = annotations.get(COMMIT, release.commit)
         return live, self._apply(body, dry_run=True)
 
+    def stage(self, release: Release, *, progress: Progress) -> None:
+        """Stage nothing: the nodes pull the image from the registry, so nothing can start before the push."""
+        return None
+
     def deploy(self, release: Release, *, is_ancestor: IsAncestor, progress: Progress) -> Deployment:
         """Apply the release, gate it, and roll back by itself when the gate fails."""
         ledger_id = release.ledger_id or new_id()

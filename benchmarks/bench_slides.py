@@ -10,6 +10,10 @@ commits a one-slide change and measures, by turns:
   layer and the labels change), the push of that image (only the changed layer uploads), and one
   container's start until `/` first answers 200. The three are timed apart and summed.
 
+The live release serves the same poller through both (``LivePoller``): the app a change replaces
+is serving its users meanwhile, and on two cores the requests it answers weigh on the build and
+the start alike, so neither side is measured on an idle machine the other does not get.
+
 Pinotage's own share of each run is a strict upper bound: all CPU time of the `pinotage` process
 (and of the children it waited for, from `/usr/bin/time -v`) plus the wall time outside its
 phases, over the run's wall time. Everything else is waiting on the engine and the registry.
@@ -139,12 +143,13 @@ class Floor:
         ref = f"{self.name}:floor-{serial}"
         self.made.append(ref)
         bases = self.bench.bases
-        build_s = _timed(["build", "-q", "-t", ref, "--build-arg", f"BUILD_BASE={bases[0]}",
-                          "--build-arg", f"FINAL_BASE={bases[1]}", "--build-arg", f"REVISION=floor-{serial}",
-                          "--build-arg", "HEALTH_PATH=/healthz",
-                          str(self.bench.repo / "docker" / "presentation")])
-        push_s = _timed(["--config", str(self.config_dir), "push", "-q", ref])
-        start_s = self._start_until_served(ref, marker)
+        with LivePoller(f"http://127.0.0.1:{self.env['host_port']}/"):
+            build_s = _timed(["build", "-q", "-t", ref, "--build-arg", f"BUILD_BASE={bases[0]}",
+                              "--build-arg", f"FINAL_BASE={bases[1]}", "--build-arg", f"REVISION=floor-{serial}",
+                              "--build-arg", "HEALTH_PATH=/healthz",
+                              str(self.bench.repo / "docker" / "presentation")])
+            push_s = _timed(["--config", str(self.config_dir), "push", "-q", ref])
+            start_s = self._start_until_served(ref, marker)
         return {"floor_s": build_s + push_s + start_s, "build_s": build_s, "push_s": push_s, "start_s": start_s}
 
     def _start_until_served(self, ref: str, marker: str) -> float:
@@ -170,6 +175,31 @@ class Floor:
         subprocess.run(["rm", "-rf", str(self.tmp)], capture_output=True)
 
 
+class LivePoller:
+    """Ask the live release for its deck every POLL_S, as the Pinotage round's poller does, until closed."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> "LivePoller":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def _poll(self) -> None:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while not self.stop.is_set():
+            with contextlib.suppress(OSError):
+                with opener.open(self.url, timeout=5) as response:
+                    response.read()
+            self.stop.wait(POLL_S)
+
+
 def served_row(runs: list[dict], floors: list[dict]) -> dict:
     p = measure.median([r["served_s"] for r in runs])
     q = measure.median([f["floor_s"] for f in floors])
@@ -179,7 +209,8 @@ def served_row(runs: list[dict], floors: list[dict]) -> dict:
             + ", ".join(f"{n} {measure.median([r['phases_s'].get(n, 0.0) for r in runs]):.2f} s" for n in phases)
             + f"); floor {measure.spread([f['floor_s'] for f in floors], 's')} (build "
             f"{measure.median([f['build_s'] for f in floors]):.2f} s, push {measure.median([f['push_s'] for f in floors]):.2f}"
-            f" s, start to 200 {measure.median([f['start_s'] for f in floors]):.2f} s); alternated, "
+            f" s, start to 200 {measure.median([f['start_s'] for f in floors]):.2f} s); the live release answers "
+            f"a client every {POLL_S * 1000:.0f} ms through both; alternated, "
             f"{'no warm-up (quick)' if len(runs) < 2 else 'after a warm-up pair'}")
     if not met:
         note += f"; gap: {p / q:.2f}× the floor"

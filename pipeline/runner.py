@@ -144,7 +144,7 @@ def run(config: config_module.Config, context: BuildContext, plan: Plan, service
                 with timer.phase("push"):
                     image, pushed = push_stage(config, context, plan, image, services, progress=progress)
         if "deploy" in plan:
-            result = _deploy(config, context, image, services, timer, progress, ledger_id=ledger_id)
+            result = _deploy(config, context, image, services, timer, progress, ledger_id=ledger_id, built_now=built)
         if "serve" in plan:
             with timer.phase("serve"):
                 result = DeployResult(deployment=None, record=None, note="served as a preview, beside the app",
@@ -326,9 +326,10 @@ def _stage(context: BuildContext, image: Image, services: Services, ledger_id: s
 
 
 def _deploy(config: config_module.Config, context: BuildContext, image: Image, services: Services, timer: Timer,
-            progress: Progress, *, ledger_id: str = "") -> DeployResult:
+            progress: Progress, *, ledger_id: str = "", built_now: bool = False) -> DeployResult:
     target = services.target()
-    live = target.deployed()
+    # An image this run built carries this run's creation time in its labels: it cannot be live yet.
+    live = None if built_now else target.deployed()
     if live is not None and live.image.digest == image.digest:
         note = f"{image.pinned} is already live"
         progress(note)

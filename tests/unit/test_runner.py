@@ -160,7 +160,7 @@ def go(event, calls, lines=None, **kwargs):
     ("pull-request", ["build", "smoke"]),
     ("branch", ["build", "smoke"]),
     ("tag", ["credentials", "find_pushed", "build", "smoke", "push"]),
-    ("default-branch", ["credentials", "find_pushed", "build", "stage", "smoke", "push", "deployed", "deploy", "append"]),
+    ("default-branch", ["credentials", "find_pushed", "build", "stage", "smoke", "push", "deploy", "append"]),
 ], ids=["pull-request", "branch", "tag", "default-branch"])
 def test_each_event_runs_its_phases_in_order(event, expected):
     calls = []
@@ -177,7 +177,7 @@ def test_each_event_runs_its_phases_in_order(event, expected):
 def test_a_staged_release_is_smoke_tested_in_place_and_discarded_after_the_deploy():
     calls = []
     outcome = go("default-branch", calls, target=Target(calls, stages=True))
-    assert calls == ["credentials", "find_pushed", "build", "stage", "check", "push", "deployed", "deploy", "append",
+    assert calls == ["credentials", "find_pushed", "build", "stage", "check", "push", "deploy", "append",
                      "discard"]
     assert outcome.record.id == outcome.deployment.release.ledger_id
 
@@ -485,7 +485,7 @@ def test_a_run_that_deploys_makes_an_early_target_while_the_image_phases_run():
     outcome = runner.run(config_module.Config(), context, plan, services, say=lambda line: None,
                          progress=lambda line: None)
     assert outcome.deployment is not None and made_in == ["pinotage-make-target"]
-    assert calls == ["credentials", "find_pushed", "build", "stage", "smoke", "push", "deployed", "deploy", "append"]
+    assert calls == ["credentials", "find_pushed", "build", "stage", "smoke", "push", "deploy", "append"]
 
 
 def test_an_early_targets_failure_is_raised_at_the_deploy_after_the_image_phases():

@@ -15,7 +15,9 @@ reads one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping
@@ -236,10 +238,11 @@ def keys() -> list[str]:
 
 # --- internals -------------------------------------------------------------
 
-def _fields(cls: type = Config, prefix: str = "") -> dict[str, type]:
-    """Map every leaf "section.field" to its type."""
+@functools.cache
+def _fields(cls: type = Config, prefix: str = "") -> Mapping[str, type]:
+    """Map every leaf "section.field" to its type (worked out once: every setting read asks)."""
     out: dict[str, type] = {}
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     for field in dataclasses.fields(cls):
         if not field.compare:
             continue
@@ -248,7 +251,7 @@ def _fields(cls: type = Config, prefix: str = "") -> dict[str, type]:
             out.update(_fields(kind, f"{prefix}{field.name}."))
         else:
             out[prefix + field.name] = kind
-    return out
+    return types.MappingProxyType(out)
 
 
 def _unknown_variables(environ: Mapping[str, str], problems: list[str]) -> None:
@@ -270,8 +273,14 @@ def _accept(key: str, raw: Any, where: str, values: dict[str, Any], sources: dic
     sources[key] = where
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Return a settings class's resolved annotations (evaluating them costs more than all the rest of a load)."""
+    return typing.get_type_hints(cls)
+
+
 def _assemble(values: dict[str, Any], cls: type = Config, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         if not field.compare:

@@ -16,7 +16,7 @@ RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on dep
 
 def release_of(container, routed_image: str = "") -> Release:
     """Return the release a container runs, from its labels; ``routed_image`` is what the front says it
-    runs by digest (``front.live()``): a container started before its push has no digest label."""
+    runs by digest (``front.live_image``): a container started before its push has no digest label."""
     labels = container.labels
     name = labels.get(f"{LABEL}.image-name", "")
     digest = labels.get(f"{LABEL}.image-digest", "")

@@ -106,7 +106,7 @@ class DockerTarget:
         staged = self._staged.pop(release.ledger_id, None) if release.ledger_id else None
         try:
             with self._locked(progress):
-                live_container, live = self._live()
+                live_container, live, front_conf = self._live()
                 if live is not None and is_ancestor(release.commit, live.commit):
                     raise DeployRefused(
                         f"refusing to deploy {release.commit[:12]}: it is older than the deployed "
@@ -114,7 +114,7 @@ class DockerTarget:
                         hint="deploy a newer commit, or go back on purpose with 'pinotage rollback --to COMMIT'")
                 self._pull(release.image, progress)
                 started = staged.take(release, progress) if staged is not None else None
-                self._start_checked(release, live_container, live, progress, started=started)
+                self._start_checked(release, live_container, live, progress, started=started, front_conf=front_conf)
                 return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
                                   release=release)
         finally:
@@ -123,14 +123,14 @@ class DockerTarget:
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
         with self._locked(progress):
-            live_container, live = self._live()
+            live_container, live, front_conf = self._live()
             record = pick_rollback(self.ledger().records(), live=live, to_commit=to_commit)
             release = release_of(record)
             kept = self._kept(record.id)
             if kept is None:
                 self._pull(release.image, progress)
             progress(f"rolling back to {record.commit[:12]} ({record.image}), deployed {record.started_at}")
-            self._start_checked(release, live_container, live, progress, kept=kept)
+            self._start_checked(release, live_container, live, progress, kept=kept, front_conf=front_conf)
             return Deployment(target=self.name, revision=_revision(release), url=self.url(), previous=live,
                               release=release)
 
@@ -143,10 +143,11 @@ class DockerTarget:
     # --- steps -----------------------------------------------------------------
 
     def _start_checked(self, release: Release, live_container, live: Release | None, progress: Progress,
-                       *, kept=None, started: tuple[Any, int] | None = None) -> None:
+                       *, kept=None, started: tuple[Any, int] | None = None, front_conf: str | None = None) -> None:
         """Start the release on its own port, gate it, switch the front to it, then stop the previous one.
 
-        ``started`` is a container already started and smoke-tested, and its port (``Staged.take``).
+        ``started`` is a container already started and smoke-tested, and its port (``Staged.take``);
+        ``front_conf`` the front's configuration as read under the lock (None: no front runs).
 
         Until the front has switched, the previous release serves untouched; any failure before
         that removes (or stops again, when kept) the new container and leaves it so. An interrupt
@@ -170,7 +171,8 @@ class DockerTarget:
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
                 legacy.stop(timeout=containers.STOP_TIMEOUT_S)
             self._front().switch(front_module.Upstream(container.name, containers.RELEASE_HOST, port,
-                                                       _pinned(release.image)), self._health_url())
+                                                       _pinned(release.image)), self._health_url(),
+                                 current=front_conf)
             progress(f"the front on port {self._host_port()} serves {container.name}")
             if live_container is not None and legacy is None and live_container.id != container.id:
                 progress(f"stopping {live_container.name} ({live.commit[:12]}), kept for rollback")
@@ -348,18 +350,20 @@ class DockerTarget:
         return self.client.containers.list(all=True, filters={"label": [f"{containers.LABEL}.app={self.app}",
                                                                        f"{containers.LABEL}.role=serving"]})
 
-    def _live(self) -> tuple[Any, Release | None]:
-        """Return the container the front serves and its release; without a front, the newest running one
-        (an earlier version's front-less release) but for those this run staged, which nothing routes to yet."""
+    def _live(self) -> tuple[Any, Release | None, str | None]:
+        """Return the container the front serves, its release, and the front's configuration (None: no
+        front runs). Without a front: the newest running container (an earlier version's front-less
+        release), but for those this run staged, which nothing routes to yet."""
         mine = self._containers()
-        routed, image = self._front().live()
+        conf = self._front().configuration()
+        routed = front_module.live_name(conf or "")
         for container in mine:
             if routed is not None and container.name == routed:
-                return container, containers.release_of(container, image)
+                return container, containers.release_of(container, front_module.live_image(conf)), conf
         staged = {s.container.id for s in self._staged.values()}
         running = [c for c in mine if c.status == "running" and c.id not in staged]
         running.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""))
-        return (running[-1], containers.release_of(running[-1])) if running else (None, None)
+        return (running[-1], containers.release_of(running[-1]), conf) if running else (None, None, conf)
 
     def _kept(self, ledger_id: str):
         if not ledger_id:

@@ -24,7 +24,7 @@ same graceful reload (``tests/integration/test_front.py``).
 
 The inner configuration is also the record of which release is live: its first line names the
 container, its second the image by digest (a container started before its push carries no digest
-label), and ``routed()`` and ``live()`` read them back from the engine.
+label), and ``configuration()`` reads it back from the engine.
 """
 
 from __future__ import annotations
@@ -166,28 +166,28 @@ class Front:
 
     def routed(self) -> str | None:
         """Return the name of the container the running front sends requests to, or None."""
-        return self.live()[0]
+        return live_name(self.configuration() or "")
 
-    def live(self) -> tuple[str | None, str]:
-        """Return the container the running front sends requests to and its image, or (None, "")."""
+    def configuration(self) -> str | None:
+        """Return the running front's inner configuration (``live_name``, ``live_image``), or None."""
         import docker
 
         container = self.container()
         if container is None or container.status != "running":
-            return None, ""
+            return None
         try:
-            conf = _read_file(container, f"{CONF_DIR}/{CONF_NAME}")
+            return _read_file(container, f"{CONF_DIR}/{CONF_NAME}")  # the engine copies it out: ~30 ms
         except docker.errors.NotFound:
-            return None, ""
-        return live_name(conf), live_image(conf)
+            return None
 
-    def switch(self, upstream: Upstream, health_url: str) -> None:
+    def switch(self, upstream: Upstream, health_url: str, *, current: str | None = None) -> None:
         """Route the front to upstream (starting the front if needed); return once old workers are gone.
 
         health_url is the front's own health URL: the switch is done when it answers 200 from
         upstream. If it does not (nginx refused the new configuration, the upstream stopped
         answering, or the switch is interrupted), the running front is switched back to the
-        configuration it had, and FrontError (or the interrupt) goes on up.
+        configuration it had, and FrontError (or the interrupt) goes on up. ``current`` is that
+        configuration as the caller read it under the deploy lock; without it, it is read again.
         """
         import docker
 
@@ -206,7 +206,7 @@ class Front:
                 # once it serves, it comes back with the engine.
                 container.update(restart_policy={"Name": "unless-stopped"})
                 return
-            previous = _read_file(container, f"{CONF_DIR}/{CONF_NAME}")
+            previous = current if current is not None else _read_file(container, f"{CONF_DIR}/{CONF_NAME}")
             self._reload(container, conf, upstream.name, health_url, previous)
         except docker.errors.APIError as e:
             raise FrontError(f"the front {self.name}: the engine refused: {e.explanation or e}") from e

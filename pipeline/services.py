@@ -80,6 +80,12 @@ class Services:
         """
         if not self.early_target or self._making is not None or "target" in self._made:
             return
+        # The engine's client and the target's share modules (urllib3, requests, websocket). Two
+        # threads importing them at once can meet in a cycle of CPython's per-module import locks,
+        # and one of them then gets a partly initialised module ("cannot import name
+        # 'parse_dict_header' from partially initialized module 'requests.utils'", seen in a
+        # benchmark run): import them here, before the thread, and the thread finds them whole.
+        import docker  # noqa: F401
 
         def make() -> None:
             try:

@@ -7,6 +7,9 @@ they were not set up for; the runner is the real one.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -514,3 +517,23 @@ def test_without_early_target_the_target_is_made_by_the_deploy_itself():
     services = dataclasses.replace(services, make_target=make_target)
     runner.run(config_module.Config(), context, plan, services, say=lambda line: None, progress=lambda line: None)
     assert made_in == [threading.main_thread().name]
+
+
+def test_the_early_targets_thread_finds_the_engine_clients_modules_imported_whole():
+    """Two threads importing requests at once can be handed a partly initialised module (seen in a
+    benchmark run): the thread that makes the target starts only once the main thread has them."""
+    script = textwrap.dedent("""
+        import sys
+        from pipeline import services
+        assert "requests" not in sys.modules, "this check needs a process that has not imported them yet"
+        seen = []
+        made = services.Services(make_client=None, read_credentials=None, report_status=None, is_ancestor=None,
+                                 phases=None, early_target=True,
+                                 make_target=lambda: seen.append({"docker", "requests", "urllib3"} <= set(sys.modules)))
+        made.prepare_target()
+        made.target()
+        print(seen)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[True]"

@@ -12,9 +12,12 @@ left.
 Why two: a reloaded nginx closes the kept-alive connections its old workers hold as soon as the
 reload reaches them, and a client that sent its next request on one at that moment gets no answer
 (RFC 9112 leaves the retry to the client; measured with one nginx, a kept-alive client lost one
-request in nearly every deploy, ``benchmarks/bench_deploy.py``). Here only the outer nginx's
-connections to the inner one are closed so, and the outer nginx sends a request that finds its
-kept connection closed again on a new one, before any byte of an answer reached the client.
+request in nearly every deploy, ``benchmarks/bench_deploy.py``). Here the outer nginx keeps no
+connection to the inner one: every request opens its own over the Unix socket (a few
+microseconds), so a reload closes none under a request, and the new workers take requests from
+the moment they start, instead of once nginx has told the old ones to stop, 100 ms after it
+started the new ones (``ngx_master_process_cycle``). An old worker finishes the requests it
+has accepted before it exits.
 
 A switch never leaves the front on a release that does not serve: the release is asked once more
 just before the reload, and after it the front must answer 200 from it. When nginx refuses the
@@ -107,14 +110,13 @@ worker_shutdown_timeout {SHUTDOWN_S}s;
 
 def render_outer(*, listen_host: str, listen_port: int) -> str:
     """Return the outer nginx's configuration: host_port to the inner nginx's socket, never reloaded."""
-    # Its only upstream is the inner nginx: the connections a reload closes under a request, which
-    # it sends again, are all it would log below crit.
+    # Its only upstream is the inner nginx, on a new connection for each request (no keepalive: see
+    # the module's docstring).
     return f"""daemon on;
 pid /tmp/pinotage-front-outer.pid;
 error_log stderr crit;
 {_COMMON}    upstream switch {{
         server unix:{SOCKET};
-        keepalive 8;
     }}
     server {{
         listen {listen_host}:{listen_port};

@@ -99,9 +99,11 @@ def test_a_refused_connection_is_dropped():
     ([(0, 1200, 20.0), (0, 1000, 1.0)], False, "gap: a rate of only 60/s"),
 ], ids=["met", "too-few", "one-dropped", "too-slow"])
 def test_the_row_is_met_only_when_every_run_drops_none_of_enough_requests_fast_enough(runs, met, gap):
-    row = bench_deploy.drops_row("drops", [bench_deploy.Counted(asked, dropped, took_s, ["why"] * dropped)
+    row = bench_deploy.drops_row("drops", [bench_deploy.Counted(asked, dropped, took_s, ["why"] * dropped, asked - 300)
                                             for dropped, asked, took_s in runs])
     assert row["met"] is met
     assert (gap in row["note"]) if gap else "gap:" not in row["note"]
     rates = ", ".join(f"{asked / took_s:.0f}" for _, asked, took_s in runs)
     assert f"at {rates}/s" in row["note"], "each run's rate is reported"
+    during = ", ".join(str(asked - 300) for _, asked, _ in runs)
+    assert f"of which during the command {during} " in row["note"], "the requests during the command are told apart"

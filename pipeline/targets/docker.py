@@ -165,7 +165,7 @@ class DockerTarget:
                 container.start()
                 port = containers.published_port(containers.reloaded(container), self.config.image.port)
                 progress(f"{container.name} started on {containers.RELEASE_HOST}:{port}")
-                self._wait_healthy(container, port, progress)
+            self._wait_healthy(container, port, progress)  # one request, for a staged one the smoke test saw healthy
             if legacy is not None:
                 # A container of an earlier version holds host_port itself: the front needs it.
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")

@@ -308,6 +308,47 @@ def test_an_interrupt_once_the_front_has_switched_starts_the_previous_release_ag
     assert loop.live_commit(docker_client) == newer
 
 
+@pytest.mark.parametrize("before_the_deploy", ["nothing", "stopped"])
+def test_the_deploy_routes_to_the_staged_container_only_while_it_runs_the_pushed_image(
+        loop, first, registry, docker_client, docker_cleanup, tmp_path, before_the_deploy):
+    """A container staged before the push is what the deploy routes to; one that stopped meanwhile is
+    not: the deploy starts the release anew and the staged one goes."""
+    from pipeline import config as config_module
+    from pipeline.state import Image, Release
+    from pipeline.targets import docker as docker_target
+
+    newer = loop.commit(f"a staged release ({before_the_deploy})")
+    name, digest, _ = _pushed_release(
+        loop, registry, docker_client, docker_cleanup, tmp_path, commit=newer, tag_prefix="staged",
+        dockerfile=f'FROM {_live_image(loop, docker_client)}\nLABEL org.example.relabelled="{secrets.token_hex(3)}"\n')
+    tag = json.loads((tmp_path / "state.json").read_text())["image"]["tag"]
+    config = config_module.load(environ=loop.env, cwd=str(loop.repo))
+    target = docker_target.DockerTarget(config, loop.env, lambda: docker_client, lambda: None)
+    said: list[str] = []
+    unpushed = Release(image=Image(name=name, tag=tag, commit=newer), commit=newer, ledger_id=f"staged-{secrets.token_hex(3)}")
+    staged = target.stage(unpushed, progress=said.append)
+    assert staged is not None, said
+    assert "org.pinotage.image-digest" not in staged.container.labels or not staged.container.labels["org.pinotage.image-digest"]
+    if before_the_deploy == "stopped":
+        staged.container.stop(timeout=1)
+    pushed = Release(image=Image(name=name, tag=tag, digest=digest, commit=newer), commit=newer,
+                     ledger_id=unpushed.ledger_id)
+    with Client(loop.url, interval_s=0.01) as client:
+        target.deploy(pushed, is_ancestor=lambda older, newer: False, progress=said.append)
+        staged.discard()  # what the runner does after every deploy: a no-op once taken
+    routed = target._front().routed()
+    left = [c.name for c in docker_client.containers.list(all=True, filters={"label": f"org.pinotage.commit={newer}"})]
+    if before_the_deploy == "nothing":
+        assert routed == staged.container.name, said
+        assert left == [staged.container.name]
+    else:
+        assert routed != staged.container.name and any("is not used: it stopped" in line for line in said), said
+        assert left == [routed], "the stopped staged container goes"
+    live = target.deployed()
+    assert (live.commit, live.image.digest) == (newer, digest), "the front names the digest the labels do not"
+    assert client.failures == [] and client.statuses == {200}, client.failures[:3]
+
+
 def _live_image(loop, docker_client) -> str:
     [container] = docker_client.containers.list(filters={"label": [f"org.pinotage.app={loop.app}",
                                                                    "org.pinotage.role=serving"]})

@@ -131,27 +131,51 @@ def push(client: Any, config: Config, image: Image, credentials: Credentials | N
          retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep) -> Image:
     """Push every tag of the image, retrying what a retry can fix; return the image with its digest.
 
-    The first (primary) tag uploads the layers and its manifest's digest pins the image; the other
-    tags then only write their manifests, at the same time. Their digests may differ from the
-    first's, for the same image: the engine may write a layer's compressed blob anew and name that
-    one (seen through a proxy in benchmarks/bench_image.py).
+    The engine pushes the first (primary) tag: the layers and the manifest whose digest pins the
+    image. The other tags are that same manifest put under their names through the registry API
+    (``RegistryClient.add_tags``), so every tag names the one digest: the engine, asked to push
+    each tag, may write a layer's compressed blob anew and name another manifest (seen through a
+    proxy in benchmarks/bench_image.py), and would check every layer again for each tag.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     deadline = time.monotonic() + config.deadlines.push_s
     auth = credentials.auth_config() if credentials is not None else None
     first, *others = image.tags or (image.tag,)
-
-    def push_one(tag: str) -> str:
-        return _push_tag(client, image.name, tag, auth, progress=progress, retry=retry, sleep=sleep,
-                         deadline=deadline)
-
-    digest = push_one(first)
+    digest = _push_tag(client, image.name, first, auth, progress=progress, retry=retry, sleep=sleep,
+                       deadline=deadline)
     if others:
-        with ThreadPoolExecutor(max_workers=len(others), thread_name_prefix="pinotage-push") as pool:
-            list(pool.map(push_one, others))
+        _add_tags(image.name, digest, others, credentials, progress=progress, retry=retry, sleep=sleep,
+                  deadline=deadline)
     progress(f"pushed {image.name}@{digest}")
     return dataclasses.replace(image, digest=digest)
+
+
+def _add_tags(name: str, digest: str, tags: list[str], credentials: Credentials | None, *, progress: Progress,
+              retry: RetryPolicy, sleep: Callable[[float], None], deadline: float) -> None:
+    """Put the pushed manifest under the other tags, retrying what a retry can fix."""
+    from pipeline.errors import RegistryError
+    from pipeline.registry import RegistryClient, split_name
+
+    host, repository = split_name(name)
+    registry = RegistryClient(host, credentials, actions="pull,push")
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            registry.add_tags(repository, digest, tags)
+        except AuthError as e:
+            raise AuthError(f"the registry refused the tags {', '.join(tags)} of {name}: {e.message}",
+                            hint=e.hint) from None
+        except RegistryError as e:
+            message = e.message
+            # A registry that does not answer (connection refused, reset) may answer the next time.
+            kind = RETRY if "does not answer" in message else classify_push_error(message)
+            delay = retry.delay_s(attempt)
+            if kind != RETRY or attempt == retry.attempts or time.monotonic() + delay > deadline:
+                raise PushFailed(f"tagging {name}@{digest} as {', '.join(tags)} failed: {message}",
+                                 attempts=attempt) from None
+            progress(f"attempt {attempt}/{retry.attempts} to tag failed ({message}); retrying in {delay:.1f} s")
+            sleep(delay)
+            continue
+        progress(f"tagged {digest[:19]} as {', '.join(tags)} in the registry")
+        return
 
 
 def _push_tag(client: Any, name: str, tag: str, auth: dict[str, str] | None, *, progress: Progress,

@@ -1,4 +1,5 @@
-"""The registry v2 HTTP API: does ``repository:tag`` exist, and its digest; the credentials to ask with.
+"""The registry v2 HTTP API: does ``repository:tag`` exist, and its digest; more tags for a pushed
+manifest; the credentials to ask with.
 
 The registry is asked directly (not the local engine, whose cache says nothing about what
 the registry holds). Authentication follows the registry's challenge: ``Basic`` sends the
@@ -17,7 +18,7 @@ import hashlib
 import ipaddress
 import os
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from pipeline.errors import AuthError, BadInput, RegistryError
 
@@ -59,6 +60,18 @@ def read_credentials(config: Any, environ: Mapping[str, str]) -> Credentials | N
     return _from_docker_config(registry_host(config.registry.url), environ)
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """Split an image name into its registry and repository, as the docker CLI reads a reference.
+
+    The first part is a registry when it has a dot or a port, or is ``localhost``; otherwise the
+    name is Docker Hub's, where a one-part name lives under ``library/``.
+    """
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "docker.io", name if rest else f"library/{name}"
+
+
 def registry_host(url: str) -> str:
     """Return the host[:port] of a registry setting such as ``127.0.0.1:5000`` or ``https://r.example``."""
     return url.split("://", 1)[-1].split("/", 1)[0]
@@ -82,14 +95,18 @@ def api_base(url: str) -> str:
 
 
 class RegistryClient:
-    """Ask one registry about manifests, authenticating the way its challenge says."""
+    """Ask one registry about manifests, authenticating the way its challenge says.
+
+    ``actions`` is what a token is asked for: ``pull`` to read, ``pull,push`` to write tags.
+    """
 
     def __init__(self, url: str, credentials: Credentials | None = None, *,
-                 timeout_s: float = REQUEST_TIMEOUT_S, session: Any = None):
+                 timeout_s: float = REQUEST_TIMEOUT_S, session: Any = None, actions: str = "pull"):
         import requests
 
         self.base = api_base(url)
         self.credentials = credentials
+        self.actions = actions
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
         self._authorization: dict[str, str] = {}  # repository -> Authorization header value
@@ -109,19 +126,41 @@ class RegistryClient:
         self._raise_for(response, f"{repository}:{tag}")
         return "sha256:" + hashlib.sha256(response.content).hexdigest()
 
+    def add_tags(self, repository: str, digest: str, tags: Iterable[str]) -> None:
+        """Give the pushed manifest ``digest`` more tags: the same bytes put under each name.
+
+        Every tag then names the very manifest ``digest`` names; the layers are not sent again.
+        """
+        what = f"{repository}@{digest}"
+        response = self._request("GET", f"/v2/{repository}/manifests/{digest}", repository)
+        self._raise_for(response, what)
+        body, media_type = response.content, response.headers.get("Content-Type", "")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise RegistryError(f"registry {self.base} served {what} with other content than its digest names")
+        for tag in tags:
+            put = self._request("PUT", f"/v2/{repository}/manifests/{tag}", repository, body=body,
+                                content_type=media_type)
+            self._raise_for(put, f"{repository}:{tag}", ok=(201,))
+            named = put.headers.get("Docker-Content-Digest", digest)
+            if named != digest:
+                raise RegistryError(f"registry {self.base} stored {repository}:{tag} as {named}, not {digest}")
+
     # --- internals ---------------------------------------------------------
 
-    def _request(self, method: str, path: str, repository: str) -> Any:
+    def _request(self, method: str, path: str, repository: str, *, body: bytes | None = None,
+                 content_type: str = "") -> Any:
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+        if content_type:
+            headers["Content-Type"] = content_type
         if repository in self._authorization:
             headers["Authorization"] = self._authorization[repository]
-        response = self._send(method, path, headers)
+        response = self._send(method, path, headers, data=body)
         if response.status_code != 401 or "Authorization" in headers:
             return response
         self._authorization[repository] = self._authorize(response.headers.get("WWW-Authenticate", ""),
                                                           repository)
         headers["Authorization"] = self._authorization[repository]
-        return self._send(method, path, headers)
+        return self._send(method, path, headers, data=body)
 
     def _send(self, method: str, url_or_path: str, headers: dict[str, str], **kwargs: Any) -> Any:
         import requests
@@ -146,7 +185,7 @@ class RegistryClient:
         if scheme.lower() != "bearer" or "realm" not in params:
             raise RegistryError(f"registry {self.base} asks for an authentication it does not name"
                                 f" ({scheme or 'no challenge'})")
-        query = {"scope": f"repository:{repository}:pull"}
+        query = {"scope": f"repository:{repository}:{self.actions}"}
         if params.get("service"):
             query["service"] = params["service"]
         response = self._send("GET", params["realm"], {"Authorization": _basic(self.credentials)}, params=query)
@@ -161,8 +200,8 @@ class RegistryClient:
             raise RegistryError("registry token service answered without a token")
         return f"Bearer {token}"
 
-    def _raise_for(self, response: Any, what: str) -> None:
-        if response.status_code == 200:
+    def _raise_for(self, response: Any, what: str, *, ok: tuple[int, ...] = (200,)) -> None:
+        if response.status_code in ok:
             return
         if response.status_code in (401, 403):
             source = self.credentials.source if self.credentials else "(none)"

@@ -57,6 +57,18 @@ def test_the_engine_pushes_and_the_lookup_reads_through_scoped_tokens(token_hub,
     assert any(user == "pusher" and "push" in granted for user, _, granted in asked), "the engine got a push token"
 
 
+def test_the_other_tags_are_the_pushed_manifest_put_under_their_names_with_a_push_token(token_hub, tiny,
+                                                                                       docker_client):
+    name = f"{token_hub.url}/{tiny}"
+    pushed = phases.push(docker_client, a_config(token_hub), Image(name=name, tag="1", tags=("1", "master", "abc")),
+                         login(token_hub, "pusher"))
+    reader = registry_module.RegistryClient(token_hub.url, login(token_hub, "reader"))
+    assert [reader.manifest_digest(tiny, tag) for tag in ("1", "master", "abc")] == [pushed.digest] * 3
+    asked = [(user, scope, granted) for user, scope, granted in token_hub.issued if tiny in scope]
+    # The engine asks for "push,pull"; this is Pinotage's own client putting the tags.
+    assert ("pusher", f"repository:{tiny}:pull,push", ["pull", "push"]) in asked, asked
+
+
 def test_a_token_without_push_scope_is_one_clear_line(token_hub, tiny, docker_client):
     with pytest.raises(AuthError) as refused:
         phases.push(docker_client, a_config(token_hub), Image(name=f"{token_hub.url}/{tiny}", tag="1"), login(token_hub, "reader"))

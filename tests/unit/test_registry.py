@@ -93,6 +93,18 @@ def test_a_broken_docker_config_file_is_named_without_its_content(tmp_path, cont
         assert registry.read_credentials(a_config(), env) is None
 
 
+@pytest.mark.parametrize("name, parts", [
+    ("127.0.0.1:5000/pinotage/presentation", ("127.0.0.1:5000", "pinotage/presentation")),
+    ("localhost/p", ("localhost", "p")),
+    ("registry.example.com/team/app", ("registry.example.com", "team/app")),
+    ("docker.io/acme/slides", ("docker.io", "acme/slides")),
+    ("acme/slides", ("docker.io", "acme/slides")),
+    ("slides", ("docker.io", "library/slides")),
+], ids=["host-port", "localhost", "host-with-dot", "docker-hub-named", "docker-hub-implied", "docker-hub-library"])
+def test_an_image_name_splits_into_registry_and_repository_as_the_docker_cli_reads_it(name, parts):
+    assert registry.split_name(name) == parts
+
+
 @pytest.mark.parametrize("url, base", [
     ("127.0.0.1:5000", "http://127.0.0.1:5000"),
     ("localhost:5000", "http://localhost:5000"),

@@ -113,13 +113,13 @@ def main(kind: str, *args: str) -> int:
 def _gate(kubeconfig: str):
     import kubernetes
 
+    from pipeline.targets.kubernetes.api import KubeApi
     from pipeline.targets.kubernetes.gate import gate
 
-    api = kubernetes.config.new_client_from_config(config_file=kubeconfig, persist_config=False)
-    apps, core = kubernetes.client.AppsV1Api(api), kubernetes.client.CoreV1Api(api)
+    api = KubeApi(kubernetes.config.new_client_from_config(config_file=kubeconfig, persist_config=False))
 
     def serve(request: dict) -> dict:
-        verdict = gate(apps, core, request["namespace"], request["applied"], rollout_s=request["rollout_s"],
+        verdict = gate(api, request["namespace"], request["applied"], rollout_s=request["rollout_s"],
                        unschedulable_grace_s=60, progress=lambda line: None)
         return {"kind": type(verdict).__name__, "message": verdict.message, "at": time.monotonic()}
     return serve

@@ -74,9 +74,10 @@ class Services:
     def prepare_target(self) -> None:
         """Start making the target in a thread, when ``early_target`` says it is worth it.
 
-        The Kubernetes client takes a second or more of CPU to load its API classes; made while the
-        build waits on the engine, it is ready when the deploy starts. A failure (a bad kubeconfig)
-        is kept and raised when the deploy asks for the target, as it would have been then.
+        Importing the Kubernetes client library and reading the kubeconfig take some 0.2 s of CPU;
+        made while the build waits on the engine, the target is ready when the deploy starts. A
+        failure (a bad kubeconfig) is kept and raised when the deploy asks for the target, as it
+        would have been then.
         """
         if not self.early_target or self._making is not None or "target" in self._made:
             return

@@ -7,26 +7,20 @@ gate. Deleting a preview deletes its Deployment (its pods follow) and its Servic
 
 from __future__ import annotations
 
-import json
-
 from pipeline import rollout
 from pipeline.errors import DeployFailed
 from pipeline.preview.render import FIELD_MANAGER, LABEL, Preview, preview_of
 from pipeline.shell import Progress
 from pipeline.targets.kubernetes import pull_secret
-from pipeline.targets.kubernetes.api import cluster_error
+from pipeline.targets.kubernetes.api import APPLY, KubeApi, cluster_error, path
 from pipeline.targets.kubernetes.gate import gate
-
-APPLY = "application/apply-patch+yaml"
 
 
 class PreviewCluster:
     """Apply, gate, list and delete the app's previews in ``namespace``."""
 
     def __init__(self, api, *, namespace: str, app: str, rollout_s: float, progress: Progress):
-        from kubernetes import client
-
-        self.apps, self.core = client.AppsV1Api(api), client.CoreV1Api(api)
+        self.api = KubeApi(api)
         self.namespace, self.app, self.rollout_s, self.progress = namespace, app, rollout_s, progress
 
     def apply(self, deployment: dict, service: dict, pull: "pull_secret.PullSecret | None") -> None:
@@ -35,16 +29,14 @@ class PreviewCluster:
 
         name = deployment["metadata"]["name"]
         if pull is not None:
-            pull_secret.apply(self.core, self.namespace, pull)
+            pull_secret.apply(self.api, self.namespace, pull)
+        apply = {"fieldManager": FIELD_MANAGER, "force": True}
         try:
-            self.core.patch_namespaced_service(name, self.namespace, service, field_manager=FIELD_MANAGER,
-                                               force=True, _content_type=APPLY, _preload_content=False)
-            answer = self.apps.patch_namespaced_deployment(name, self.namespace, deployment,
-                                                           field_manager=FIELD_MANAGER, force=True,
-                                                           _content_type=APPLY, _preload_content=False)
+            self.api.patch(path("v1", "services", self.namespace, name), service, APPLY, apply)
+            applied = self.api.patch(path("apps/v1", "deployments", self.namespace, name), deployment, APPLY, apply)
         except ApiException as e:
             raise cluster_error("apply", f"preview {name} in namespace {self.namespace}", e) from e
-        verdict = gate(self.apps, self.core, self.namespace, json.loads(answer.data), rollout_s=self.rollout_s,
+        verdict = gate(self.api, self.namespace, applied, rollout_s=self.rollout_s,
                        unschedulable_grace_s=rollout.UNSCHEDULABLE_GRACE_S, progress=self.progress)
         if not isinstance(verdict, rollout.Done):
             raise DeployFailed(f"the preview {name} did not come up ({verdict.reason}: {verdict.message})",
@@ -55,20 +47,20 @@ class PreviewCluster:
         from kubernetes.client import ApiException
 
         try:
-            answer = self.apps.list_namespaced_deployment(self.namespace, label_selector=f"{LABEL}={self.app}",
-                                                          _preload_content=False)
+            answer = self.api.list(path("apps/v1", "deployments", self.namespace),
+                                   {"labelSelector": f"{LABEL}={self.app}"})
         except ApiException as e:
             raise cluster_error("list", f"previews in namespace {self.namespace}", e) from e
-        return [preview_of(item) for item in json.loads(answer.data)["items"]]
+        return [preview_of(item) for item in answer["items"]]
 
     def delete(self, name: str) -> None:
         """Delete a preview's Deployment and Service; one already gone is not an error."""
         from kubernetes.client import ApiException
 
-        for call, kind in ((self.apps.delete_namespaced_deployment, "deployment"),
-                           (self.core.delete_namespaced_service, "service")):
+        for group_version, kind in (("apps/v1", "deployment"), ("v1", "service")):
             try:
-                call(name, self.namespace, propagation_policy="Background", _preload_content=False)
+                self.api.delete(path(group_version, f"{kind}s", self.namespace, name),
+                                {"propagationPolicy": "Background"})
             except ApiException as e:
                 if e.status != 404:
                     raise cluster_error("delete", f"{kind}/{name} in namespace {self.namespace}", e) from e

@@ -31,15 +31,15 @@ def test_fit_keeps_the_newest_records_under_the_configmap_size_limit():
     assert [k["id"] for k in kept] == [f"id-{n}" for n in range(150 - len(kept), 150)]
 
 
-class FakeCore:
-    """Answers the one read the ledger makes, with the ConfigMap it was given."""
+class FakeApi:
+    """Answers the one read the ledger makes, with the ConfigMap it was given; refuses any other."""
 
     def __init__(self, data: str):
         self.data = data
 
-    def read_namespaced_config_map(self, name, namespace, _preload_content):
-        body = json.dumps({"metadata": {"name": name}, "data": {cluster_ledger.LEDGER_KEY: self.data}}).encode()
-        return type("Response", (), {"data": body})()
+    def get(self, resource: str) -> dict:
+        assert resource == "/api/v1/namespaces/ns/configmaps/l", resource
+        return {"metadata": {"name": "l"}, "data": {cluster_ledger.LEDGER_KEY: self.data}}
 
 
 @pytest.mark.parametrize("data, expected", [
@@ -51,7 +51,7 @@ class FakeCore:
 ], ids=["not-a-list", "nested-deep", "wrong-type", "extra-key"])
 def test_records_read_back_are_checked(data, expected):
     with pytest.raises(BadInput) as e:
-        cluster_ledger.ClusterLedger(FakeCore(data), "ns", "l").records()
+        cluster_ledger.ClusterLedger(FakeApi(data), "ns", "l").records()
     assert expected in e.value.message
 
 

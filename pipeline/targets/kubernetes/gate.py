@@ -14,12 +14,10 @@ import queue
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Callable
-
 from pipeline import rollout
 from pipeline.errors import ClusterError
 from pipeline.targets import Progress
-from pipeline.targets.kubernetes.api import cluster_error
+from pipeline.targets.kubernetes.api import KubeApi, cluster_error, path
 
 WATCH_TIMEOUT_S = 290  # below API servers' request timeouts; the watch resumes from its resourceVersion
 KINDS = ("deployments", "replicasets", "pods", "events")
@@ -32,17 +30,17 @@ def selector(deployment: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
-def gate(apps, core, namespace: str, applied: dict, *, rollout_s: float, unschedulable_grace_s: float,
+def gate(api: KubeApi, namespace: str, applied: dict, *, rollout_s: float, unschedulable_grace_s: float,
          progress: Progress) -> rollout.Verdict:
     """Watch the rollout of ``applied`` and judge every change until it is done, failed, or past rollout_s."""
     events: queue.Queue = queue.Queue()
     labels = selector(applied)
     streams = [
-        _Watch(apps.list_namespaced_deployment, namespace, events, "deployments",
-               field_selector=f"metadata.name={applied['metadata']['name']}"),
-        _Watch(apps.list_namespaced_replica_set, namespace, events, "replicasets", label_selector=labels),
-        _Watch(core.list_namespaced_pod, namespace, events, "pods", label_selector=labels),
-        _Watch(core.list_namespaced_event, namespace, events, "events", field_selector=UNHEALTHY_EVENTS),
+        _Watch(api, path("apps/v1", "deployments", namespace), events, "deployments",
+               {"fieldSelector": f"metadata.name={applied['metadata']['name']}"}),
+        _Watch(api, path("apps/v1", "replicasets", namespace), events, "replicasets", {"labelSelector": labels}),
+        _Watch(api, path("v1", "pods", namespace), events, "pods", {"labelSelector": labels}),
+        _Watch(api, path("v1", "events", namespace), events, "events", {"fieldSelector": UNHEALTHY_EVENTS}),
     ]
     seen: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
     synced: set[str] = set()
@@ -104,9 +102,9 @@ def _take(batch: list[tuple], seen: dict[str, dict[str, dict]], synced: set[str]
 class _Watch(threading.Thread):
     """List, then watch from the list's resourceVersion; put (kind, SYNC|ADDED|MODIFIED|DELETED, obj) events."""
 
-    def __init__(self, list_call: Callable, namespace: str, events: queue.Queue, kind: str, **selectors: str):
+    def __init__(self, api: KubeApi, resources: str, events: queue.Queue, kind: str, selectors: dict[str, str]):
         super().__init__(name=f"pinotage-watch-{kind}", daemon=True)
-        self.list_call, self.namespace, self.events, self.kind = list_call, namespace, events, kind
+        self.api, self.resources, self.events, self.kind = api, resources, events, kind
         self.selectors = selectors
         self.stopping = threading.Event()
         self.response = None
@@ -131,12 +129,12 @@ class _Watch(threading.Thread):
         version = ""
         while not self.stopping.is_set():
             if not version:
-                listed = json.loads(self.list_call(self.namespace, _preload_content=False, **self.selectors).data)
+                listed = self.api.list(self.resources, self.selectors)
                 self.events.put((self.kind, "SYNC", listed["items"]))
                 version = listed["metadata"]["resourceVersion"]
-            self.response = self.list_call(self.namespace, watch=True, resource_version=version,
-                                           allow_watch_bookmarks=True, timeout_seconds=WATCH_TIMEOUT_S,
-                                           _preload_content=False, **self.selectors)
+            self.response = self.api.watch(self.resources, {**self.selectors, "resourceVersion": version,
+                                                            "allowWatchBookmarks": True,
+                                                            "timeoutSeconds": WATCH_TIMEOUT_S})
             if self.stopping.is_set():
                 self._hang_up()  # stop() came while the watch was being opened: close it, never leave it open
                 break

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pipeline import rollout
 from pipeline.errors import DeployLocked
 from pipeline.targets import Progress
-from pipeline.targets.kubernetes.api import cluster_error, read_or_none
+from pipeline.targets.kubernetes.api import KubeApi, cluster_error, path, read_or_none
 
 LEASE_DURATION_S = 30
 
@@ -17,10 +17,11 @@ LEASE_DURATION_S = 30
 class Lease:
     """Hold the app's deploy Lease for the duration of a with-block, renewing it in the background."""
 
-    def __init__(self, api, namespace: str, name: str, identity: str, *, duration_s: float, wait_s: float,
+    def __init__(self, api: KubeApi, namespace: str, name: str, identity: str, *, duration_s: float, wait_s: float,
                  progress: Progress):
         self.api, self.namespace, self.name, self.identity = api, namespace, name, identity
         self.duration_s, self.wait_s, self.progress = duration_s, wait_s, progress
+        self.path = path("coordination.k8s.io/v1", "leases", namespace, name)
         self.stopping = threading.Event()
         self.renewer: threading.Thread | None = None
 
@@ -53,10 +54,10 @@ class Lease:
             lease = self._get()
             try:
                 if lease is None:
-                    self.api.create_namespaced_lease(self.namespace, {
+                    self.api.create(path("coordination.k8s.io/v1", "leases", self.namespace), {
                         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                         "metadata": {"name": self.name, "namespace": self.namespace},
-                        "spec": self._spec(transitions=0)}, _preload_content=False)
+                        "spec": self._spec(transitions=0)})
                     return
                 spec = lease.get("spec") or {}
                 holder = spec.get("holderIdentity") or ""
@@ -65,7 +66,7 @@ class Lease:
                         self.progress(f"taking over the deploy lock from {holder}: not renewed for "
                                       f"{spec.get('leaseDurationSeconds')} s")
                     lease["spec"] = self._spec(transitions=(spec.get("leaseTransitions") or 0) + (holder != self.identity))
-                    self.api.replace_namespaced_lease(self.name, self.namespace, lease, _preload_content=False)
+                    self.api.replace(self.path, lease)
                     return
             except ApiException as e:
                 if e.status == 409:
@@ -88,7 +89,7 @@ class Lease:
             return
         lease["spec"].pop("holderIdentity", None)
         try:
-            self.api.replace_namespaced_lease(self.name, self.namespace, lease, _preload_content=False)
+            self.api.replace(self.path, lease)
         except ApiException as e:
             if e.status != 409:  # 409: taken over meanwhile, so it is not ours to release
                 raise cluster_error("release", f"lease/{self.name}", e) from e
@@ -102,13 +103,12 @@ class Lease:
                 return  # lost it: the deploy finishes, the next one decides afresh
             lease["spec"]["renewTime"] = _micro_now()
             try:
-                self.api.replace_namespaced_lease(self.name, self.namespace, lease, _preload_content=False)
+                self.api.replace(self.path, lease)
             except ApiException:
                 continue
 
     def _get(self) -> dict | None:
-        return read_or_none(lambda: self.api.read_namespaced_lease(self.name, self.namespace, _preload_content=False),
-                            f"lease/{self.name}")
+        return read_or_none(self.api, self.path, f"lease/{self.name}")
 
     def _spec(self, *, transitions: int) -> dict:
         now = _micro_now()

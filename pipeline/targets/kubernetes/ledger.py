@@ -9,7 +9,7 @@ from typing import Callable
 
 from pipeline.errors import BadInput, ClusterError
 from pipeline.ledger import Record, record_from_json
-from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, cluster_error, read_or_none
+from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, KubeApi, cluster_error, path, read_or_none
 
 LEDGER_KEY = "records.json"
 LEDGER_KEEP = 200  # records kept in the ConfigMap
@@ -24,8 +24,9 @@ def _warn(line: str) -> None:
 class ClusterLedger:
     """Store the deploy records (the runner writes them) in a ConfigMap: newest last, at most LEDGER_KEEP."""
 
-    def __init__(self, core, namespace: str, name: str, *, warn: Callable[[str], None] = _warn):
-        self.core, self.namespace, self.name, self.warn = core, namespace, name, warn
+    def __init__(self, api: KubeApi, namespace: str, name: str, *, warn: Callable[[str], None] = _warn):
+        self.api, self.namespace, self.name, self.warn = api, namespace, name, warn
+        self.path = path("v1", "configmaps", namespace, name)
 
     def records(self) -> list[Record]:
         """Return every record, oldest first, each checked."""
@@ -45,14 +46,14 @@ class ClusterLedger:
             data = {LEDGER_KEY: text}
             try:
                 if found is None:
-                    self.core.create_namespaced_config_map(self.namespace, {
+                    self.api.create(path("v1", "configmaps", self.namespace), {
                         "apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": self.name, "namespace": self.namespace,
                                      "labels": {"app.kubernetes.io/part-of": "pinotage"}},
-                        "data": data}, _preload_content=False)
+                        "data": data})
                 else:
                     found["data"] = data
-                    self.core.replace_namespaced_config_map(self.name, self.namespace, found, _preload_content=False)
+                    self.api.replace(self.path, found)
                 if dropped:
                     self.warn(f"configmap/{self.name}: dropped the {dropped} oldest deploy records to stay under"
                               f" {LEDGER_KEEP} records and {LEDGER_MAX_BYTES // 1024} KiB")
@@ -64,9 +65,7 @@ class ClusterLedger:
         raise ClusterError(f"configmap/{self.name} kept changing; the record {record.id} was not written")
 
     def _get(self) -> dict | None:
-        return read_or_none(
-            lambda: self.core.read_namespaced_config_map(self.name, self.namespace, _preload_content=False),
-            f"configmap/{self.name}")
+        return read_or_none(self.api, self.path, f"configmap/{self.name}")
 
 
 def fit(items: list[dict]) -> tuple[str, int]:

@@ -18,6 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ClusterError
+from pipeline.targets.kubernetes.api import APPLY, KubeApi, path
 
 if TYPE_CHECKING:
     from pipeline.registry import Credentials
@@ -60,14 +61,13 @@ def secret_name(app: str) -> str:
     return f"pinotage-pull-{app}"
 
 
-def apply(core: Any, namespace: str, secret: PullSecret) -> None:
+def apply(api: KubeApi, namespace: str, secret: PullSecret) -> None:
     """Create or refresh the pull Secret with one server-side apply."""
     from kubernetes.client import ApiException
 
     try:
-        core.patch_namespaced_secret(secret.name, namespace, secret.body(namespace), field_manager=FIELD_MANAGER,
-                                     force=True, _content_type="application/apply-patch+yaml",
-                                     _preload_content=False)
+        api.patch(path("v1", "secrets", namespace, secret.name), secret.body(namespace), APPLY,
+                  {"fieldManager": FIELD_MANAGER, "force": True})
     except ApiException as e:
         # the answer may quote the request; say only the status
         hint = "the deployer Role (k8s/presentation/rbac.yaml) names the Secret it may apply" if e.status == 403 else ""

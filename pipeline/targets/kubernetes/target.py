@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import socket
 import uuid
@@ -39,7 +38,7 @@ from pipeline.errors import BadInput, ClusterError, DeployFailed, DeployRefused
 from pipeline.ledger import new_id, pick_rollback, release_of
 from pipeline.state import Deployment, Image, Release
 from pipeline.targets import IsAncestor, Progress
-from pipeline.targets.kubernetes.api import CONFLICT_ATTEMPTS, cluster_error, read_or_none
+from pipeline.targets.kubernetes.api import APPLY, CONFLICT_ATTEMPTS, KubeApi, cluster_error, path, read_or_none
 from pipeline.targets.kubernetes.gate import gate, selector
 from pipeline.targets.kubernetes import pull_secret
 from pipeline.targets.kubernetes.lease import LEASE_DURATION_S, Lease
@@ -100,11 +99,7 @@ class KubernetesTarget:
     def __init__(self, api, *, namespace: str, manifest: dict, app: str, rollout_s: float, lock_s: float,
                  lease_duration_s: float = LEASE_DURATION_S, unschedulable_grace_s: float = rollout.UNSCHEDULABLE_GRACE_S,
                  identity: str = "", read_pull_secret: Callable[[], "pull_secret.PullSecret | None"] = lambda: None):
-        from kubernetes import client
-
-        self.apps = client.AppsV1Api(api)
-        self.core = client.CoreV1Api(api)
-        self.coordination = client.CoordinationV1Api(api)
+        self.api = KubeApi(api)
         self.namespace = namespace
         self.manifest = manifest
         self.deployment_name = manifest["metadata"]["name"]
@@ -115,7 +110,7 @@ class KubernetesTarget:
         self.unschedulable_grace_s = unschedulable_grace_s
         self.identity = identity or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.read_pull_secret = read_pull_secret  # read only by a deploy, which is when nodes pull
-        self._ledger = ClusterLedger(self.core, namespace, f"pinotage-ledger-{app}")
+        self._ledger = ClusterLedger(self.api, namespace, f"pinotage-ledger-{app}")
 
     # --- the Target protocol ----------------------------------------------------
 
@@ -159,11 +154,11 @@ class KubernetesTarget:
         """Apply the release, gate it, and roll back by itself when the gate fails."""
         ledger_id = release.ledger_id or new_id()
         pull = self.read_pull_secret()
-        with Lease(self.coordination, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
+        with Lease(self.api, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
                    duration_s=self.lease_duration_s, wait_s=self.lock_s, progress=progress):
             if pull is not None:
                 progress(f"applying secret/{pull.name}: the registry login the nodes pull with")
-                pull_secret.apply(self.core, self.namespace, pull)
+                pull_secret.apply(self.api, self.namespace, pull)
 
             def decide(live: dict | None) -> dict:
                 current = _release_of(live) if live else None
@@ -200,7 +195,7 @@ class KubernetesTarget:
 
     def rollback(self, to_commit: str | None = None, *, progress: Progress) -> Deployment:
         """Return to the previous successful deploy, or the named one, unless a newer deploy lands first."""
-        with Lease(self.coordination, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
+        with Lease(self.api, self.namespace, f"pinotage-deploy-{self.app}", self.identity,
                    duration_s=self.lease_duration_s, wait_s=self.lock_s, progress=progress):
             live = self._read()
             if live is None:
@@ -254,9 +249,10 @@ class KubernetesTarget:
                            f"({CONFLICT_ATTEMPTS} conflicts in a row)")
 
     def _read(self) -> dict | None:
-        return read_or_none(lambda: self.apps.read_namespaced_deployment(self.deployment_name, self.namespace,
-                                                                         _preload_content=False),
-                            f"deployment/{self.deployment_name}")
+        return read_or_none(self.api, self._path(), f"deployment/{self.deployment_name}")
+
+    def _path(self) -> str:
+        return path("apps/v1", "deployments", self.namespace, self.deployment_name)
 
     def _revision(self) -> int:
         live = self._read()
@@ -283,15 +279,12 @@ class KubernetesTarget:
         from kubernetes.client import ApiException
 
         try:
-            response = self.apps.patch_namespaced_deployment(
-                self.deployment_name, self.namespace, body, field_manager=FIELD_MANAGER, force=True,
-                _content_type="application/apply-patch+yaml", _preload_content=False,
-                **({"dry_run": "All"} if dry_run else {}))
+            return self.api.patch(self._path(), body, APPLY, {"fieldManager": FIELD_MANAGER, "force": True,
+                                                              **({"dryRun": "All"} if dry_run else {})})
         except ApiException as e:
             if e.status == 409:
                 raise _Conflict() from e
             raise cluster_error("apply", f"deployment/{self.deployment_name}", e) from e
-        return json.loads(response.data)
 
     def _serving_template(self, live: dict | None) -> dict | None:
         """Return the live pod template if its rollout had succeeded: what a failed deploy returns to."""
@@ -302,7 +295,7 @@ class KubernetesTarget:
 
     def _template_of(self, live: dict, release: Release) -> dict | None:
         """Find the pod template a recorded deploy ran, in the Deployment's ReplicaSet history."""
-        sets = self._list("replicasets", selector(live))
+        sets = self._replica_sets(selector(live))
         owned = [rs for rs in sets if any(o.get("uid") == live["metadata"]["uid"]
                                           for o in rs["metadata"].get("ownerReferences") or ())]
         for rs in sorted(owned, key=rollout.revision, reverse=True):
@@ -314,18 +307,16 @@ class KubernetesTarget:
                 return template
         return None
 
-    def _list(self, resource: str, selector: str) -> list[dict]:
+    def _replica_sets(self, selector: str) -> list[dict]:
         from kubernetes.client import ApiException
 
-        call = {"replicasets": self.apps.list_namespaced_replica_set, "pods": self.core.list_namespaced_pod}[resource]
         try:
-            return json.loads(call(self.namespace, label_selector=selector, _preload_content=False).data)["items"]
+            return self.api.list(path("apps/v1", "replicasets", self.namespace), {"labelSelector": selector})["items"]
         except ApiException as e:
-            raise cluster_error("list", resource, e) from e
-
+            raise cluster_error("list", "replicasets", e) from e
 
     def _gate(self, applied: dict, progress: Progress) -> rollout.Verdict:
-        return gate(self.apps, self.core, self.namespace, applied, rollout_s=self.rollout_s,
+        return gate(self.api, self.namespace, applied, rollout_s=self.rollout_s,
                     unschedulable_grace_s=self.unschedulable_grace_s, progress=progress)
 
 

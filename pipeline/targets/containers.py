@@ -1,17 +1,25 @@
-"""The local target's containers: the labels that carry a release, and the engine calls around them."""
+"""The local target's containers: the labels that carry a release, the engine calls around them, and
+a release's container started before its push (``Staged``)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
+from typing import Any, Callable
 
 from pipeline import probe
 from pipeline.errors import DeployFailed
+from pipeline.shell import Progress
 from pipeline.state import Image, Release
 
 LABEL = "org.pinotage"  # label prefix on every container the local target makes
 STOP_TIMEOUT_S = 10  # SIGTERM grace before the engine kills a stopped container
 RELEASE_HOST = "127.0.0.1"  # release containers publish here; the front, on deploy.host_ip, faces clients
+
+
+def reference(image: Image) -> str:
+    """Return the image by digest, or by tag while it has none (staged before its push)."""
+    return image.pinned if image.digest else image.ref
 
 
 def release_of(container, routed_image: str = "") -> Release:
@@ -81,3 +89,44 @@ def serving_port(container) -> int | None:
         for binding in bindings or []:
             return int(binding["HostPort"])
     return None
+
+
+class Staged:
+    """A release's container started before its push (``DockerTarget.stage``): smoke-tested, then routed to.
+
+    ``take`` hands it to the deploy, ``discard`` removes it unless a deploy took it.
+    """
+
+    def __init__(self, client, container, port: int, explain: Callable[[Exception], str]):
+        self._client = client
+        self.container = container
+        self.url = f"http://{RELEASE_HOST}:{port}"
+        self._port = port
+        self._explain = explain  # an engine error in one line
+        self._taken = False
+
+    def take(self, release: Release, progress: Progress) -> tuple[Any, int] | None:
+        """Return the container and its port if it still runs ``release``'s pushed image, else None."""
+        import docker
+
+        container = self.container
+        try:
+            pushed = self._client.images.get(reference(release.image)).id
+            container.reload()
+        except docker.errors.APIError as e:
+            progress(f"{container.name} is not used ({self._explain(e)})")
+            return None
+        if container.status != "running":
+            progress(f"{container.name} is not used: it stopped")
+            return None
+        if container.attrs.get("Image") != pushed:
+            progress(f"{container.name} is not used: {reference(release.image)} is another image")
+            return None
+        progress(f"{container.name}, smoke-tested, is the release's container")
+        self._taken = True
+        return container, self._port
+
+    def discard(self) -> None:
+        """Remove the container, unless a deploy took it."""
+        if not self._taken:
+            remove(self.container)

@@ -2,17 +2,19 @@
 
 A deploy pulls the image by digest from the registry and starts it on a loopback port of its own,
 or takes the container ``stage`` started from the same image before the push, which the run's
-smoke test checked (``Staged``). Only once it answers its health path does the front (``targets/front.py``: nginx on
-``deploy.host_port``, which never stops) switch to it with a graceful reload; then the previous
-container is stopped, kept for rollback, which starts it again and switches the front back the
-same way. If the release never gets healthy, or the front cannot switch, the new container goes
-and the previous release serves on, untouched; ``DeployFailed`` says so.
+smoke test checked (``containers.Staged``). Only once it answers its health path does the front
+(``targets/front.py``: nginx on ``deploy.host_port``, which never stops) switch to it with a
+graceful reload; then the previous container is stopped, kept for rollback, which starts it
+again and switches the front back the same way. If the release never gets healthy, or the front
+cannot switch, the new container goes and the previous release serves on, untouched;
+``DeployFailed`` says so.
 
 What is live is read from the engine itself: the front's configuration names the container it
-serves and its image by digest, and containers carry the rest of the release in labels. The ledger's storage is a file, written by
-the runner only, and a file lock serialises deploys and rollbacks of one app on one engine, so
-the order check is made on the state just read; both sit where every checkout on the machine
-finds them (``targets/local_lock.py``), unless ``state_dir`` is set.
+serves and its image by digest, and containers carry the rest of the release in labels. The
+ledger's storage is a file, written by the runner only, and a file lock serialises deploys and
+rollbacks of one app on one engine, so the order check is made on the state just read; both sit
+where every checkout on the machine finds them (``targets/local_lock.py``), unless ``state_dir``
+is set.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class DockerTarget:
         self._connect = connect
         self._credentials = credentials
         self._client = None
-        self._staged: dict[str, Staged] = {}  # by ledger id: containers stage() started, for deploy to take
+        self._staged: dict[str, containers.Staged] = {}  # by ledger id: what stage() started, for deploy
         self.app = config.app
         self._state_dir = config.path(config.state_dir) if config.sources.get("state_dir", "default") != "default" \
             else None  # unset: per engine and app, where every checkout finds it (targets/local_lock.py)
@@ -76,7 +78,7 @@ class DockerTarget:
     def deployed(self) -> Release | None:
         return self._live()[1]
 
-    def stage(self, release: Release, *, progress: Progress) -> "Staged | None":
+    def stage(self, release: Release, *, progress: Progress) -> containers.Staged | None:
         """Start the release's container before its image is pushed, for the smoke test; ``deploy`` takes it.
 
         The image has no digest yet: the container runs the built image by its tag. The run's
@@ -98,7 +100,7 @@ class DockerTarget:
             progress(f"the release's own container did not start for the smoke test ({_reason(e, self.config.deploy)})")
             return None
         progress(f"started {container.name}, the release's own container, on {containers.RELEASE_HOST}:{port}")
-        staged = Staged(self, container, port)
+        staged = containers.Staged(self.client, container, port, lambda e: _reason(e, self.config.deploy))
         self._staged[release.ledger_id] = staged
         return staged
 
@@ -171,7 +173,7 @@ class DockerTarget:
                 progress(f"stopping {legacy.name}, which holds port {self._host_port()} itself, for the front")
                 legacy.stop(timeout=containers.STOP_TIMEOUT_S)
             self._front().switch(front_module.Upstream(container.name, containers.RELEASE_HOST, port,
-                                                       _pinned(release.image)), self._health_url(),
+                                                       containers.reference(release.image)), self._health_url(),
                                  current=front_conf)
             progress(f"the front on port {self._host_port()} serves {container.name}")
             if live_container is not None and legacy is None and live_container.id != container.id:
@@ -229,7 +231,7 @@ class DockerTarget:
                 return  # it does not start again: the new release serves on
             port = containers.published_port(containers.reloaded(live_container), self.config.image.port)
             self._front().switch(front_module.Upstream(live_container.name, containers.RELEASE_HOST, port,
-                                                       _pinned(live.image) if live is not None else ""),
+                                                       containers.reference(live.image) if live is not None else ""),
                                  self._health_url())
         except (DeployFailed, front_module.FrontError, docker.errors.APIError):
             pass  # the caller reports the first failure; 'pinotage status' shows what the front serves
@@ -281,7 +283,7 @@ class DockerTarget:
         # A port of its own, fixed at creation, on loopback: only the front faces clients, and an
         # engine restart gives the container the same port again (the front's upstream stays right).
         return self.client.containers.create(
-            _pinned(image), name=name, labels=labels, detach=True,
+            containers.reference(image), name=name, labels=labels, detach=True,
             environment={"PORT": str(port)},
             ports={f"{port}/tcp": (containers.RELEASE_HOST, containers.free_port())},
             restart_policy={"Name": "unless-stopped"},
@@ -389,51 +391,7 @@ class DockerTarget:
                                deadline_s=self.config.deadlines.lock_s, progress=progress)
 
 
-class Staged:
-    """A release's container started before its push (``DockerTarget.stage``): smoke-tested, then routed to.
-
-    ``take`` hands it to the deploy, ``discard`` removes it unless a deploy took it.
-    """
-
-    def __init__(self, target: DockerTarget, container, port: int):
-        self._target = target
-        self.container = container
-        self.url = f"http://{containers.RELEASE_HOST}:{port}"
-        self._port = port
-        self._taken = False
-
-    def take(self, release: Release, progress: Progress) -> tuple[Any, int] | None:
-        """Return the container and its port if it still runs ``release``'s pushed image, else None."""
-        import docker
-
-        container = self.container
-        try:
-            pushed = self._target.client.images.get(_pinned(release.image)).id
-            container.reload()
-        except docker.errors.APIError as e:
-            progress(f"{container.name} is not used ({_reason(e, self._target.config.deploy)})")
-            return None
-        if container.status != "running":
-            progress(f"{container.name} is not used: it stopped")
-            return None
-        if container.attrs.get("Image") != pushed:
-            progress(f"{container.name} is not used: {_pinned(release.image)} is another image")
-            return None
-        progress(f"{container.name}, smoke-tested, is the release's container")
-        self._taken = True
-        return container, self._port
-
-    def discard(self) -> None:
-        """Remove the container, unless a deploy took it."""
-        if not self._taken:
-            containers.remove(self.container)
-
-
 # --- helpers --------------------------------------------------------------------
-
-def _pinned(image: Image) -> str:
-    """Return the image by digest, or by tag while it has none (staged before its push)."""
-    return image.pinned if image.digest else image.ref
 
 
 def _revision(release: Release) -> str:

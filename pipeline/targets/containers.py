@@ -97,8 +97,10 @@ class Staged:
     ``take`` hands it to the deploy, ``discard`` removes it unless a deploy took it.
     """
 
-    def __init__(self, client, container, port: int, explain: Callable[[Exception], str]):
+    def __init__(self, client, container, port: int, explain: Callable[[Exception], str],
+                 release_claim: Callable[[], None]):
         self._client = client
+        self._release_claim = release_claim  # tells other runs' prunes that this container is in use
         self.container = container
         self.url = f"http://{RELEASE_HOST}:{port}"
         self._port = port
@@ -127,6 +129,10 @@ class Staged:
         return container, self._port
 
     def discard(self) -> None:
-        """Remove the container, unless a deploy took it."""
-        if not self._taken:
-            remove(self.container)
+        """Remove the container, unless a deploy took it; either way, give up the claim on it."""
+        try:
+            if not self._taken:
+                remove(self.container)
+        finally:
+            self._release_claim()
+            self._release_claim = lambda: None

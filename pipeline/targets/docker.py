@@ -35,6 +35,7 @@ from pipeline.targets import front as front_module
 if TYPE_CHECKING:
     from pipeline.registry import Credentials
 
+STAGED_LABEL = f"{containers.LABEL}.staged"  # on a container started before its push (``stage``)
 KEEP_PREVIOUS = 1  # stopped containers kept for a fast rollback; older ones go
 
 
@@ -91,16 +92,25 @@ class DockerTarget:
         import docker
 
         container = None
+        name = self._name(release)
         try:
-            container = self._create(release)
+            release_claim = local_lock.claim(self._claim_path(name))
+        except OSError as e:
+            progress(f"the release's own container was not started for the smoke test "
+                     f"({self._claim_path(name)}: {e.strerror or type(e).__name__})")
+            return None
+        try:
+            container = self._create(release, name, staged=True)
             container.start()
             port = containers.published_port(containers.reloaded(container), self.config.image.port)
         except (DeployFailed, docker.errors.APIError) as e:
             containers.remove(container)
+            release_claim()
             progress(f"the release's own container did not start for the smoke test ({_reason(e, self.config.deploy)})")
             return None
         progress(f"started {container.name}, the release's own container, on {containers.RELEASE_HOST}:{port}")
-        staged = containers.Staged(self.client, container, port, lambda e: _reason(e, self.config.deploy))
+        staged = containers.Staged(self.client, container, port, lambda e: _reason(e, self.config.deploy),
+                                   release_claim)
         self._staged[release.ledger_id] = staged
         return staged
 
@@ -163,7 +173,7 @@ class DockerTarget:
         try:
             if started is None:
                 if container is None:
-                    container = self._create(release)
+                    container = self._create(release, self._name(release))
                 container.start()
                 port = containers.published_port(containers.reloaded(container), self.config.image.port)
                 progress(f"{container.name} started on {containers.RELEASE_HOST}:{port}")
@@ -267,7 +277,11 @@ class DockerTarget:
             raise DeployFailed(f"cannot pull {image.pinned}: {e.explanation or e}", rolled_back=False,
                                hint="was it pushed to this registry? are the registry credentials right?") from e
 
-    def _create(self, release: Release):
+    def _name(self, release: Release) -> str:
+        # A random part keeps names unique when the same commit is deployed again (a rollback).
+        return f"pinotage-{self.app}-{release.commit[:12]}-{secrets.token_hex(3)}"
+
+    def _create(self, release: Release, name: str, *, staged: bool = False):
         """Create the release's container: by digest, or by tag before the push (``stage``)."""
         image = release.image
         labels = {
@@ -277,8 +291,8 @@ class DockerTarget:
             f"{containers.LABEL}.ledger-id": release.ledger_id,
             f"{containers.LABEL}.deployed-at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
         }
-        # A random part keeps names unique when the same commit is deployed again (a rollback).
-        name = f"pinotage-{self.app}-{release.commit[:12]}-{secrets.token_hex(3)}"
+        if staged:  # its run claims it (_claim_path) until its deploy took or discarded it
+            labels[STAGED_LABEL] = "true"
         port = self.config.image.port
         # A port of its own, fixed at creation, on loopback: only the front faces clients, and an
         # engine restart gives the container the same port again (the front's upstream stays right).
@@ -333,14 +347,17 @@ class DockerTarget:
                            hint="see its output with 'docker logs'; raise deadlines.rollout_s if it is just slow")
 
     def _prune(self, *, keep) -> None:
-        """Remove this app's containers the front does not serve, but the newest KEEP_PREVIOUS stopped ones.
+        """Remove this app's containers the front does not serve, but the newest KEEP_PREVIOUS stopped ones
+        and those another run staged and still claims.
 
         Deploys hold the lock, so another running release container is one a crash left behind.
         """
-        others = [c for c in self._containers() if c.id != keep.id]
+        others = [c for c in self._containers() if c.id != keep.id and not self._in_staging(c)]
         for container in others:
             if container.status == "running":
                 containers.remove(container)
+                if container.labels.get(STAGED_LABEL):
+                    self._claim_path(container.name).unlink(missing_ok=True)  # its run crashed
         stopped = [c for c in others if c.status != "running"]
         stopped.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""), reverse=True)
         for container in stopped[KEEP_PREVIOUS:]:
@@ -355,17 +372,24 @@ class DockerTarget:
     def _live(self) -> tuple[Any, Release | None, str | None]:
         """Return the container the front serves, its release, and the front's configuration (None: no
         front runs). Without a front: the newest running container (an earlier version's front-less
-        release), but for those this run staged, which nothing routes to yet."""
+        release), but for those a run still in progress staged, which nothing routes to yet."""
         mine = self._containers()
         conf = self._front().configuration()
         routed = front_module.live_name(conf or "")
         for container in mine:
             if routed is not None and container.name == routed:
                 return container, containers.release_of(container, front_module.live_image(conf)), conf
-        staged = {s.container.id for s in self._staged.values()}
-        running = [c for c in mine if c.status == "running" and c.id not in staged]
+        running = [c for c in mine if c.status == "running" and not self._in_staging(c)]
         running.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""))
         return (running[-1], containers.release_of(running[-1]), conf) if running else (None, None, conf)
+
+    def _in_staging(self, container) -> bool:
+        """Say whether a run still in progress (this one or another) staged container for its smoke test."""
+        return (any(s.container.id == container.id for s in self._staged.values())
+                or (container.labels.get(STAGED_LABEL) == "true" and local_lock.claimed(self._claim_path(container.name))))
+
+    def _claim_path(self, name: str) -> Path:
+        return self.state_dir / "staged" / f"{name}.claim"
 
     def _kept(self, ledger_id: str):
         if not ledger_id:

@@ -11,6 +11,10 @@ between clones. So unless ``state_dir`` is set (file, environment or flag), both
 
 The lock is an ``flock`` on a file that also names its holder, so a second deploy waits (up to
 ``deadlines.lock_s``), says who it waits for, and then decides again on what is live by then.
+
+A claim is an ``flock`` too, held by a run for as long as it needs something that no deploy
+lock covers (the container it staged for its smoke test): the kernel drops it when the run
+ends, however it ends, so ``claimed`` tells a run still at work from one that crashed.
 """
 
 from __future__ import annotations
@@ -67,6 +71,35 @@ def hold(path: Path, *, who: str, deadline_s: float, progress: Callable[[str], N
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def claim(path: Path) -> Callable[[], None]:
+    """Claim ``path`` (a new file) for this process; return what gives it up and removes the file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file nobody holds: never blocks
+
+    def give_up() -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)
+
+    return give_up
+
+
+def claimed(path: Path) -> bool:
+    """Say whether a process still running holds the claim on ``path`` (this one included)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _acquire(fd: int, path: Path, deadline_s: float, progress: Callable[[str], None]) -> None:

@@ -349,6 +349,60 @@ def test_the_deploy_routes_to_the_staged_container_only_while_it_runs_the_pushed
     assert client.failures == [] and client.statuses == {200}, client.failures[:3]
 
 
+STAGER = """
+import os, sys
+import docker
+from pipeline import config as config_module
+from pipeline.state import Image, Release
+from pipeline.targets import docker as docker_target
+
+name, tag, commit = sys.argv[1:]
+config = config_module.load(environ=os.environ, cwd=os.getcwd())
+target = docker_target.DockerTarget(config, os.environ, docker.from_env, lambda: None)
+release = Release(image=Image(name=name, tag=tag, commit=commit), commit=commit, ledger_id="another-run")
+staged = target.stage(release, progress=lambda line: None)
+print(staged.container.name, flush=True)
+sys.stdin.readline()  # the test kills this run here, in the middle of its smoke test
+"""
+
+
+def test_another_runs_staged_container_outlives_this_deploy_until_that_run_dies(
+        loop, first, registry, docker_client, docker_cleanup, tmp_path):
+    """Two runs of one app on one engine: one deploys while the other smoke-tests the container it
+    staged. The deploy leaves that container alone; once its run is killed, the next deploy removes it."""
+    from pipeline import config as config_module
+    from pipeline.state import Image, Release
+    from pipeline.targets import docker as docker_target
+
+    newer = loop.commit("a release deployed while another run smoke-tests")
+    name, digest, _ = _pushed_release(
+        loop, registry, docker_client, docker_cleanup, tmp_path, commit=newer, tag_prefix="beside",
+        dockerfile=f'FROM {_live_image(loop, docker_client)}\nLABEL org.example.relabelled="{secrets.token_hex(3)}"\n')
+    tag = json.loads((tmp_path / "state.json").read_text())["image"]["tag"]
+    stager = subprocess.Popen([sys.executable, "-c", STAGER, name, tag, newer], cwd=loop.repo, env=loop.env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        staged_name = stager.stdout.readline().strip()
+        assert staged_name, stager.stderr.read() if stager.poll() is not None else "the other run said nothing"
+        config = config_module.load(environ=loop.env, cwd=str(loop.repo))
+        target = docker_target.DockerTarget(config, loop.env, lambda: docker_client, lambda: None)
+        claim = target._claim_path(staged_name)
+        pushed = Release(image=Image(name=name, tag=tag, digest=digest, commit=newer), commit=newer,
+                         ledger_id=f"beside-{secrets.token_hex(3)}")
+        target.deploy(pushed, is_ancestor=lambda older, newer: False, progress=lambda line: None)
+        assert docker_client.containers.get(staged_name).status == "running", "the other run's container was pruned"
+        assert target._front().routed() != staged_name
+        assert claim.exists()
+    finally:
+        stager.kill()
+        stager.communicate(timeout=30)
+
+    target.deploy(pushed, is_ancestor=lambda older, newer: False, progress=lambda line: None)
+    assert staged_name not in [c.name for c in docker_client.containers.list(all=True)], "a dead run's container stays"
+    assert not claim.exists()
+    assert loop.live_commit(docker_client) == newer
+
+
 def _live_image(loop, docker_client) -> str:
     [container] = docker_client.containers.list(filters={"label": [f"org.pinotage.app={loop.app}",
                                                                    "org.pinotage.role=serving"]})

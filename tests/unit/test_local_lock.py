@@ -1,7 +1,9 @@
-"""The local target's lock and ledger home: one per engine and app, whichever checkout asks."""
+"""The local target's lock, claims and ledger home: one per engine and app, whichever checkout asks."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -87,3 +89,24 @@ def test_two_checkouts_of_one_app_on_one_engine_share_the_ledger(tmp_path, monke
     explicit = config_module.load(environ={}, cwd=str(tmp_path / "clone-a"), overrides=["state_dir=.state"])
     assert docker.DockerTarget(explicit, environ, lambda: Engine("ENGINE:1"), refuse).ledger().path == \
         tmp_path / "clone-a/.state/ledger-presentation.jsonl"
+
+
+def test_a_claim_holds_while_its_process_lives_and_not_after_it_is_killed(tmp_path):
+    path = tmp_path / "staged" / "pinotage-slides-0123456789ab-c0ffee.claim"
+    assert not local_lock.claimed(path)
+    give_up = local_lock.claim(path)
+    assert local_lock.claimed(path), "this process holds it"
+    give_up()
+    assert not local_lock.claimed(path) and not path.exists()
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib; from pipeline.targets import local_lock; "
+                               "local_lock.claim(pathlib.Path(sys.argv[1])); print('held', flush=True); sys.stdin.read()",
+         str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert local_lock.claimed(path), "another live process holds it"
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    assert path.exists() and not local_lock.claimed(path), "a killed holder leaves its file, but no claim"

@@ -93,11 +93,12 @@ class DockerTarget:
 
         container = None
         name = self._name(release)
+        claim_path = self._claim_path(name)
         try:
-            release_claim = local_lock.claim(self._claim_path(name))
+            release_claim = local_lock.claim(claim_path)
         except OSError as e:
             progress(f"the release's own container was not started for the smoke test "
-                     f"({self._claim_path(name)}: {e.strerror or type(e).__name__})")
+                     f"({claim_path}: {e.strerror or type(e).__name__})")
             return None
         try:
             container = self._create(release, name, staged=True)
@@ -355,13 +356,16 @@ class DockerTarget:
         others = [c for c in self._containers() if c.id != keep.id and not self._in_staging(c)]
         for container in others:
             if container.status == "running":
-                containers.remove(container)
-                if container.labels.get(STAGED_LABEL):
-                    self._claim_path(container.name).unlink(missing_ok=True)  # its run crashed
+                self._remove(container)
         stopped = [c for c in others if c.status != "running"]
         stopped.sort(key=lambda c: c.labels.get(f"{containers.LABEL}.deployed-at", ""), reverse=True)
         for container in stopped[KEEP_PREVIOUS:]:
-            containers.remove(container)
+            self._remove(container)
+
+    def _remove(self, container) -> None:
+        containers.remove(container)
+        if container.labels.get(STAGED_LABEL) == "true":  # a claim file its run, killed, left behind
+            self._claim_path(container.name).unlink(missing_ok=True)
 
     # --- reading the engine and the ledger --------------------------------------
 

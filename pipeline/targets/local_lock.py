@@ -77,7 +77,11 @@ def claim(path: Path) -> Callable[[], None]:
     """Claim ``path`` (a new file) for this process; return what gives it up and removes the file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file nobody holds: never blocks
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file nobody holds: never blocks
+    except OSError:
+        os.close(fd)
+        raise
 
     def give_up() -> None:
         with contextlib.suppress(FileNotFoundError):
